@@ -1,0 +1,204 @@
+"""The DDPM noise-schedule math, in one place.
+
+Every equation of the diffusion half of the course notes (``shared/seed-math.md``) that does not
+need a network lives here, with the formula beside the line that computes it. The DDPM and DDIM
+schedulers, the training losses and the app's noise-schedule tab all call these functions.
+
+Notation (Ho et al. 2020, https://arxiv.org/abs/2006.11239):
+    β_t          noise added at step t                  (``betas``)
+    α_t = 1 − β_t                                       (``alphas``)
+    ᾱ_t = ∏_{s≤t} α_s                                   (``alphas_cumprod``)
+    SNR(t) = ᾱ_t / (1 − ᾱ_t)                            (``signal_to_noise_ratio``)
+
+Indices are 0-based in code: ``betas[0]`` is the notes' β_1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+
+BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"]
+BETA_SCHEDULES: tuple[str, ...] = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+PredictionType = Literal["epsilon", "sample", "v_prediction"]
+PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "sample", "v_prediction")
+
+
+def make_betas(
+    beta_schedule: BetaSchedule = "linear",
+    num_train_timesteps: int = 1000,
+    beta_start: float = 0.0001,
+    beta_end: float = 0.02,
+    trained_betas: Sequence[float] | None = None,
+    rescale_betas_zero_snr: bool = False,
+) -> torch.Tensor:
+    """β_1..β_T (float32) for one of the named schedules, or the given ``trained_betas``."""
+    if trained_betas is not None:
+        betas = torch.tensor(trained_betas, dtype=torch.float32)
+    else:
+        if num_train_timesteps <= 0:
+            raise ValueError(f"num_train_timesteps must be a positive integer, got {num_train_timesteps}.")
+        if beta_schedule == "linear":
+            # β_t evenly spaced from β_start to β_end (Ho et al. 2020, §4)
+            betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+        elif beta_schedule == "scaled_linear":
+            # √β_t evenly spaced (the latent-diffusion schedule, Rombach et al. 2022)
+            betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32) ** 2
+        elif beta_schedule == "squaredcos_cap_v2":
+            betas = cosine_betas(num_train_timesteps)
+        elif beta_schedule == "sigmoid":
+            # β_t = β_start + (β_end − β_start)·sigmoid(u), u evenly spaced in [−6, 6] (GeoDiff, Xu et al. 2022)
+            u = torch.linspace(-6, 6, num_train_timesteps)
+            betas = torch.sigmoid(u) * (beta_end - beta_start) + beta_start
+        else:
+            raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {beta_schedule!r}.")
+    if rescale_betas_zero_snr:
+        betas = rescale_zero_terminal_snr(betas)
+    return betas
+
+
+def cosine_betas(num_train_timesteps: int, max_beta: float = 0.999) -> torch.Tensor:
+    """The cosine schedule (Nichol & Dhariwal 2021, https://arxiv.org/abs/2102.09672, eq. 17)."""
+
+    def alpha_bar(t: float) -> float:
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2  # ᾱ(t) = cos²((t + s)/(1 + s) · π/2), s = 0.008
+
+    betas = []
+    for i in range(num_train_timesteps):
+        t1, t2 = i / num_train_timesteps, (i + 1) / num_train_timesteps
+        betas.append(min(1 - alpha_bar(t2) / alpha_bar(t1), max_beta))  # β_t = 1 − ᾱ_t / ᾱ_{t−1}, capped
+    return torch.tensor(betas, dtype=torch.float32)
+
+
+def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """Shift and scale √ᾱ_t so that ᾱ_T = 0 (SNR(T) = 0) while keeping √ᾱ_1.
+
+    Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed",
+    https://arxiv.org/abs/2305.08891, Algorithm 1.
+    """
+    sqrt_ab = torch.cumprod(1.0 - betas, dim=0).sqrt()
+    first, last = sqrt_ab[0].clone(), sqrt_ab[-1].clone()
+    sqrt_ab -= last  # √ᾱ_T → 0
+    sqrt_ab *= first / (first - last)  # √ᾱ_1 unchanged
+    alphas_bar = sqrt_ab**2
+    alphas = torch.cat([alphas_bar[0:1], alphas_bar[1:] / alphas_bar[:-1]])  # α_t = ᾱ_t / ᾱ_{t−1}
+    return 1 - alphas  # β_t = 1 − α_t
+
+
+def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
+    """ᾱ_t = ∏_{s=1}^{t} (1 − β_s)."""
+    return torch.cumprod(1.0 - betas, dim=0)  # ᾱ_t = ∏_{s≤t} (1 − β_s)
+
+
+def signal_to_noise_ratio(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """SNR(t) = ᾱ_t / (1 − ᾱ_t); the app plots log SNR(t)."""
+    return alphas_cumprod / (1.0 - alphas_cumprod)  # SNR(t) = ᾱ_t / (1 − ᾱ_t)
+
+
+def _per_example(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a (batch,) or scalar coefficient to broadcast against ``like`` (batch, ...)."""
+    values = values.flatten()
+    return values.reshape(values.shape + (1,) * (like.ndim - 1))
+
+
+def closed_form_sample(
+    x: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
+    """Jump from x straight to z_t: z_t = √ᾱ_t·x + √(1 − ᾱ_t)·ε, i.e. a draw of q(z_t | x)."""
+    ab = alphas_cumprod.to(device=x.device, dtype=x.dtype)[timesteps.to(x.device)]
+    sqrt_ab = _per_example(ab**0.5, x)
+    sqrt_one_minus_ab = _per_example((1 - ab) ** 0.5, x)
+    return sqrt_ab * x + sqrt_one_minus_ab * noise  # z_t = √ᾱ_t·x + √(1 − ᾱ_t)·ε
+
+
+def velocity(x: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """The v-prediction target v_t = √ᾱ_t·ε − √(1 − ᾱ_t)·x (Salimans & Ho 2022, https://arxiv.org/abs/2202.00512)."""
+    ab = alphas_cumprod.to(device=x.device, dtype=x.dtype)[timesteps.to(x.device)]
+    sqrt_ab = _per_example(ab**0.5, x)
+    sqrt_one_minus_ab = _per_example((1 - ab) ** 0.5, x)
+    return sqrt_ab * noise - sqrt_one_minus_ab * x  # v = √ᾱ_t·ε − √(1 − ᾱ_t)·x
+
+
+def forward_chain(x: torch.Tensor, betas: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Run the notes' encoder step by step: x → z_1 → … → z_T, returning [z_1, …, z_T].
+
+    z_t = √(1 − β_t)·z_{t−1} + √β_t·ε_t, ε_t ~ N(0, I), with z_0 = x. Its z_t has the same
+    distribution as :func:`closed_form_sample` (the tests check this).
+    """
+    z, chain = x, []
+    for beta in betas.to(dtype=x.dtype, device=x.device):
+        eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        z = (1 - beta) ** 0.5 * z + beta**0.5 * eps  # z_t = √(1 − β_t)·z_{t−1} + √β_t·ε_t
+        chain.append(z)
+    return chain
+
+
+def predict_original_sample(
+    model_output: torch.Tensor, sample: torch.Tensor, alpha_prod_t: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
+    """x̂_0 from the network's output at z_t, for each parameterisation of the network."""
+    beta_prod_t = 1 - alpha_prod_t
+    if prediction_type == "epsilon":
+        return (sample - beta_prod_t**0.5 * model_output) / alpha_prod_t**0.5  # x̂_0 = (z_t − √(1 − ᾱ_t)·ε̂) / √ᾱ_t
+    if prediction_type == "sample":
+        return model_output  # the network predicts x̂_0 itself
+    if prediction_type == "v_prediction":
+        return alpha_prod_t**0.5 * sample - beta_prod_t**0.5 * model_output  # x̂_0 = √ᾱ_t·z_t − √(1 − ᾱ_t)·v̂
+    raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+
+
+def predict_noise(
+    model_output: torch.Tensor, sample: torch.Tensor, alpha_prod_t: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
+    """ε̂ from the network's output at z_t (needed by DDIM, which moves along the predicted noise)."""
+    beta_prod_t = 1 - alpha_prod_t
+    if prediction_type == "epsilon":
+        return model_output
+    if prediction_type == "sample":
+        return (sample - alpha_prod_t**0.5 * model_output) / beta_prod_t**0.5  # ε̂ = (z_t − √ᾱ_t·x̂_0) / √(1 − ᾱ_t)
+    if prediction_type == "v_prediction":
+        return alpha_prod_t**0.5 * model_output + beta_prod_t**0.5 * sample  # ε̂ = √ᾱ_t·v̂ + √(1 − ᾱ_t)·z_t
+    raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+
+
+def posterior_coefficients(alpha_prod_t: torch.Tensor, alpha_prod_t_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coefficients of the posterior mean μ̃_t(z_t, x_0) = c_0·x_0 + c_t·z_t of q(z_{t−1} | z_t, x_0).
+
+    Ho et al. 2020, eq. 7, written for any pair of steps t > t' (so that skipping steps works):
+    β_t = 1 − ᾱ_t/ᾱ_t', c_0 = √ᾱ_t'·β_t / (1 − ᾱ_t), c_t = √(1 − β_t)·(1 − ᾱ_t') / (1 − ᾱ_t).
+    """
+    current_alpha_t = alpha_prod_t / alpha_prod_t_prev  # α_t = ᾱ_t / ᾱ_{t'}
+    current_beta_t = 1 - current_alpha_t  # β_t = 1 − α_t
+    c_0 = alpha_prod_t_prev**0.5 * current_beta_t / (1 - alpha_prod_t)  # √ᾱ_{t'}·β_t / (1 − ᾱ_t)
+    c_t = current_alpha_t**0.5 * (1 - alpha_prod_t_prev) / (1 - alpha_prod_t)  # √α_t·(1 − ᾱ_{t'}) / (1 − ᾱ_t)
+    return c_0, c_t
+
+
+def posterior_variance(alpha_prod_t: torch.Tensor, alpha_prod_t_prev: torch.Tensor) -> torch.Tensor:
+    """β̃_t = (1 − ᾱ_{t−1}) / (1 − ᾱ_t) · β_t, the variance of q(z_{t−1} | z_t, x_0) (Ho et al. eq. 7)."""
+    current_beta_t = 1 - alpha_prod_t / alpha_prod_t_prev
+    return (1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * current_beta_t  # β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t)·β_t
+
+
+def reverse_mean_from_noise(sample: torch.Tensor, noise_pred: torch.Tensor, beta_t: torch.Tensor, alpha_prod_t: torch.Tensor) -> torch.Tensor:
+    """The notes' decoder mean f_t = (z_t − β_t/√(1 − ᾱ_t)·g_t) / √(1 − β_t) for one-step sampling.
+
+    It equals the posterior mean μ̃_t with x̂_0 = (z_t − √(1 − ᾱ_t)·g_t)/√ᾱ_t substituted (the tests check
+    this); the schedulers compute it in the x̂_0 form so that clipping of x̂_0 can happen in between.
+    """
+    return (sample - beta_t / (1 - alpha_prod_t) ** 0.5 * noise_pred) / (1 - beta_t) ** 0.5  # f_t
+
+
+def diffusion_loss_target(
+    x: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
+    """What the network is trained to output at z_t: the notes' ε (the simplified DDPM loss), x, or v."""
+    if prediction_type == "epsilon":
+        return noise  # L(φ) = Σ ‖g_t[√ᾱ_t·x + √(1 − ᾱ_t)·ε] − ε‖²
+    if prediction_type == "sample":
+        return x
+    if prediction_type == "v_prediction":
+        return velocity(x, noise, alphas_cumprod, timesteps)
+    raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")

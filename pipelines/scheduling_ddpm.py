@@ -1,0 +1,211 @@
+"""DDPM sampling (Ho et al. 2020, https://arxiv.org/abs/2006.11239), written from the equations.
+
+The reverse process p(z_{t−1} | z_t) = N(μ_θ(z_t, t), σ_t² I) of the course notes. The constructor takes
+the same arguments, with the same defaults, as diffusers' ``DDPMScheduler``, so either can be built from
+the other's config and used in the other's pipelines. The schedule math is in :mod:`pipelines.schedules`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from . import schedules
+from .timesteps import spaced_timesteps, validate_custom_timesteps
+
+VarianceType = Literal["fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range"]
+VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
+
+
+@dataclass
+class DDPMSchedulerOutput(BaseOutput):
+    """``prev_sample`` is z_{t−1}; ``pred_original_sample`` is the model's x̂_0 at this step."""
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor | None = None
+
+
+class DDPMScheduler(SchedulerMixin, ConfigMixin):
+    """Ancestral DDPM sampler: x̂_0 from the network, then z_{t−1} ~ q(z_{t−1} | z_t, x̂_0).
+
+    ``variance_type`` picks σ_t²: ``fixed_small`` is the posterior variance β̃_t, ``fixed_large`` is β_t
+    (the two bounds of Ho et al. §3.2); the ``_log`` variants compute the same through logs;
+    ``learned``/``learned_range`` take it from the second half of the model's channels (Nichol & Dhariwal 2021).
+    """
+
+    _compatibles = [e.name for e in KarrasDiffusionSchedulers]
+    order = 1
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: schedules.BetaSchedule = "linear",
+        trained_betas: np.ndarray | list[float] | None = None,
+        variance_type: VarianceType = "fixed_small",
+        clip_sample: bool = True,
+        prediction_type: schedules.PredictionType = "epsilon",
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        clip_sample_range: float = 1.0,
+        sample_max_value: float = 1.0,
+        timestep_spacing: Literal["linspace", "leading", "trailing"] = "leading",
+        steps_offset: int = 0,
+        rescale_betas_zero_snr: bool = False,
+    ):
+        if variance_type not in VARIANCE_TYPES:
+            raise ValueError(f"variance_type must be one of {VARIANCE_TYPES}, got {variance_type!r}.")
+        if prediction_type not in schedules.PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {schedules.PREDICTION_TYPES}, got {prediction_type!r}.")
+        self.betas = schedules.make_betas(
+            beta_schedule, num_train_timesteps, beta_start, beta_end, trained_betas, rescale_betas_zero_snr
+        )
+        self.alphas = 1.0 - self.betas  # α_t = 1 − β_t
+        self.alphas_cumprod = schedules.alphas_cumprod(self.betas)  # ᾱ_t
+        self.one = torch.tensor(1.0)  # ᾱ_0 = 1: the step before the first
+        self.init_noise_sigma = 1.0  # z_T ~ N(0, I)
+        self.variance_type = variance_type
+        self.custom_timesteps = False
+        self.num_inference_steps: int | None = None
+        self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy())
+        self._previous: dict[int, int] = {}
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
+        """DDPM feeds z_t to the network unscaled."""
+        return sample
+
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        timesteps: Sequence[int] | None = None,
+    ) -> None:
+        """Choose the steps to sample with: ``num_inference_steps`` spaced by ``timestep_spacing``, or custom ones."""
+        if num_inference_steps is not None and timesteps is not None:
+            raise ValueError("Pass only one of `num_inference_steps` or `timesteps`.")
+        if timesteps is not None:
+            steps = validate_custom_timesteps(timesteps, self.config.num_train_timesteps)
+            self.custom_timesteps = True
+        else:
+            steps = spaced_timesteps(
+                num_inference_steps, self.config.num_train_timesteps, self.config.timestep_spacing, self.config.steps_offset
+            )
+            self.num_inference_steps = num_inference_steps
+            self.custom_timesteps = False
+        self.timesteps = torch.from_numpy(steps).to(device)
+        # t → the step sampled after it (−1 after the last): a table instead of a search at every step.
+        self._previous = dict(zip(steps.tolist(), steps[1:].tolist() + [-1]))
+
+    def previous_timestep(self, timestep: int | torch.Tensor) -> int | torch.Tensor:
+        """The timestep t' that ``step`` moves to from t (−1 after the last one)."""
+        if self.custom_timesteps or self.num_inference_steps:
+            if int(timestep) not in self._previous:
+                raise ValueError(f"timestep {int(timestep)} is not one of the scheduler's timesteps {self.timesteps.tolist()}.")
+            return torch.tensor(self._previous[int(timestep)])
+        return timestep - 1
+
+    def _alpha_prods(self, t: int, prev_t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        alpha_prod_t = self.alphas_cumprod[t]
+        alpha_prod_t_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.one
+        return alpha_prod_t, alpha_prod_t_prev
+
+    def _get_variance(self, t: int, predicted_variance: torch.Tensor | None = None, variance_type: str | None = None):
+        """σ_t² for this step (for ``fixed_small_log`` σ_t, for ``learned_range`` log σ_t²)."""
+        prev_t = int(self.previous_timestep(t))
+        alpha_prod_t, alpha_prod_t_prev = self._alpha_prods(t, prev_t)
+        current_beta_t = 1 - alpha_prod_t / alpha_prod_t_prev  # β_t
+        small = torch.clamp(schedules.posterior_variance(alpha_prod_t, alpha_prod_t_prev), min=1e-20)  # β̃_t
+        variance_type = variance_type or self.config.variance_type
+        if variance_type == "fixed_small":
+            return small
+        if variance_type == "fixed_small_log":
+            return torch.exp(0.5 * torch.log(small))  # σ_t = √β̃_t, through the log
+        if variance_type in ("fixed_large", "fixed_large_log"):
+            # diffusers returns log β_t for fixed_large_log and then takes its square root (NaN); the intended
+            # noise scale is √β_t, the same as fixed_large, so both return β_t here.
+            return current_beta_t
+        if variance_type == "learned":
+            return predicted_variance
+        # learned_range: interpolate log σ² between log β̃_t and log β_t (Nichol & Dhariwal 2021, eq. 15)
+        frac = (predicted_variance + 1) / 2
+        return frac * torch.log(current_beta_t) + (1 - frac) * torch.log(small)
+
+    def _threshold_sample(self, sample: torch.Tensor) -> torch.Tensor:
+        """Dynamic thresholding of x̂_0 (Saharia et al. 2022, https://arxiv.org/abs/2205.11487, §2.3)."""
+        dtype = sample.dtype
+        batch, channels, *rest = sample.shape
+        flat = sample.float().reshape(batch, channels * int(np.prod(rest)))
+        s = torch.quantile(flat.abs(), self.config.dynamic_thresholding_ratio, dim=1)  # s = p-th percentile of |x̂_0|
+        s = torch.clamp(s, min=1, max=self.config.sample_max_value).unsqueeze(1)
+        flat = torch.clamp(flat, -s, s) / s  # clip to [−s, s], then divide by s
+        return flat.reshape(batch, channels, *rest).to(dtype)
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+    ) -> DDPMSchedulerOutput | tuple:
+        """One reverse step z_t → z_{t−1} ~ p(z_{t−1} | z_t) = N(μ̃_t(z_t, x̂_0), σ_t² I)."""
+        t = int(timestep)
+        prev_t = int(self.previous_timestep(t))
+        predicted_variance = None
+        if model_output.shape[1] == sample.shape[1] * 2 and self.variance_type in ("learned", "learned_range"):
+            model_output, predicted_variance = torch.split(model_output, sample.shape[1], dim=1)
+
+        # 1. ᾱ_t and ᾱ_{t'} of the current and the next step (ᾱ = 1 before the first step)
+        alpha_prod_t, alpha_prod_t_prev = self._alpha_prods(t, prev_t)
+
+        # 2. x̂_0 from the network's output (Ho et al. eq. 15 for ε-prediction)
+        pred_original_sample = schedules.predict_original_sample(
+            model_output, sample, alpha_prod_t, self.config.prediction_type
+        )
+
+        # 3. keep x̂_0 in the data range: dynamic thresholding or plain clipping
+        if self.config.thresholding:
+            pred_original_sample = self._threshold_sample(pred_original_sample)
+        elif self.config.clip_sample:
+            r = self.config.clip_sample_range
+            pred_original_sample = pred_original_sample.clamp(-r, r)
+
+        # 4.-5. posterior mean μ̃_t = c_0·x̂_0 + c_t·z_t (Ho et al. eq. 7)
+        c_0, c_t = schedules.posterior_coefficients(alpha_prod_t, alpha_prod_t_prev)
+        pred_prev_sample = c_0 * pred_original_sample + c_t * sample
+
+        # 6. add σ_t·ε, except at the last step (t = 0), which returns the mean
+        if t > 0:
+            noise = randn_tensor(model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype)
+            variance = self._get_variance(t, predicted_variance=predicted_variance)
+            if self.variance_type == "fixed_small_log":
+                std = variance  # already σ_t
+            elif self.variance_type == "learned_range":
+                std = torch.exp(0.5 * variance)  # σ_t = exp(½ log σ_t²)
+            else:
+                std = variance**0.5
+            pred_prev_sample = pred_prev_sample + std * noise  # z_{t−1} = μ̃_t + σ_t·ε
+
+        if not return_dict:
+            return (pred_prev_sample, pred_original_sample)
+        return DDPMSchedulerOutput(prev_sample=pred_prev_sample, pred_original_sample=pred_original_sample)
+
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
+        """The forward process in closed form: z_t = √ᾱ_t·x + √(1 − ᾱ_t)·ε."""
+        return schedules.closed_form_sample(original_samples, noise, self.alphas_cumprod, timesteps)
+
+    def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
+        """The v-prediction training target."""
+        return schedules.velocity(sample, noise, self.alphas_cumprod, timesteps)
+
+    def __len__(self) -> int:
+        return self.config.num_train_timesteps
