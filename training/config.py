@@ -1,0 +1,124 @@
+"""Training configuration: one dataclass per model, all sharing :class:`TrainConfig`, read from the command
+line and/or a JSON/YAML file (``--config file.yaml``; command-line flags win)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/model"
+    data: str = "mnist"  # mnist | sklearn-digits | a folder of images | hf:<dataset>
+    image_size: int = 28
+    seed: int = 0
+    batch_size: int = 64  # global batch per optimizer step, before gradient accumulation
+    max_steps: int = 10_000
+    max_minutes: float = 0.0  # stop (checkpoint, export) after this many minutes; 0 = no limit
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "cosine"  # any name diffusers.optimization.get_scheduler knows
+    lr_warmup_steps: int = 200
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_accumulation_steps: int = 1
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    ema_decay: float = 0.999  # 0 turns EMA off
+    augment_shift: int = 0  # random translation by up to this many pixels
+    log_every: int = 50
+    sample_every: int = 1_000
+    eval_every: int = 0  # 0 = evaluate only at the end
+    checkpoint_every: int = 1_000
+    keep_checkpoints: int = 2
+    resume_from_checkpoint: str | None = None  # a checkpoint folder, or "latest"
+    num_threads: int = 0  # torch threads; 0 = torch's default
+
+
+@dataclass
+class VAETrainConfig(TrainConfig):
+    output_dir: str = "runs/vae"
+    latent_type: Literal["vector", "spatial"] = "vector"
+    latent_dim: int = 16
+    latent_channels: int = 4
+    block_out_channels: tuple[int, ...] = (32, 64)
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    beta: float = 1.0  # β-VAE weight on the KL term
+    kl_warmup_steps: int = 0  # β ramps linearly from 0 over these steps
+    binarize: Literal["dynamic", "none"] = "dynamic"  # resample binary pixels x ~ Bernoulli(intensity) each batch
+    learning_rate: float = 1e-3
+    split: str = "train"  # the VAE keeps `val` for early stopping
+    eval_every: int = 250
+
+
+@dataclass
+class DDPMTrainConfig(TrainConfig):
+    output_dir: str = "runs/ddpm"
+    space: Literal["pixel", "latent"] = "pixel"
+    vae: str = ""  # the VAE (a saved VAE or VAE-pipeline folder) whose latents a latent DDPM models
+    num_classes: int = 0  # 0: unconditional; 10: class-conditional with classifier-free guidance
+    label_dropout: float = 0.1  # P(label → "no class") while training a conditional model
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    layers_per_block: int = 2
+    attention_levels: tuple[int, ...] = (2,)  # which resolution levels get self-attention
+    norm_num_groups: int = 8
+    num_train_timesteps: int = 1000
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"] = "linear"
+    prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon"
+    sample_steps: int = 50  # DDIM steps for the sample grids
+    split: str = "train+val"
+
+
+def _parse_value(kind, text: str):
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    if kind is bool:
+        return text.lower() in ("1", "true", "yes")
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        return None if text.lower() == "none" else text
+    if origin is Literal:
+        return text
+    return kind(text)
+
+
+def parse_config(cls: type[TrainConfig], argv: list[str] | None = None) -> TrainConfig:
+    """Build ``cls`` from ``--config FILE`` (JSON or YAML) and ``--field value`` flags; unknown keys are errors."""
+    hints = typing.get_type_hints(cls)
+    parser = argparse.ArgumentParser(description=f"Train with {cls.__name__}. Every field can be given as --name value.")
+    parser.add_argument("--config", help="a JSON or YAML file of field: value pairs")
+    for f in dataclasses.fields(cls):
+        choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else None
+        parser.add_argument(f"--{f.name}", type=str, default=None, choices=choices, help=f"default: {f.default}")
+    args = parser.parse_args(argv)
+    values: dict = {}
+    if args.config:
+        values.update(load_config_file(args.config))
+    unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown config keys in {args.config}: {sorted(unknown)}")
+    for f in dataclasses.fields(cls):
+        text = getattr(args, f.name)
+        if text is not None:
+            values[f.name] = _parse_value(hints[f.name], text)
+    for name, value in values.items():
+        if typing.get_origin(hints[name]) is tuple and isinstance(value, list):
+            values[name] = tuple(value)
+    return cls(**values)
+
+
+def load_config_file(path: str) -> dict:
+    text = Path(path).read_text()
+    if path.endswith((".yaml", ".yml")):
+        import yaml
+
+        return yaml.safe_load(text) or {}
+    return json.loads(text)
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}

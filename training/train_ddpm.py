@@ -1,0 +1,131 @@
+"""Train a DDPM on pixels or on VAE latents, unconditional or class-conditional (classifier-free guidance
+by label dropout), with the ε-prediction loss of the notes (or x_0 / v prediction).
+
+    accelerate launch -m training.train_ddpm --output_dir runs/ddpm --max_steps 20000
+    python -m training.train_ddpm --config configs/ddpm-conditional.yaml
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DModel
+
+from pipelines import schedules
+from pipelines.scheduling_ddpm import DDPMScheduler
+
+from .config import DDPMTrainConfig, parse_config
+from .data import ImageData, load_data
+from .loop import TrainingTask, train
+
+
+def build_unet(cfg: DDPMTrainConfig, sample_size: int, channels: int) -> UNet2DModel:
+    """diffusers' UNet2DModel: one level per entry of block_out_channels, self-attention at attention_levels;
+    a class embedding with num_classes + 1 rows (the last is "no class") for a conditional model."""
+    levels = range(len(cfg.block_out_channels))
+    down = tuple("AttnDownBlock2D" if i in cfg.attention_levels else "DownBlock2D" for i in levels)
+    up = tuple("AttnUpBlock2D" if i in cfg.attention_levels else "UpBlock2D" for i in reversed(levels))
+    return UNet2DModel(
+        sample_size=sample_size, in_channels=channels, out_channels=channels,
+        block_out_channels=cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
+        down_block_types=down, up_block_types=up, norm_num_groups=cfg.norm_num_groups,
+        num_class_embeds=cfg.num_classes + 1 if cfg.num_classes else None,
+    )
+
+
+class DDPMTask(TrainingTask):
+    def __init__(self, cfg: DDPMTrainConfig):
+        self.config = cfg
+        self.scheduler = DDPMScheduler(
+            num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type
+        )
+        data = load_data(cfg.data, cfg.split, cfg.image_size)
+        if cfg.num_classes and (data.labels < 0).any():
+            raise ValueError(f"num_classes={cfg.num_classes} needs labelled data; {cfg.data!r} has unlabelled images.")
+        if cfg.num_classes and int(data.labels.max()) >= cfg.num_classes:
+            raise ValueError(f"num_classes={cfg.num_classes} but the data has label {int(data.labels.max())}.")
+        self.vae = None
+        if cfg.space == "latent":
+            self.vae, data = self._encode(data)
+        self.data = data
+
+    def _encode(self, data: ImageData) -> tuple[torch.nn.Module, ImageData]:
+        """Encode the data once into q(z|x) = N(μ, σ²): the loop then draws z = μ + σ·ε per batch.
+        The scaling factor makes the latents unit-variance for the diffusion (as in latent diffusion)."""
+        if not self.config.vae:
+            raise ValueError("space='latent' needs --vae <folder of a trained VAE or VAE pipeline>.")
+        from pipelines.vae import VAE
+
+        path = Path(self.config.vae)
+        vae = VAE.from_pretrained(path / "vae" if (path / "vae").is_dir() else path, use_safetensors=True).eval()
+        with torch.no_grad():
+            dist = vae.encode(data.images).latent_dist
+            mean, std = dist.mean, dist.std
+        scaling = 1.0 / torch.cat([mean, std]).std().item()  # approx. 1/std of z = μ + σ·ε over the data
+        vae.register_to_config(scaling_factor=scaling)
+        return vae, ImageData(torch.cat([mean, std], dim=1), data.labels)
+
+    def build_model(self) -> UNet2DModel:
+        shape = self.data.images.shape
+        channels = shape[1] // 2 if self.vae is not None else shape[1]
+        return build_unet(self.config, shape[-1], channels)
+
+    def loss(self, model, images, labels, generator, step):
+        """The notes' loss ‖g_t[√ᾱ_t·x + √(1 − ᾱ_t)·ε] − ε‖² at a uniformly drawn t (or its x_0 / v variant)."""
+        if self.vae is not None:
+            mean, std = images.chunk(2, dim=1)
+            eps = torch.randn(mean.shape, generator=generator)
+            images = (mean + std * eps) * self.vae.config.scaling_factor  # z = μ + σ·ε, scaled
+        else:
+            images = images * 2 - 1  # pixels to [−1, 1]
+        noise = torch.randn(images.shape, generator=generator)
+        t = torch.randint(0, self.config.num_train_timesteps, (len(images),), generator=generator)
+        noisy = self.scheduler.add_noise(images, noise, t)
+        class_labels = self._dropped_labels(labels, generator) if self.config.num_classes else None
+        prediction = model(noisy, t, class_labels=class_labels).sample
+        target = schedules.diffusion_loss_target(images, noise, self.scheduler.alphas_cumprod, t, self.config.prediction_type)
+        return F.mse_loss(prediction.float(), target)
+
+    def _dropped_labels(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Replace a label by "no class" (index num_classes) with probability label_dropout (Ho & Salimans 2022)."""
+        drop = torch.rand(len(labels), generator=generator) < self.config.label_dropout
+        return torch.where(drop, torch.full_like(labels, self.config.num_classes), labels)
+
+    def _pipeline(self, model):
+        from pipelines.scheduling_ddim import DDIMScheduler
+
+        scheduler = DDIMScheduler.from_config(self.scheduler.config)
+        if self.vae is not None:
+            from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
+
+            return LatentDDPMPipeline(vae=self.vae, unet=model, scheduler=scheduler)
+        from pipelines.pipeline_ddpm import DDPMPipeline
+
+        return DDPMPipeline(unet=model, scheduler=scheduler)
+
+    def sample_grid(self, model, generator):
+        try:
+            pipe = self._pipeline(model)
+        except ImportError as err:  # the pipelines are optional for a grid
+            print(f"(no sample grid: {err})")
+            return None
+        kwargs = {"class_labels": torch.arange(16) % self.config.num_classes, "guidance_scale": 3.0} if self.config.num_classes else {}
+        return pipe(batch_size=16, generator=generator, num_inference_steps=self.config.sample_steps, output_type="pt", **kwargs).images
+
+    def export(self, model, path):
+        """Save the pipeline with the training scheduler (DDPM); users can swap in DDIM at load time."""
+        pipe = self._pipeline(model)
+        pipe.scheduler = DDPMScheduler.from_config(self.scheduler.config)
+        pipe.save_pretrained(path, safe_serialization=True)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    cfg = parse_config(DDPMTrainConfig, argv)
+    return train(DDPMTask(cfg))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
