@@ -202,3 +202,37 @@ def diffusion_loss_target(
     if prediction_type == "v_prediction":
         return velocity(x, noise, alphas_cumprod, timesteps)
     raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+
+
+def ddim_sigma(alpha_prod_t, alpha_prod_t_prev, eta: float):
+    """σ_t(η) = η·√((1 − ᾱ_{t'})/(1 − ᾱ_t))·√(1 − ᾱ_t/ᾱ_{t'}), DDIM's noise scale (Song et al. 2020,
+    https://arxiv.org/abs/2010.02502, eq. 16): η = 0 is deterministic DDIM, η = 1 the DDPM posterior's √β̃_t."""
+    return eta * posterior_variance(alpha_prod_t, alpha_prod_t_prev) ** 0.5  # σ_t(η) = η·√β̃_t
+
+
+def ddim_coefficients(alpha_prod_t, alpha_prod_t_prev, eta: float):
+    """(c_0, c_ε, σ_t) of DDIM's update z_{t'} = c_0·x̂_0 + c_ε·ε̂ + σ_t·ε (Song et al. 2020, eq. 12).
+
+    Works elementwise, so a whole schedule's coefficients come from one call on tensors of ᾱ_t and ᾱ_{t'}.
+    """
+    sigma = ddim_sigma(alpha_prod_t, alpha_prod_t_prev, eta)
+    c_0 = alpha_prod_t_prev**0.5  # √ᾱ_{t'}: the "predicted x_0" term
+    c_eps = (1 - alpha_prod_t_prev - sigma**2) ** 0.5  # √(1 − ᾱ_{t'} − σ_t²): the "direction pointing to x_t"
+    return c_0, c_eps, sigma
+
+
+def dynamic_threshold(sample: torch.Tensor, ratio: float, max_value: float) -> torch.Tensor:
+    """Dynamic thresholding of x̂_0 (Saharia et al. 2022, https://arxiv.org/abs/2205.11487, §2.3).
+
+    Per example, s = the ``ratio`` quantile of |x̂_0| clamped to [1, ``max_value``]; x̂_0 is clipped to
+    [−s, s] and divided by s (s = 1 is plain clipping to [−1, 1]).
+    """
+    dtype = sample.dtype
+    batch, *rest = sample.shape
+    flat = sample.reshape(batch, -1)
+    if dtype not in (torch.float32, torch.float64):
+        flat = flat.float()  # quantile (and CPU clamp) need full precision
+    s = torch.quantile(flat.abs(), ratio, dim=1)  # s = the p-th quantile of |x̂_0|
+    s = torch.clamp(s, min=1, max=max_value).unsqueeze(1)
+    flat = torch.clamp(flat, -s, s) / s  # clip to [−s, s], then divide by s
+    return flat.reshape(batch, *rest).to(dtype)

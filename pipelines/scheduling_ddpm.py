@@ -139,16 +139,6 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         frac = (predicted_variance + 1) / 2
         return frac * torch.log(current_beta_t) + (1 - frac) * torch.log(small)
 
-    def _threshold_sample(self, sample: torch.Tensor) -> torch.Tensor:
-        """Dynamic thresholding of x̂_0 (Saharia et al. 2022, https://arxiv.org/abs/2205.11487, §2.3)."""
-        dtype = sample.dtype
-        batch, channels, *rest = sample.shape
-        flat = sample.float().reshape(batch, channels * int(np.prod(rest)))
-        s = torch.quantile(flat.abs(), self.config.dynamic_thresholding_ratio, dim=1)  # s = p-th percentile of |x̂_0|
-        s = torch.clamp(s, min=1, max=self.config.sample_max_value).unsqueeze(1)
-        flat = torch.clamp(flat, -s, s) / s  # clip to [−s, s], then divide by s
-        return flat.reshape(batch, channels, *rest).to(dtype)
-
     def step(
         self,
         model_output: torch.Tensor,
@@ -174,7 +164,9 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
 
         # 3. keep x̂_0 in the data range: dynamic thresholding or plain clipping
         if self.config.thresholding:
-            pred_original_sample = self._threshold_sample(pred_original_sample)
+            pred_original_sample = schedules.dynamic_threshold(
+                pred_original_sample, self.config.dynamic_thresholding_ratio, self.config.sample_max_value
+            )
         elif self.config.clip_sample:
             r = self.config.clip_sample_range
             pred_original_sample = pred_original_sample.clamp(-r, r)

@@ -1,0 +1,185 @@
+"""Time our DDPMPipeline against diffusers' with the same UNet, scheduler config and steps; study bf16/channels_last.
+
+    .venv/bin/python bench/bench_pipeline.py [--repeats 5] [--ratio-steps 100] [--ddpm-steps 1000]
+        [--block-out-channels 32,64,64 --layers-per-block 2 --attention-levels 2] [--model runs/ddpm-pixel/final]
+
+1. parity: at fp32 our images equal diffusers' (same seed), else the timings compare different work;
+2. ratio: DDPM-``ratio_steps`` at the batch size, ours (default precision, and fp32) vs diffusers' DDPMPipeline,
+   interleaved (rotating who goes first) over ``repeats``; medians compared. Headline:
+   ``pipeline throughput ratio ours/diffusers: X`` (images/s ours ÷ images/s diffusers, goal >= 1.0);
+3. precision study on DDIM-50 (η = 0, deterministic): fp32, bf16 autocast, channels_last and both, timed
+   interleaved, with the max abs difference of each one's images from fp32's (same seed), also for DDPM;
+4. images/s for DDPM-``ddpm_steps``, DDIM-50 and latent DDIM-50 (a VAE with 4×7×7 latents).
+The UNet is random unless ``--model`` names a saved DDPMPipeline folder (then differences measure real images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import diffusers  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from diffusers import UNet2DModel  # noqa: E402
+
+from pipelines.pipeline_ddpm import DDPMPipeline  # noqa: E402
+from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline  # noqa: E402
+from pipelines.sampling_loop import bf16_supported  # noqa: E402
+from pipelines.scheduling_ddim import DDIMScheduler  # noqa: E402
+from pipelines.scheduling_ddpm import DDPMScheduler  # noqa: E402
+from pipelines.vae import VAE  # noqa: E402
+
+
+def ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def build_unet(args) -> UNet2DModel:
+    """The MNIST UNet of training/train_ddpm.py by default: attention at ``attention_levels``."""
+    torch.manual_seed(0)
+    levels = range(len(args.block_out_channels))
+    down = tuple("AttnDownBlock2D" if i in args.attention_levels else "DownBlock2D" for i in levels)
+    up = tuple("AttnUpBlock2D" if i in args.attention_levels else "UpBlock2D" for i in reversed(levels))
+    return UNet2DModel(
+        sample_size=28, in_channels=1, out_channels=1, block_out_channels=args.block_out_channels,
+        layers_per_block=args.layers_per_block, down_block_types=down, up_block_types=up, norm_num_groups=8,
+    ).eval()  # fmt: skip
+
+
+def build_latent_pipeline() -> LatentDDPMPipeline:
+    """A VAE with 4×7×7 latents and a one-level UNet on them (7×7 cannot be halved and doubled back)."""
+    torch.manual_seed(0)
+    vae = VAE(sample_size=28, block_out_channels=(32, 64), latent_type="spatial", latent_channels=4).eval()
+    unet = UNet2DModel(
+        sample_size=7, in_channels=4, out_channels=4, block_out_channels=(128,), layers_per_block=2,
+        down_block_types=("AttnDownBlock2D",), up_block_types=("AttnUpBlock2D",), norm_num_groups=8,
+    ).eval()  # fmt: skip
+    return quiet(LatentDDPMPipeline(vae, unet, DDIMScheduler()))
+
+
+def quiet(pipe):
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def run(pipe, steps: int, batch: int, seed: int = 0, **kwargs) -> np.ndarray:
+    return pipe(batch_size=batch, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps, output_type="np", **kwargs).images
+
+
+def interleaved(cases: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each case, the cases alternated (order rotated) within every repeat."""
+    names, times = list(cases), {name: [] for name in cases}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            start = time.perf_counter()
+            cases[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def channels_last(unet: UNet2DModel) -> UNet2DModel:
+    return copy.deepcopy(unet).to(memory_format=torch.channels_last)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a saved DDPMPipeline folder (its unet and scheduler config are used)")
+    parser.add_argument("--block-out-channels", type=ints, default=(32, 64, 64))
+    parser.add_argument("--layers-per-block", type=int, default=2)
+    parser.add_argument("--attention-levels", type=ints, default=(2,))
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--ratio-steps", type=int, default=100, help="DDPM steps of the ours/diffusers ratio")
+    parser.add_argument("--ddpm-steps", type=int, default=1000, help="DDPM steps of the images/s table (0: skip)")
+    parser.add_argument("--ddpm-repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    batch = args.batch_size
+
+    if args.model:
+        loaded = DDPMPipeline.from_pretrained(args.model)
+        unet, scheduler_config = loaded.unet.eval(), loaded.scheduler.config
+    else:
+        unet, scheduler_config = build_unet(args), DDPMScheduler().config
+    ours = quiet(DDPMPipeline(unet, DDPMScheduler.from_config(scheduler_config)))
+    theirs = quiet(diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler.from_config(scheduler_config)))
+    default = "bf16" if bf16_supported() else "fp32"
+    print(f"torch {torch.__version__}, diffusers {diffusers.__version__}, threads {torch.get_num_threads()}, "
+          f"batch {batch}, unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M params "
+          f"({'loaded from ' + args.model if args.model else 'random weights'}); precision 'auto' -> {default}")  # fmt: skip
+
+    # 1. parity at fp32: the same images as diffusers' DDPMPipeline
+    same = np.array_equal(run(ours, 5, 2, precision="fp32"), run(theirs, 5, 2))
+    print(f"\n1. fp32 images equal diffusers' DDPMPipeline (5 steps, same seed): {same}")
+
+    # 2. the headline ratio, DDPM at the batch size
+    n = args.ratio_steps
+    medians = interleaved(
+        {
+            "diffusers": lambda: run(theirs, n, batch),
+            "ours (auto)": lambda: run(ours, n, batch),
+            "ours (fp32)": lambda: run(ours, n, batch, precision="fp32"),
+        },
+        args.repeats,
+    )
+    print(f"\n2. DDPM-{n}, batch {batch}, median of {args.repeats} interleaved runs:")
+    for name, seconds in medians.items():
+        print(f"   {name:12s} {seconds:7.2f} s   {batch / seconds:7.2f} images/s")
+    print(f"   fp32 ratio ours/diffusers: {medians['diffusers'] / medians['ours (fp32)']:.3f}")
+    print(f"pipeline throughput ratio ours/diffusers: {medians['diffusers'] / medians['ours (auto)']:.3f}")
+
+    # 3. precision and memory format: speed on DDIM-50, image differences from fp32 on DDIM-50 and DDPM-n
+    ddim = quiet(DDPMPipeline(unet, DDIMScheduler.from_config(scheduler_config)))
+    ddim_cl = quiet(DDPMPipeline(channels_last(unet), DDIMScheduler.from_config(scheduler_config)))
+    ddpm_cl = quiet(DDPMPipeline(ddim_cl.unet, DDPMScheduler.from_config(scheduler_config)))
+    settings = {
+        "fp32": (ddim, ours, "fp32"),
+        "bf16 autocast": (ddim, ours, "bf16"),
+        "fp32 channels_last": (ddim_cl, ddpm_cl, "fp32"),
+        "bf16 channels_last": (ddim_cl, ddpm_cl, "bf16"),
+    }
+    medians = interleaved({k: (lambda p=p, q=q: run(p, 50, batch, precision=q)) for k, (p, _, q) in settings.items()}, args.repeats)
+    ddim_ref, ddpm_ref = run(ddim, 50, batch, precision="fp32"), run(ours, n, batch, precision="fp32")
+    print(f"\n3. precision / memory format (DDIM-50 timed; |image − fp32 image| max and mean, same seed, images in [0, 1]):")
+    print(f"   {'setting':20s} {'s/run':>7s} {'images/s':>9s} {'speed-up':>8s} {'DDIM-50 max/mean':>17s} {f'DDPM-{n} max/mean':>17s}")
+    for name, (p, q, precision) in settings.items():
+        ddim_diff = np.abs(run(p, 50, batch, precision=precision) - ddim_ref)
+        ddpm_diff = np.abs(run(q, n, batch, precision=precision) - ddpm_ref)
+        print(f"   {name:20s} {medians[name]:7.2f} {batch / medians[name]:9.2f} {medians['fp32'] / medians[name]:7.2f}x "
+              f"{ddim_diff.max():8.4f}/{ddim_diff.mean():.4f} {ddpm_diff.max():8.4f}/{ddpm_diff.mean():.4f}")  # fmt: skip
+
+    # 4. images/s of the three samplers at the default precision (and fp32)
+    latent = build_latent_pipeline()
+    print(f"\n4. images/s, batch {batch}:")
+    rows = {
+        "DDIM-50 ours (auto)": lambda: run(ddim, 50, batch),
+        "DDIM-50 ours (fp32)": lambda: run(ddim, 50, batch, precision="fp32"),
+        "DDIM-50 diffusers": lambda: run(quiet(diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDIMScheduler.from_config(scheduler_config))), 50, batch),
+        "latent DDIM-50 ours (auto)": lambda: run(latent, 50, batch),
+        "latent DDIM-50 ours (fp32)": lambda: run(latent, 50, batch, precision="fp32"),
+    }
+    for name, seconds in interleaved(rows, args.repeats).items():
+        print(f"   {name:28s} {seconds:7.2f} s   {batch / seconds:7.2f} images/s")
+    if args.ddpm_steps:
+        steps = args.ddpm_steps
+        rows = {
+            f"DDPM-{steps} ours (auto)": lambda: run(ours, steps, batch),
+            f"DDPM-{steps} ours (fp32)": lambda: run(ours, steps, batch, precision="fp32"),
+            f"DDPM-{steps} diffusers": lambda: run(theirs, steps, batch),
+        }
+        for name, seconds in interleaved(rows, args.ddpm_repeats).items():
+            print(f"   {name:28s} {seconds:7.2f} s   {batch / seconds:7.2f} images/s")
+
+
+if __name__ == "__main__":
+    main()

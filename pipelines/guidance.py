@@ -1,0 +1,101 @@
+"""Classifier-free guidance (Ho & Salimans 2022, https://arxiv.org/abs/2207.12598), in one place.
+
+A class-conditional UNet2DModel is trained with ``num_class_embeds = num_classes + 1``: labels 0..num_classes−1
+are the classes and the last index, ``num_classes``, is the "no class" label of the unconditional branch (the
+label is dropped to it at random during training). Sampling mixes the two noise predictions:
+ε̃ = ε_uncond + w·(ε_cond − ε_uncond).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Sequence
+
+import torch
+
+
+def classifier_free_guidance(noise_uncond: torch.Tensor, noise_cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """ε̃ = ε_uncond + w·(ε_cond − ε_uncond): w = 0 is unconditional, w = 1 conditional, w > 1 sharpens the class."""
+    return noise_uncond + guidance_scale * (noise_cond - noise_uncond)  # ε̃ = ε_uncond + w·(ε_cond − ε_uncond)
+
+
+def num_class_embeds(unet) -> int | None:
+    """The UNet's number of class embeddings (classes + the null label), or None for an unconditional UNet."""
+    return getattr(unet.config, "num_class_embeds", None)
+
+
+def null_class_label(unet) -> int:
+    """The "no class" label: the last class embedding, ``num_class_embeds − 1``."""
+    n = num_class_embeds(unet)
+    if n is None:
+        raise ValueError("the unet is unconditional (its config has no num_class_embeds), so it has no null label.")
+    return n - 1
+
+
+def validate_guidance_scale(guidance_scale: float) -> float:
+    """w must be a finite number ≥ 0."""
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real):
+        raise ValueError(f"guidance_scale must be a number, got {guidance_scale!r}.")
+    if not math.isfinite(guidance_scale) or guidance_scale < 0:
+        raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale}.")
+    return float(guidance_scale)
+
+
+def prepare_class_labels(
+    unet, class_labels: int | Sequence[int] | torch.Tensor | None, batch_size: int, device: torch.device
+) -> torch.Tensor | None:
+    """One label per sample as a long tensor; None for an unconditional UNet.
+
+    ``class_labels=None`` on a conditional UNet gives the null label (unconditional sampling). A label may be
+    any class 0..num_classes−1 or the null label num_classes itself.
+    """
+    n = num_class_embeds(unet)
+    if n is None:
+        if class_labels is not None:
+            raise ValueError("class_labels were given but the unet is unconditional (its config has no num_class_embeds).")
+        return None
+    if class_labels is None:
+        return torch.full((batch_size,), n - 1, dtype=torch.long, device=device)
+    if isinstance(class_labels, bool):
+        raise ValueError(f"class_labels must be integers, got {class_labels!r}.")
+    labels = torch.as_tensor(class_labels)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"class_labels must be integers, got dtype {labels.dtype}.")
+    labels = labels.to(dtype=torch.long).flatten()
+    if labels.numel() == 1:
+        labels = labels.expand(batch_size)
+    if labels.numel() != batch_size:
+        raise ValueError(f"class_labels must be one label or {batch_size} (batch_size) labels, got {labels.numel()}.")
+    if labels.min() < 0 or labels.max() > n - 1:
+        raise ValueError(
+            f"class_labels must lie in [0, {n - 2}] (or {n - 1}, the null label), got {labels.tolist()}."
+        )
+    return labels.to(device).contiguous()
+
+
+def guided_model_output(
+    unet, sample: torch.Tensor, timestep: torch.Tensor, class_labels: torch.Tensor | None, guidance_scale: float
+) -> torch.Tensor:
+    """The UNet's output at z_t, guided when a class is asked for and w ≠ 1.
+
+    Both branches run in one batched UNet call. w = 1 (or no label, or an unconditional UNet) runs only
+    the conditional branch and w = 0 only the unconditional one, so these equal plain sampling exactly
+    (as do labels that are all the null label, where both branches coincide).
+    When the UNet also predicts a variance (twice the channels), only the noise half is guided.
+    """
+    if class_labels is None:
+        return unet(sample, timestep).sample
+    null = null_class_label(unet)
+    if guidance_scale == 1.0 or bool((class_labels == null).all()):
+        return unet(sample, timestep, class_labels=class_labels).sample
+    if guidance_scale == 0.0:
+        return unet(sample, timestep, class_labels=torch.full_like(class_labels, null)).sample
+    batch = sample.shape[0]
+    both = unet(
+        torch.cat([sample, sample]), timestep, class_labels=torch.cat([class_labels, torch.full_like(class_labels, null)])
+    ).sample
+    cond, uncond = both[:batch], both[batch:]
+    channels = sample.shape[1]
+    guided = classifier_free_guidance(uncond[:, :channels], cond[:, :channels], guidance_scale)
+    return torch.cat([guided, cond[:, channels:]], dim=1) if cond.shape[1] > channels else guided

@@ -1,0 +1,102 @@
+"""Pixel-space DDPM sampling (Ho et al. 2020, https://arxiv.org/abs/2006.11239), optionally class-conditional.
+
+A drop-in for diffusers' ``DDPMPipeline``: with the same UNet, scheduler and seed (and ``precision="fp32"``)
+it returns the same images. On top: classifier-free guidance for a class-conditional UNet, ``eta`` for DDIM,
+step callbacks and the denoising trajectory (z_t and x̂_0 every k steps) for display.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import torch
+from diffusers import DiffusionPipeline, UNet2DModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from .guidance import prepare_class_labels
+from .loading import SafeFromPretrainedMixin
+from .sampling_loop import DenoisingLoopMixin, OutputType, Precision, SamplingPipelineOutput, to_image_range
+from .scheduling_ddpm import DDPMScheduler
+
+
+class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipeline):
+    """Generate images with a UNet2DModel and a scheduler (ours by default; any diffusers scheduler works).
+
+    For a class-conditional UNet (``num_class_embeds = num_classes + 1``, the last label meaning "no class"),
+    ``class_labels`` picks the classes and ``guidance_scale`` w mixes ε̃ = ε_uncond + w·(ε_cond − ε_uncond).
+    """
+
+    model_cpu_offload_seq = "unet"
+    _optional_components = ["scheduler"]
+
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin | None = None):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler if scheduler is not None else DDPMScheduler())
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """z_0 in [−1, 1] → images in [0, 1]."""
+        return to_image_range(latents)
+
+    def check_inputs(self, batch_size: int) -> None:
+        """Checks beyond the loop's own (the latent pipeline adds the VAE's)."""
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_inference_steps: int = 1000,
+        eta: float = 0.0,
+        class_labels: int | Sequence[int] | torch.Tensor | None = None,
+        guidance_scale: float = 1.0,
+        output_type: OutputType = "pil",
+        return_dict: bool = True,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        return_trajectory_every: int | None = None,
+        precision: Precision = "auto",
+    ) -> SamplingPipelineOutput | tuple:
+        """Sample ``batch_size`` images.
+
+        Args:
+            batch_size: number of images.
+            generator: torch generator(s) for reproducible sampling.
+            num_inference_steps: denoising steps, 1..num_train_timesteps.
+            eta: DDIM's noise scale η (passed only to schedulers whose ``step`` takes it).
+            class_labels: one class or one per image, for a class-conditional UNet; None samples unconditionally.
+            guidance_scale: classifier-free guidance weight w ≥ 0; 1 is plain conditional sampling.
+            output_type: "pil", "np" (float (N, H, W, C) in [0, 1]) or "pt" ((N, C, H, W) in [0, 1]).
+            return_dict: return a :class:`SamplingPipelineOutput` instead of a tuple.
+            callback_on_step_end: ``f(pipe, step_index, timestep, callback_kwargs) -> dict`` after each step; it may
+                return new ``latents`` or set ``pipe._interrupt = True`` to stop.
+            callback_on_step_end_tensor_inputs: tensors passed in ``callback_kwargs`` ("latents", "pred_original_sample").
+            return_trajectory_every: record (t, z_t, x̂_0) every k steps (and at the last) into ``.trajectory``.
+            precision: "auto" (bf16 autocast on CPUs with native bfloat16, else fp32), "fp32" or "bf16".
+        """
+        self.check_sampling_inputs(
+            batch_size, num_inference_steps, eta, output_type, callback_on_step_end,
+            callback_on_step_end_tensor_inputs, return_trajectory_every,
+        )  # fmt: skip
+        self.check_inputs(batch_size)
+        device = self._execution_device
+        self.start_sampling(guidance_scale, precision, device)
+        labels = prepare_class_labels(self.unet, class_labels, batch_size, device)
+
+        # 1. z_T ~ N(0, I)
+        latents = self.prepare_latents(batch_size, generator, device)
+        # 2. the timesteps to visit, T > … > 0
+        self.scheduler.set_timesteps(num_inference_steps)
+        # 3. z_T → z_0, one reverse step per timestep
+        step = functools.partial(
+            self.denoising_step, class_labels=labels, step_kwargs=self.prepare_extra_step_kwargs(generator, eta)
+        )
+        latents, trajectory = self.denoise(
+            latents,
+            step,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            return_trajectory_every=return_trajectory_every,
+        )
+        # 4. z_0 → image in [0, 1]
+        return self.finish(self.decode_latents(latents), trajectory, output_type, return_dict)

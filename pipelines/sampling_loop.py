@@ -1,0 +1,234 @@
+"""The reverse-diffusion loop shared by every pipeline: z_T ~ N(0, I), then z_t → z_{t'} by the scheduler.
+
+The pixel, latent and inpainting pipelines all sample through :meth:`DenoisingLoopMixin.denoise`; they differ
+only in what a step does around the scheduler (inpainting pastes the known region back) and in how the final
+z_0 becomes an image. Works with any diffusers-style scheduler (ours or diffusers' DDPM/DDIM/...).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable, Literal, NamedTuple, Sequence
+
+import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from . import schedules
+from .guidance import guided_model_output, validate_guidance_scale
+
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS = ("auto", "fp32", "bf16")
+OutputType = Literal["pil", "np", "pt"]
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU runs bfloat16 natively (oneDNN's check: AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> Literal["fp32", "bf16"]:
+    """``auto`` → bf16 autocast on a CPU with native bfloat16 (measured faster, bench/bench_pipeline.py), else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if precision == "auto":
+        return "bf16" if device.type == "cpu" and bf16_supported() else "fp32"
+    return precision
+
+
+def is_positive_int(value) -> bool:
+    """An integer ≥ 1 (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] → the UNet's data range [−1, 1]: x = 2·image − 1."""
+    return images * 2 - 1  # x = 2·image − 1
+
+
+def to_image_range(samples: torch.Tensor) -> torch.Tensor:
+    """Samples in [−1, 1] → images in [0, 1]: (x/2 + 0.5) clamped, as diffusers' DDPMPipeline does."""
+    return (samples / 2 + 0.5).clamp(0, 1)  # image = x/2 + 0.5
+
+
+class TrajectoryPoint(NamedTuple):
+    """One recorded step: the timestep t, z_t and the model's x̂_0 at z_t (CPU float32 tensors)."""
+
+    timestep: int
+    sample: torch.Tensor
+    pred_original_sample: torch.Tensor | None
+
+
+@dataclass
+class SamplingPipelineOutput(ImagePipelineOutput):
+    """``images`` as in diffusers' ImagePipelineOutput; ``trajectory`` when ``return_trajectory_every`` is set."""
+
+    trajectory: list[TrajectoryPoint] | None = None
+
+
+StepFunction = Callable[[torch.Tensor, int, torch.Tensor], "tuple[torch.Tensor, torch.Tensor | None]"]
+
+
+class DenoisingLoopMixin:
+    """The one sampling loop, its argument checks and output conversion, for pipelines with a ``unet`` and ``scheduler``."""
+
+    _callback_tensor_inputs = ["latents", "pred_original_sample"]
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        """Set ``pipe._interrupt = True`` (e.g. from a callback) to stop after the current step."""
+        return getattr(self, "_interrupt", False)
+
+    def check_sampling_inputs(
+        self,
+        batch_size: int,
+        num_inference_steps: int,
+        eta: float,
+        output_type: str,
+        callback_on_step_end,
+        callback_on_step_end_tensor_inputs: list[str],
+        return_trajectory_every: int | None,
+    ) -> None:
+        """Every argument the loop takes, checked up front: a ValueError names the one that is wrong."""
+        if not is_positive_int(batch_size):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        num_train_timesteps = self.scheduler.config.num_train_timesteps
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, numbers.Integral):
+            raise ValueError(f"num_inference_steps must be an integer, got {num_inference_steps!r}.")
+        if not 1 <= num_inference_steps <= num_train_timesteps:
+            raise ValueError(
+                f"num_inference_steps must lie in [1, {num_train_timesteps}] (the scheduler's num_train_timesteps), "
+                f"got {num_inference_steps}."
+            )
+        if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta) or eta < 0:
+            raise ValueError(f"eta must be a finite number >= 0, got {eta!r}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        if callback_on_step_end is not None and not callable(callback_on_step_end):
+            raise ValueError(f"callback_on_step_end must be callable, got {callback_on_step_end!r}.")
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs must be among {self._callback_tensor_inputs}, got {unknown}."
+            )
+        if return_trajectory_every is not None and not is_positive_int(return_trajectory_every):
+            raise ValueError(f"return_trajectory_every must be a positive integer or None, got {return_trajectory_every!r}.")
+
+    def sample_shape(self, batch_size: int) -> tuple[int, ...]:
+        """(batch, channels, height, width) of z_t, from the UNet's config."""
+        size = self.unet.config.sample_size
+        spatial = (size, size) if isinstance(size, int) else tuple(size)
+        return (batch_size, self.unet.config.in_channels, *spatial)
+
+    def prepare_latents(self, batch_size: int, generator, device: torch.device) -> torch.Tensor:
+        """z_T ~ N(0, σ_init² I) (σ_init = 1 for DDPM/DDIM), drawn exactly as diffusers' pipelines draw it."""
+        latents = randn_tensor(self.sample_shape(batch_size), generator=generator, device=device, dtype=self.unet.dtype)
+        return latents * self.scheduler.init_noise_sigma
+
+    def prepare_extra_step_kwargs(self, generator, eta: float) -> dict:
+        """Pass ``eta`` and ``generator`` to ``scheduler.step`` only where its signature takes them."""
+        parameters = inspect.signature(self.scheduler.step).parameters
+        extra = {}
+        if "eta" in parameters:
+            extra["eta"] = eta
+        if "generator" in parameters:
+            extra["generator"] = generator
+        return extra
+
+    def start_sampling(self, guidance_scale: float, precision: Precision, device: torch.device) -> None:
+        """Per-call state read by the loop (and by callbacks, as in diffusers)."""
+        self._guidance_scale = validate_guidance_scale(guidance_scale)
+        self._precision = resolve_precision(precision, device)
+        self._interrupt = False
+
+    def _autocast(self, device: torch.device):
+        if getattr(self, "_precision", "fp32") == "bf16":
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def denoising_step(
+        self, latents: torch.Tensor, step_index: int, t: torch.Tensor, *, class_labels: torch.Tensor | None, step_kwargs: dict
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One reverse step z_t → z_{t'}; returns (z_{t'}, x̂_0)."""
+        # 1. the network's output at z_t, guided (ε̃ = ε_uncond + w·(ε_cond − ε_uncond)) when a class is asked for
+        model_input = self.scheduler.scale_model_input(latents, t)
+        with self._autocast(latents.device):
+            model_output = guided_model_output(self.unet, model_input, t, class_labels, self.guidance_scale)
+        model_output = model_output.to(latents.dtype)
+        # 2. z_{t'} from the scheduler's reverse step (DDPM: z_{t−1} = μ̃_t(z_t, x̂_0) + σ_t·ε)
+        out = self.scheduler.step(model_output, t, latents, **step_kwargs)
+        # 3. x̂_0, from the scheduler when it returns it, else from the network's output (Ho et al. eq. 15)
+        pred_original_sample = getattr(out, "pred_original_sample", None)
+        if pred_original_sample is None and hasattr(self.scheduler, "alphas_cumprod"):
+            alpha_prod_t = self.scheduler.alphas_cumprod.to(latents.device)[int(t)]
+            pred_original_sample = schedules.predict_original_sample(
+                model_output[:, : latents.shape[1]], latents, alpha_prod_t, self.scheduler.config.prediction_type
+            )
+        return out.prev_sample, pred_original_sample
+
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        step: StepFunction,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        return_trajectory_every: int | None = None,
+    ) -> tuple[torch.Tensor, list[TrajectoryPoint] | None]:
+        """Run ``step(z_t, i, t) -> (z_{t'}, x̂_0)`` over ``scheduler.timesteps`` (set beforehand).
+
+        Returns z_0 and the trajectory recorded every ``return_trajectory_every`` steps.
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        trajectory = [] if return_trajectory_every else None
+        for i, t in enumerate(self.progress_bar(timesteps)):
+            if self.interrupt:
+                break
+            # 1.-3. one reverse step z_t → z_{t'}
+            prev_sample, pred_original_sample = step(latents, i, t)
+            # 4. record (t, z_t, x̂_0) every k-th step and at the last one
+            if trajectory is not None and (i % return_trajectory_every == 0 or i == len(timesteps) - 1):
+                x0 = None if pred_original_sample is None else pred_original_sample.detach().float().cpu().clone()
+                trajectory.append(TrajectoryPoint(int(t), latents.detach().float().cpu().clone(), x0))
+            latents = prev_sample
+            # 5. callback_on_step_end(pipe, i, t, kwargs) may replace the latents (diffusers' convention)
+            if callback_on_step_end is not None:
+                available = {"latents": latents, "pred_original_sample": pred_original_sample}
+                callback_kwargs = {k: available[k] for k in callback_on_step_end_tensor_inputs}
+                callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                latents = callback_outputs.pop("latents", latents)
+        return latents, trajectory
+
+    def finish(
+        self, images: torch.Tensor, trajectory: list[TrajectoryPoint] | None, output_type: OutputType, return_dict: bool
+    ):
+        """Images in [0, 1] (N, C, H, W) → "pt" as is, "np" (N, H, W, C) float32, or "pil"; as diffusers does."""
+        if output_type != "pt":
+            images = images.float().cpu().permute(0, 2, 3, 1).numpy()
+            if output_type == "pil":
+                images = self.numpy_to_pil(images)
+        self.maybe_free_model_hooks()
+        output = SamplingPipelineOutput(images=images, trajectory=trajectory)
+        return output if return_dict else output.to_tuple()
+
