@@ -157,11 +157,45 @@ class SafeFromPretrainedMixin:
         )
         check_pipeline_folder(folder, cls)
         kwargs["use_safetensors"] = True
-        pipeline = super().from_pretrained(str(folder), **kwargs)
-        for component in pipeline.components.values():
+        try:
+            pipeline = super().from_pretrained(str(folder), **kwargs)
+        except ValueError as error:  # e.g. a tensor of the wrong shape: say which folder
+            raise ValueError(f"pipeline folder {str(folder)!r} could not be loaded: {error}") from None
+        for name, component in pipeline.components.items():
             if isinstance(component, torch.nn.Module):
+                check_weights_file(folder / name, component, kwargs.get("variant"))
                 _own_weights(component)
         return pipeline
+
+
+def check_weights_file(component_folder: Path, module: torch.nn.Module, variant: str | None = None) -> None:
+    """The saved safetensors must hold exactly the module's tensors, with its shapes and a float dtype for float ones.
+
+    diffusers only warns about missing tensors (left randomly initialised) and extra ones (ignored); a tampered
+    file must instead be refused, with a ValueError naming the file and the tensors.
+    """
+    from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
+    from safetensors import safe_open
+
+    name = SAFETENSORS_WEIGHTS_NAME if not variant else SAFETENSORS_WEIGHTS_NAME.replace(".safetensors", f".{variant}.safetensors")
+    weights = component_folder / name
+    if not weights.is_file():
+        return  # sharded weights: diffusers checks each shard's header
+    with safe_open(str(weights), framework="pt") as file:
+        saved = {key: (tuple(file.get_slice(key).get_shape()), file.get_slice(key).get_dtype()) for key in file.keys()}
+    expected = module.state_dict()
+    missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+    wrong = sorted(
+        key
+        for key in set(expected) & set(saved)
+        if saved[key][0] != tuple(expected[key].shape)
+        or (expected[key].is_floating_point() and saved[key][1] not in ("F16", "BF16", "F32", "F64"))
+    )
+    if missing or extra or wrong:
+        raise ValueError(
+            f"{weights} does not match its model {type(module).__name__}: missing tensors {missing[:5]}, "
+            f"unexpected tensors {extra[:5]}, wrong shape or dtype {wrong[:5]}."
+        )
 
 
 def _own_weights(module: torch.nn.Module) -> None:

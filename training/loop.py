@@ -135,8 +135,9 @@ def train(task: TrainingTask) -> Path:
             generator = sampler.generator(batch_number)
             images = random_shift(task.data.images[idx], cfg.augment_shift, generator).to(accelerator.device)
             labels = task.data.labels[idx].to(accelerator.device)
-            with accelerator.accumulate(model), accelerator.autocast():
-                loss = task.loss(model, images, labels, generator, step)
+            with accelerator.accumulate(model):
+                with accelerator.autocast():  # the forward pass only: backward and the optimizer run outside autocast
+                    loss = task.loss(model, images, labels, generator, step)
                 if not torch.isfinite(loss):
                     latest = resolve_checkpoint(out, "latest")
                     raise FloatingPointError(

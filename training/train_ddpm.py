@@ -40,7 +40,8 @@ class DDPMTask(TrainingTask):
     def __init__(self, cfg: DDPMTrainConfig):
         self.config = cfg
         self.scheduler = DDPMScheduler(
-            num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type
+            num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type,
+            clip_sample=cfg.space == "pixel",  # x̂_0 ∈ [−1, 1] holds for pixels only; clipping latents ruins them
         )
         data = load_data(cfg.data, cfg.split, cfg.image_size)
         if cfg.num_classes and (data.labels < 0).any():

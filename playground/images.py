@@ -1,0 +1,131 @@
+"""Pictures for the page: digits from the test set, uploads or drawings → 28×28; grids, strips and GIFs."""
+
+from __future__ import annotations
+
+import tempfile
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+from pipelines.image_grid import make_grid
+
+from .models import test_digits
+from .validation import MAX_UPLOAD_SIDE, check_int
+
+SIZE = 28  # MNIST
+DISPLAY_SCALE = 4  # 28 px digits are shown at 112 px (nearest neighbour keeps the pixels crisp)
+
+
+def upscale(image: Image.Image, scale: int = DISPLAY_SCALE) -> Image.Image:
+    return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+
+
+def grid(images: torch.Tensor, nrow: int | None = None, scale: int = DISPLAY_SCALE) -> Image.Image:
+    """(N, 1, H, W) in [0, 1] → one upscaled PIL grid."""
+    return upscale(make_grid(images.float().clamp(0, 1), nrow=nrow), scale)
+
+
+def to_pils(images: torch.Tensor, scale: int = DISPLAY_SCALE) -> list[Image.Image]:
+    """(N, 1, H, W) in [0, 1] → upscaled grayscale PIL images."""
+    arrays = (images.float().clamp(0, 1)[:, 0].cpu().numpy() * 255).round().astype(np.uint8)
+    return [upscale(Image.fromarray(a), scale) for a in arrays]
+
+
+def save_gif(frames: list[Image.Image], duration_ms: int = 120) -> str:
+    """Write the frames as a looping GIF in a temporary file; returns its path (the page offers it for download)."""
+    if not frames:
+        raise gr.Error("nothing to animate.")
+    path = tempfile.NamedTemporaryFile(suffix=".gif", delete=False, prefix="playground-").name
+    frames = [f.convert("P", palette=Image.ADAPTIVE) for f in frames]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    return path
+
+
+def test_digit(index) -> tuple[torch.Tensor, int]:
+    """Test digit number ``index`` as (1, 1, 28, 28) in [0, 1], and its label."""
+    data = test_digits()
+    index = check_int("test digit index", index, 0, len(data) - 1)
+    return data.images[index : index + 1].clone(), int(data.labels[index])
+
+
+def _editor_array(value) -> np.ndarray | None:
+    """The picture of an ImageEditor/Sketchpad value (dict with composite/background/layers), an array or a path."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        picture = value.get("composite")
+        if picture is None:
+            picture = value.get("background")
+        value = picture
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = Image.open(value)
+        except OSError as error:
+            raise gr.Error(f"the uploaded file is not a readable image: {error}") from None
+    if isinstance(value, Image.Image):
+        value = np.asarray(value.convert("RGBA"))
+    array = np.asarray(value)
+    if array.ndim not in (2, 3) or array.size == 0:
+        raise gr.Error(f"the image must be 2-D (gray) or 3-D (colour), got shape {array.shape}.")
+    if max(array.shape[:2]) > MAX_UPLOAD_SIDE:
+        raise gr.Error(f"the image must be at most {MAX_UPLOAD_SIDE}×{MAX_UPLOAD_SIDE} pixels, got {array.shape[1]}×{array.shape[0]}.")
+    return array
+
+
+def to_gray(array: np.ndarray) -> np.ndarray:
+    """Any picture → float gray in [0, 1]; transparent pixels count as background."""
+    array = array.astype(np.float32)
+    if array.max() > 1.0:
+        array = array / 255.0
+    if array.ndim == 2:
+        return array
+    if array.shape[-1] == 4:  # RGBA: strokes on a transparent canvas
+        alpha = array[..., 3]
+        if alpha.min() < 0.99:  # composite the strokes over white paper
+            rgb = array[..., :3] * alpha[..., None] + (1 - alpha[..., None])
+            return rgb.mean(-1)
+        array = array[..., :3]
+    return array[..., :3].mean(-1) if array.shape[-1] >= 3 else array[..., 0]
+
+
+def to_mnist(array: np.ndarray) -> torch.Tensor:
+    """A drawing/upload → a white-on-black 28×28 digit centred like MNIST's (20×20 box), (1, 1, 28, 28)."""
+    gray = to_gray(array)
+    if gray.mean() > 0.5:  # dark ink on light paper → MNIST's light ink on black
+        gray = 1.0 - gray
+    if gray.shape == (SIZE, SIZE):
+        return torch.from_numpy(gray.clip(0, 1)).float()[None, None]
+    ink = gray > 0.1
+    if not ink.any():
+        raise gr.Error("the drawing/upload is empty: draw a digit (or clear it to use the test digit).")
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    crop = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = crop.shape
+    scale = 20.0 / max(h, w)
+    small = Image.fromarray((crop * 255).astype(np.uint8)).resize(
+        (max(1, round(w * scale)), max(1, round(h * scale))), Image.LANCZOS
+    )
+    canvas = Image.new("L", (SIZE, SIZE), 0)
+    canvas.paste(small, ((SIZE - small.width) // 2, (SIZE - small.height) // 2))
+    return torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0)[None, None]
+
+
+def has_drawing(value) -> bool:
+    """Whether an editor value holds a picture with any content (a blank canvas does not count)."""
+    array = _editor_array(value)
+    if array is None:
+        return False
+    gray = to_gray(array)
+    return bool(gray.max() - gray.min() > 0.05)
+
+
+def input_digit(test_index, drawing) -> tuple[torch.Tensor, str]:
+    """The drawn/uploaded digit when there is one, else test digit ``test_index``; and a caption."""
+    if has_drawing(drawing):
+        return to_mnist(_editor_array(drawing)), "your drawing/upload"
+    image, label = test_digit(test_index)
+    return image, f"test digit #{int(test_index)} (a {label})"

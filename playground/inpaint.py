@@ -1,0 +1,109 @@
+"""The Inpaint tab: paint over a digit; the pixel DDPM fills the painted pixels in (RePaint)."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+from . import models
+from .images import SIZE, _editor_array, test_digit, to_gray, to_pils
+from .validation import check_choice, check_int, check_seed, check_steps
+
+EDITOR_SCALE = 10  # the digit is shown at 280×280 in the editor
+MASK_PRESETS = ("drawn", "left half", "right half", "top half", "bottom half", "centre square")
+MAX_RESAMPLE = 10
+MAX_VARIANTS = 8
+
+
+def editor_value(test_index) -> dict:
+    """The editor's starting value: test digit ``test_index`` at 280×280, no strokes."""
+    image, _ = test_digit(test_index)
+    big = to_pils(image, scale=EDITOR_SCALE)[0].convert("RGB")
+    return {"background": big, "layers": [], "composite": big}
+
+
+def preset_mask(name: str) -> torch.Tensor:
+    """(1, 1, 28, 28), 1 = keep, 0 = fill."""
+    keep = torch.ones(1, 1, SIZE, SIZE)
+    half = SIZE // 2
+    region = {
+        "left half": (slice(None), slice(0, half)),
+        "right half": (slice(None), slice(half, None)),
+        "top half": (slice(0, half), slice(None)),
+        "bottom half": (slice(half, None), slice(None)),
+        "centre square": (slice(8, 20), slice(8, 20)),
+    }[name]
+    keep[0, 0][region] = 0
+    return keep
+
+
+def _to_28(gray: np.ndarray) -> np.ndarray:
+    """A gray picture of any size → 28×28 by area averaging."""
+    if gray.shape == (SIZE, SIZE):
+        return gray
+    return np.asarray(Image.fromarray((gray * 255).astype(np.uint8)).resize((SIZE, SIZE), Image.BOX), dtype=np.float32) / 255
+
+
+def drawn_mask(editor) -> torch.Tensor:
+    """Pixels painted in any layer of the editor (alpha > 0 or dark strokes) → 0 (fill); the rest 1."""
+    layers = editor.get("layers") if isinstance(editor, dict) else None
+    painted = None
+    for layer in layers or []:
+        array = _editor_array({"composite": layer})
+        if array is None:
+            continue
+        if array.ndim == 3 and array.shape[-1] == 4:
+            ink = array[..., 3].astype(np.float32) / (255.0 if array.dtype == np.uint8 else 1.0)
+        else:
+            ink = 1.0 - to_gray(array)
+        painted = ink if painted is None else np.maximum(painted, ink)
+    if painted is None or painted.max() <= 0.05:
+        raise gr.Error("paint over the digit to mark the pixels to fill in, or pick a preset mask.")
+    fill = _to_28(painted.clip(0, 1)) > 0.2
+    return torch.from_numpy(~fill).float()[None, None]
+
+
+def editor_digit(editor, test_index) -> torch.Tensor:
+    """The editor's background (the digit, possibly uploaded) as 28×28 white-on-black; else the test digit."""
+    background = _editor_array({"composite": editor.get("background")}) if isinstance(editor, dict) else None
+    if background is None:
+        return test_digit(test_index)[0]
+    gray = to_gray(background)
+    if gray.mean() > 0.5:
+        gray = 1.0 - gray
+    return torch.from_numpy(_to_28(gray.clip(0, 1)).copy()).float()[None, None]
+
+
+@torch.no_grad()
+def inpaint(test_index, editor, mask_preset, sampler, steps, resample_steps, num_variants, seed):
+    """(the digit with the region to fill shown grey, the filled-in variants as a gallery)."""
+    mask_preset = check_choice("mask", mask_preset, MASK_PRESETS)
+    sampler = check_choice("sampler", sampler, models.SAMPLERS)
+    if not models.is_available("pixel"):
+        raise gr.Error(models.missing_message("pixel"))
+    steps = check_steps(sampler, steps, models.num_train_timesteps("pixel"))
+    resample_steps = check_int("resample steps", resample_steps, 1, MAX_RESAMPLE)
+    num_variants = check_int("number of variants", num_variants, 1, MAX_VARIANTS)
+    seed = check_seed(seed)
+    if steps * resample_steps > 1000:
+        raise gr.Error(f"steps × resample steps must be at most 1000, got {steps} × {resample_steps}.")
+    image = editor_digit(editor, test_index)
+    keep = drawn_mask(editor) if mask_preset == "drawn" else preset_mask(mask_preset)
+    if keep.min() > 0:
+        raise gr.Error("the mask covers no pixel: paint over part of the digit.")
+    try:
+        pipe = models.inpaint_pipeline(sampler)
+    except models.ModelUnavailable as error:
+        raise gr.Error(str(error)) from None
+    images = pipe(
+        image=image.expand(num_variants, -1, -1, -1),
+        mask=keep,
+        generator=torch.Generator().manual_seed(seed),
+        num_inference_steps=steps,
+        resample_steps=resample_steps,
+        output_type="pt",
+    ).images
+    shown = torch.where(keep > 0, image, torch.full_like(image, 0.5))
+    return to_pils(shown, scale=6)[0], to_pils(images, scale=4)

@@ -1,0 +1,152 @@
+"""The bundled models: found under one local folder, loaded lazily once, shared by every request.
+
+The folder is ``$PLAYGROUND_MODELS_DIR`` (default ``models`` next to app.py). Only the fixed sub-folders below
+are ever loaded: nothing from the page names a path or a repo id.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from pipelines.pipeline_ddpm import DDPMPipeline
+from pipelines.pipeline_inpaint import DDPMInpaintPipeline
+from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
+from pipelines.pipeline_vae import VAEPipeline, principal_directions
+from pipelines.scheduling_ddim import DDIMScheduler
+from pipelines.scheduling_ddpm import DDPMScheduler
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    folder: str
+    pipeline_class: type
+    label: str
+
+
+SPECS = {
+    spec.key: spec
+    for spec in (
+        ModelSpec("pixel", "ddpm-pixel", DDPMPipeline, "Pixel DDPM (28×28)"),
+        ModelSpec("latent", "ddpm-latent", LatentDDPMPipeline, "Latent DDPM (VAE latents 4×7×7)"),
+        ModelSpec("conditional", "ddpm-conditional", LatentDDPMPipeline, "Class-conditional latent DDPM"),
+        ModelSpec("vae", "vae", VAEPipeline, "VAE (16-d latent)"),
+    )
+}
+SAMPLERS = ("DDIM", "DDPM")
+_lock = threading.Lock()
+
+
+class ModelUnavailable(RuntimeError):
+    """A bundled model's folder is missing or cannot be loaded."""
+
+
+def models_dir() -> Path:
+    path = Path(os.environ.get("PLAYGROUND_MODELS_DIR", "models"))
+    return path if path.is_absolute() else ROOT / path
+
+
+def model_folder(key: str) -> Path:
+    return models_dir() / SPECS[key].folder
+
+
+def is_available(key: str) -> bool:
+    return (model_folder(key) / "model_index.json").is_file()
+
+
+def missing_message(key: str) -> str:
+    spec = SPECS[key]
+    return (
+        f"The {spec.label} is not bundled in this copy of the playground: the folder "
+        f"`{model_folder(key)}` is missing. Train it (see README) or pick another model."
+    )
+
+
+@lru_cache(maxsize=None)
+def _load(key: str):
+    spec = SPECS[key]
+    pipe = spec.pipeline_class.from_pretrained(str(model_folder(key)))
+    pipe.set_progress_bar_config(disable=True)
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval().requires_grad_(False)
+    return pipe
+
+
+def load(key: str):
+    """The loaded pipeline for ``key`` (cached); ModelUnavailable with a clear message otherwise."""
+    if key not in SPECS:
+        raise ModelUnavailable(f"unknown model {key!r}; choose one of {list(SPECS)}.")
+    if not is_available(key):
+        raise ModelUnavailable(missing_message(key))
+    with _lock:  # one load at a time; later calls hit the cache
+        try:
+            return _load(key)
+        except (OSError, ValueError) as error:
+            raise ModelUnavailable(f"The {SPECS[key].label} at `{model_folder(key)}` could not be loaded: {error}") from None
+
+
+def make_scheduler(config, sampler: str, **overrides):
+    """A fresh scheduler per request (schedulers hold per-call state), from the trained model's config."""
+    return (DDIMScheduler if sampler == "DDIM" else DDPMScheduler).from_config(config, **overrides)
+
+
+def sampling_pipeline(key: str, sampler: str):
+    """A per-request pipeline sharing the cached networks, with its own scheduler of kind ``sampler``."""
+    base = load(key)
+    if isinstance(base, LatentDDPMPipeline):
+        # Latents (scaled to unit variance) often lie outside [−1, 1]: clipping x̂_0 there ruins the samples
+        # (seen on the bundled models), so latent sampling never clips, as in latent diffusion.
+        scheduler = make_scheduler(base.scheduler.config, sampler, clip_sample=False)
+        pipe = LatentDDPMPipeline(vae=base.vae, unet=base.unet, scheduler=scheduler)
+    else:
+        pipe = DDPMPipeline(unet=base.unet, scheduler=make_scheduler(base.scheduler.config, sampler))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def inpaint_pipeline(sampler: str) -> DDPMInpaintPipeline:
+    base = load("pixel")
+    pipe = DDPMInpaintPipeline(unet=base.unet, scheduler=make_scheduler(base.scheduler.config, sampler))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def num_train_timesteps(key: str) -> int:
+    return int(load(key).scheduler.config.num_train_timesteps)
+
+
+def is_conditional(key: str) -> bool:
+    return bool(getattr(load(key).unet.config, "num_class_embeds", None))
+
+
+@lru_cache(maxsize=1)
+def test_digits():
+    """The held-out MNIST test split (500 digits, 50 per class), loaded once."""
+    from training.data import load_data
+
+    return load_data("mnist", "test")
+
+
+_latent_cache: dict = {}
+
+
+def vae_test_embedding():
+    """(means (N, D), labels (N,), PCA centre (D,), first two directions (2, D)) of the VAE on the test digits."""
+    pipe = load("vae")
+    cached = _latent_cache.get(id(pipe))
+    if cached is None:
+        data = test_digits()
+        means = pipe.encode_means(data.images).flatten(1).float()
+        center, directions, _ = principal_directions(means, num=2)
+        cached = (means, data.labels, center, directions)
+        _latent_cache[id(pipe)] = cached
+    return cached

@@ -1,0 +1,82 @@
+"""Matplotlib figures: the noise schedules side by side, and the VAE's 2-D latent map of the test set."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+MAP_PIXELS = 480  # the latent map is a square image; its axes fill it exactly (pixel ↔ latent coordinates)
+
+
+def schedule_figure(curves: dict[str, dict[str, np.ndarray]]):
+    """Three panels: β_t, ᾱ_t and log SNR(t), one line per schedule (``curves[name] = {"beta", "alpha_bar", "log_snr"}``)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+    panels = (("beta", "β_t", "log"), ("alpha_bar", "ᾱ_t", "linear"), ("log_snr", "log SNR(t) = log ᾱ_t/(1−ᾱ_t)", "linear"))
+    for ax, (key, title, yscale) in zip(axes, panels):
+        for name, curve in curves.items():
+            t = np.arange(1, len(curve[key]) + 1)
+            ax.plot(t, curve[key], label=name, lw=1.8)
+        ax.set_title(title)
+        ax.set_xlabel("t")
+        ax.set_yscale(yscale)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def latent_map_image(points: np.ndarray, labels: np.ndarray, limits: tuple[float, float, float, float], marker=None):
+    """Scatter of 2-D ``points`` coloured by digit, axes filling the whole square image; returns a PIL image.
+
+    ``limits`` = (x_min, x_max, y_min, y_max). The pixel (px, py) maps to latent coordinates with
+    :func:`pixel_to_coords`. ``marker`` (x, y) draws a cross at the last decoded point.
+    """
+    dpi = 100
+    fig = plt.figure(figsize=(MAP_PIXELS / dpi, MAP_PIXELS / dpi), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, 1))
+    scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=12, alpha=0.85)
+    for digit in range(10):  # a label at each class's centre
+        chosen = points[labels == digit]
+        if len(chosen):
+            cx, cy = np.median(chosen, axis=0)
+            ax.text(cx, cy, str(digit), fontsize=15, weight="bold", ha="center", va="center",
+                    color=scatter.cmap(scatter.norm(digit)), path_effects=_outline())  # fmt: skip
+    if marker is not None:
+        ax.plot([marker[0]], [marker[1]], marker="x", color="black", markersize=14, mew=3)
+    ax.set_xlim(limits[0], limits[1])
+    ax.set_ylim(limits[2], limits[3])
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.axvline(0, color="gray", lw=0.5)
+    ax.text(0.01, 0.01, "PC 1 →", transform=ax.transAxes, fontsize=9, color="gray")
+    ax.text(0.01, 0.97, "↑ PC 2", transform=ax.transAxes, fontsize=9, color="gray", va="top")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def _outline():
+    from matplotlib import patheffects
+
+    return [patheffects.withStroke(linewidth=3, foreground="white")]
+
+
+def map_limits(points: np.ndarray, margin: float = 0.1) -> tuple[float, float, float, float]:
+    """Square-ish limits around the points with a margin."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    pad = (high - low) * margin
+    return float(low[0] - pad[0]), float(high[0] + pad[0]), float(low[1] - pad[1]), float(high[1] + pad[1])
+
+
+def pixel_to_coords(px: float, py: float, limits, size: int = MAP_PIXELS) -> tuple[float, float]:
+    """Image pixel (column px, row py; row 0 at the top) → latent-map coordinates."""
+    x_min, x_max, y_min, y_max = limits
+    return x_min + (px + 0.5) / size * (x_max - x_min), y_max - (py + 0.5) / size * (y_max - y_min)

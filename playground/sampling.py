@@ -1,0 +1,116 @@
+"""The Sample tab: run a DDPM/DDIM pipeline in a worker thread and stream z_t and x̂_0 to the page as it goes."""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+
+import gradio as gr
+import torch
+from PIL import Image, ImageDraw
+
+from . import models
+from .images import grid, save_gif, to_pils
+from .validation import check_choice, check_float, check_int, check_num_images, check_seed, check_steps
+
+STREAM_UPDATES = 10  # about this many z_t / x̂_0 pictures per run
+MAX_GUIDANCE = 20.0
+
+
+def trajectory_frame(z_t: torch.Tensor, x0: torch.Tensor | None, t: int, step: int, total: int) -> Image.Image:
+    """z_t (left) and the model's x̂_0 at it (right), as grids with a caption."""
+    nrow = math.ceil(math.sqrt(z_t.shape[0]))
+    left = grid(z_t, nrow, scale=2)
+    right = grid(x0 if x0 is not None else torch.zeros_like(z_t), nrow, scale=2)
+    header, gap = 22, 12
+    frame = Image.new("RGB", (left.width + gap + right.width, left.height + header), "white")
+    frame.paste(left, (0, header))
+    frame.paste(right, (left.width + gap, header))
+    draw = ImageDraw.Draw(frame)
+    draw.text((4, 5), f"z after step {step}/{total} (from t = {t})", fill="black")
+    draw.text((left.width + gap + 4, 5), f"predicted x^_0 at t = {t}", fill="black")
+    return frame
+
+
+def validate(model, sampler, steps, eta, seed, num_images, digit, guidance):
+    """Every Sample input checked; returns them converted. The model must be bundled."""
+    model = check_choice("model", model, tuple(models.SPECS)[:3])
+    sampler = check_choice("sampler", sampler, models.SAMPLERS)
+    if not models.is_available(model):
+        raise gr.Error(models.missing_message(model))
+    steps = check_steps(sampler, steps, models.num_train_timesteps(model))
+    eta = check_float("η (eta)", eta, 0.0, 1.0)
+    seed = check_seed(seed)
+    num_images = check_num_images(num_images)
+    digit = check_int("digit", digit, 0, 9)
+    guidance = check_float("guidance scale", guidance, 0.0, MAX_GUIDANCE)
+    return model, sampler, steps, eta, seed, num_images, digit, guidance
+
+
+def sample_stream(model, sampler, steps, eta, seed, num_images, digit, guidance, progress=gr.Progress()):
+    """Yields (gallery, trajectory picture, status, GIF path) — the gallery and GIF only at the end."""
+    model, sampler, steps, eta, seed, num_images, digit, guidance = validate(
+        model, sampler, steps, eta, seed, num_images, digit, guidance
+    )
+    try:
+        pipe = models.sampling_pipeline(model, sampler)
+    except models.ModelUnavailable as error:
+        raise gr.Error(str(error)) from None
+    conditional = models.is_conditional(model)
+    every = max(1, math.ceil(steps / STREAM_UPDATES))
+    updates: queue.Queue = queue.Queue()
+    frames: list[Image.Image] = []
+    result: dict = {}
+
+    def on_step_end(p, step_index, timestep, kwargs):
+        if step_index % every == 0 or step_index == steps - 1:
+            z_t = p.decode_latents(kwargs["latents"]).cpu()
+            x0 = kwargs.get("pred_original_sample")
+            x0 = None if x0 is None else p.decode_latents(x0.float()).cpu()
+            frame = trajectory_frame(z_t, x0, int(timestep), step_index + 1, steps)
+            frames.append(frame)
+            updates.put((step_index + 1, frame))
+        return kwargs
+
+    def work():
+        try:
+            result["output"] = pipe(
+                batch_size=num_images,
+                generator=torch.Generator().manual_seed(seed),
+                num_inference_steps=steps,
+                eta=eta,
+                class_labels=digit if conditional else None,
+                guidance_scale=guidance if conditional else 1.0,
+                output_type="pt",
+                callback_on_step_end=on_step_end,
+                callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
+            )
+        except Exception as error:  # reported on the page below
+            result["error"] = error
+        finally:
+            updates.put(None)
+
+    start = time.perf_counter()
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        while (item := updates.get()) is not None:
+            done, frame = item
+            progress(done / steps, desc=f"{sampler} step {done}/{steps}")
+            status = f"{sampler} step {done}/{steps} …"
+            yield gr.skip(), frame, status, gr.skip()
+    finally:
+        pipe._interrupt = True  # the page went away: stop after the current step
+        worker.join()
+    if "error" in result:
+        raise gr.Error(f"sampling failed: {result['error']}")
+    seconds = time.perf_counter() - start
+    what = f"digit {digit}, guidance w = {guidance:g}" if conditional else "unconditional"
+    status = (
+        f"**{num_images} images** from the {models.SPECS[model].label} with {sampler} "
+        f"({steps} steps{f', η = {eta:g}' if sampler == 'DDIM' else ''}; {what}; seed {seed}) in {seconds:.2f} s."
+    )
+    images = result["output"].images
+    yield to_pils(images), frames[-1] if frames else None, status, save_gif(frames)

