@@ -64,6 +64,7 @@ def _editor_array(value) -> np.ndarray | None:
     if isinstance(value, str):
         try:
             value = Image.open(value)
+            value.load()  # read the whole file now, so a truncated one fails here with a clear message
         except OSError as error:
             raise gr.Error(f"the uploaded file is not a readable image: {error}") from None
     if isinstance(value, Image.Image):
