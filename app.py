@@ -67,7 +67,7 @@ def sample_tab():
             seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
             with gr.Group(visible=default_model() == "conditional") as conditional_inputs:
                 digit = gr.Slider(0, 9, value=3, step=1, label="Digit (class-conditional model only)")
-                guidance = gr.Slider(0, sampling.MAX_GUIDANCE, value=3, step=0.5, label="Guidance scale w (class-conditional model only)")
+                guidance = gr.Slider(0, sampling.MAX_GUIDANCE, value=5, step=0.5, label="Guidance scale w (class-conditional model only)")
             run = gr.Button("Sample", variant="primary", elem_id="sample-button")
         with gr.Column(scale=2):
             status = gr.Markdown(label="Status", elem_id="sample-status")
