@@ -20,6 +20,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import schedules
+from .scheduling_utils import ForwardProcessMixin
 from .timesteps import TIMESTEP_SPACINGS, spaced_timesteps, validate_custom_timesteps
 
 
@@ -31,7 +32,7 @@ class DDIMSchedulerOutput(BaseOutput):
     pred_original_sample: torch.Tensor | None = None
 
 
-class DDIMScheduler(SchedulerMixin, ConfigMixin):
+class DDIMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
     """DDIM sampler: x̂_0 and ε̂ from the network, then a jump to the next of the visited steps (eq. 12).
 
     ``set_alpha_to_one`` picks ᾱ after the last step: 1 (a clean sample) or ᾱ_1 of the schedule.
@@ -200,14 +201,3 @@ class DDIMScheduler(SchedulerMixin, ConfigMixin):
         if not return_dict:
             return (prev_sample, pred_original_sample)
         return DDIMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
-
-    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
-        """The forward process in closed form: z_t = √ᾱ_t·x + √(1 − ᾱ_t)·ε."""
-        return schedules.closed_form_sample(original_samples, noise, self.alphas_cumprod, timesteps)
-
-    def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
-        """The v-prediction training target."""
-        return schedules.velocity(sample, noise, self.alphas_cumprod, timesteps)
-
-    def __len__(self) -> int:
-        return self.config.num_train_timesteps

@@ -18,6 +18,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import schedules
+from .scheduling_utils import ForwardProcessMixin
 from .timesteps import spaced_timesteps, validate_custom_timesteps
 
 VarianceType = Literal["fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range"]
@@ -32,7 +33,7 @@ class DDPMSchedulerOutput(BaseOutput):
     pred_original_sample: torch.Tensor | None = None
 
 
-class DDPMScheduler(SchedulerMixin, ConfigMixin):
+class DDPMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
     """Ancestral DDPM sampler: x̂_0 from the network, then z_{t−1} ~ q(z_{t−1} | z_t, x̂_0).
 
     ``variance_type`` picks σ_t²: ``fixed_small`` is the posterior variance β̃_t, ``fixed_large`` is β_t
@@ -190,14 +191,3 @@ class DDPMScheduler(SchedulerMixin, ConfigMixin):
         if not return_dict:
             return (pred_prev_sample, pred_original_sample)
         return DDPMSchedulerOutput(prev_sample=pred_prev_sample, pred_original_sample=pred_original_sample)
-
-    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
-        """The forward process in closed form: z_t = √ᾱ_t·x + √(1 − ᾱ_t)·ε."""
-        return schedules.closed_form_sample(original_samples, noise, self.alphas_cumprod, timesteps)
-
-    def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
-        """The v-prediction training target."""
-        return schedules.velocity(sample, noise, self.alphas_cumprod, timesteps)
-
-    def __len__(self) -> int:
-        return self.config.num_train_timesteps
