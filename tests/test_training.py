@@ -21,6 +21,7 @@ from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
 from training import train_ddpm
 from training.config import DDPMTrainConfig, parse_config
+from training.data import load_data
 from training.loop import list_checkpoints, resolve_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +117,10 @@ def test_latent_ddpm_trains_on_a_trained_vae_and_samples_images(tmp_path):
     model_dir = train_ddpm.main(args)
     assert_loss_falls(out, factor=0.9)  # the latents are near-Gaussian: the reachable loss is higher than on pixels
     pipe = LatentDDPMPipeline.from_pretrained(model_dir)
-    assert pipe.vae.config.scaling_factor != 1.0  # measured from the data's latents
+    # The scaling factor makes z = μ + σ·ε unit-variance over the training data, as the diffusion assumes.
+    with torch.no_grad():
+        z = pipe.vae.encode(load_data("sklearn-digits", "train", image_size=8).images).latent_dist.sample()
+    assert (z * pipe.vae.config.scaling_factor).std().item() == pytest.approx(1.0, abs=0.05)
     images = sample_images(pipe)
     assert images.shape == (2, 1, 8, 8) and torch.isfinite(images).all()
 

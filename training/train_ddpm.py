@@ -65,7 +65,8 @@ class DDPMTask(TrainingTask):
         with torch.no_grad():
             dist = vae.encode(data.images).latent_dist
             mean, std = dist.mean, dist.std
-        scaling = 1.0 / torch.cat([mean, std]).std().item()  # approx. 1/std of z = μ + σ·ε over the data
+        variance = mean.var() + std.square().mean()  # Var[z] = Var[μ] + E[σ²] for z = μ + σ·ε (law of total variance)
+        scaling = 1.0 / variance.sqrt().item()
         vae.register_to_config(scaling_factor=scaling)
         return vae, ImageData(torch.cat([mean, std], dim=1), data.labels)
 
