@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
+from pipelines.defaults import DEFAULT_DDIM_STEPS, DEFAULT_DDPM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER  # noqa: E402
 from pipelines.schedules import BETA_SCHEDULES  # noqa: E402
 from playground import forward, inpaint, models, sampling, vae_tab  # noqa: E402
 from playground.math_text import LATEX_DELIMITERS, math_markdown  # noqa: E402
@@ -59,15 +60,15 @@ def sample_tab():
         with gr.Column(scale=1):
             model = gr.Dropdown([(models.SPECS[k].label, k) for k in ("pixel", "latent", "conditional")],
                                 value=default_model(), label="Model")  # fmt: skip
-            sampler = gr.Radio(list(models.SAMPLERS), value="DDIM", label="Sampler")
-            steps = gr.Slider(1, MAX_DDPM_STEPS, value=25, step=1, label=f"Steps (DDIM ≤ {MAX_DDIM_STEPS}, DDPM ≤ {MAX_DDPM_STEPS})",
+            sampler = gr.Radio(list(models.SAMPLERS), value=DEFAULT_SAMPLER.upper(), label="Sampler")
+            steps = gr.Slider(1, MAX_DDPM_STEPS, value=DEFAULT_DDIM_STEPS, step=1, label=f"Steps (DDIM ≤ {MAX_DDIM_STEPS}, DDPM ≤ {MAX_DDPM_STEPS})",
                               elem_id="sample-steps")
             eta = gr.Slider(0, 1, value=0, step=0.05, label="DDIM η (0 = deterministic, 1 = DDPM-like noise)")
             num_images = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
             seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
             with gr.Group(visible=default_model() == "conditional") as conditional_inputs:
                 digit = gr.Slider(0, 9, value=3, step=1, label="Digit (class-conditional model only)")
-                guidance = gr.Slider(0, sampling.MAX_GUIDANCE, value=5, step=0.5, label="Guidance scale w (class-conditional model only)")
+                guidance = gr.Slider(0, sampling.MAX_GUIDANCE, value=DEFAULT_GUIDANCE_SCALE, step=0.5, label="Guidance scale w (class-conditional model only)")
             run = gr.Button("Sample", variant="primary", elem_id="sample-button")
         with gr.Column(scale=2):
             status = gr.Markdown(label="Status", elem_id="sample-status")
@@ -75,7 +76,7 @@ def sample_tab():
             trajectory = gr.Image(label="Reverse process: z_t (left) and the predicted x̂_0 (right), streamed", type="pil", format="png",
                                   elem_id="sample-trajectory")  # fmt: skip
             gif = gr.File(label="Trajectory GIF (download)", elem_id="sample-gif")
-    sampler.change(lambda s: gr.update(value=25 if s == "DDIM" else 100), sampler, steps, api_name="ui_default_steps", api_visibility="private")
+    sampler.change(lambda s: gr.update(value=DEFAULT_DDIM_STEPS if s == "DDIM" else DEFAULT_DDPM_STEPS), sampler, steps, api_name="ui_default_steps", api_visibility="private")
     model.change(lambda m: gr.update(visible=m == "conditional"), model, conditional_inputs, api_name="ui_conditional_inputs",
                  api_visibility="private")  # fmt: skip
     run.click(sampling.sample_stream, [model, sampler, steps, eta, seed, num_images, digit, guidance],

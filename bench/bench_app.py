@@ -1,7 +1,7 @@
 """Time the playground as a user meets it: cold start of `python app.py`, and a click on "Sample" until all
 16 images are rendered in a real browser (Debian's chromium via Playwright), with the fastest sampler.
 
-    .venv/bin/python bench/bench_app.py [--models-dir models] [--model auto] [--steps 25] [--repeats 5]
+    .venv/bin/python bench/bench_app.py [--models-dir models] [--model auto] [--steps DEFAULT_DDIM_STEPS] [--repeats 5]
 
 ``--model auto`` picks the latent DDPM when it is bundled (much faster than the pixel one), else the pixel DDPM;
 the sampler is DDIM (η = 0). Goals: click → 16 images ≤ 1.5 s; cold start → serving ≤ 15 s.
@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipelines.defaults import DEFAULT_DDIM_STEPS  # noqa: E402
 from playground.testing import launch_app, stop_app  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -60,7 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", default="models")
     parser.add_argument("--model", default="auto", choices=["auto", "pixel", "latent", "conditional"])
-    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--steps", type=int, default=DEFAULT_DDIM_STEPS)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright

@@ -214,6 +214,20 @@ def test_unknown_config_keys_and_flags_are_errors(tmp_path, capsys):
     assert (cfg.max_steps, cfg.block_out_channels) == (9, (8, 16))  # the command line wins over the file
 
 
+def test_init_from_starts_from_the_saved_unet_and_checks_it_fits(uninterrupted, tmp_path):
+    saved = DDPMPipeline.from_pretrained(uninterrupted / "model").unet
+    task = train_ddpm.DDPMTask(parse_config(DDPMTrainConfig, ddpm_args(tmp_path / "ft", "--init_from", str(uninterrupted / "model"))))
+    start = task.build_model()
+    assert all(torch.equal(a, b) for a, b in zip(start.parameters(), saved.parameters(), strict=True))
+    out = tmp_path / "ft"
+    train_ddpm.main(ddpm_args(out, "--init_from", str(uninterrupted / "model"), steps=2, every=2))
+    assert DDPMPipeline.from_pretrained(out / "model").unet.config.block_out_channels == saved.config.block_out_channels
+    with pytest.raises(ValueError, match="class rows"):
+        train_ddpm.main(ddpm_args(tmp_path / "cond", "--num_classes", "10", "--init_from", str(uninterrupted / "model")))
+    with pytest.raises(ValueError, match="is not a folder"):
+        train_ddpm.main(ddpm_args(tmp_path / "x", "--init_from", str(tmp_path / "nowhere")))
+
+
 def test_missing_or_empty_data_and_missing_vae_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="neither a known name"):
         train_ddpm.main(ddpm_args(tmp_path / "a", "--data", str(tmp_path / "no-such-folder")))

@@ -60,6 +60,7 @@ class DDPMTrainConfig(TrainConfig):
     output_dir: str = "runs/ddpm"
     space: Literal["pixel", "latent"] = "pixel"
     vae: str = ""  # the VAE (a saved VAE or VAE-pipeline folder) whose latents a latent DDPM models
+    init_from: str = ""  # fine-tune: start from the UNet of a saved pipeline folder (a resumed checkpoint wins)
     num_classes: int = 0  # 0: unconditional; 10: class-conditional with classifier-free guidance
     label_dropout: float = 0.1  # P(label → "no class") while training a conditional model
     block_out_channels: tuple[int, ...] = (32, 64, 64)

@@ -20,6 +20,7 @@ import torch
 from scipy import linalg
 
 from pipelines import schedules
+from pipelines.defaults import DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER
 
 from .classifier import load_classifier
 from .data import load_data
@@ -152,8 +153,8 @@ def ddpm_bits_per_dim(pipe, num_images: int = 200, t_per_image: int = 4, seed: i
             "bpd_images": num_images, "bpd_t_per_image": t_per_image}
 
 
-def evaluate_folder(folder: str | Path, num_samples: int = 1000, sampler: str = "ddim", steps: int = 50,
-                    eta: float = 0.0, guidance_scale: float = 3.0, bits_per_dim: bool = True) -> dict:
+def evaluate_folder(folder: str | Path, num_samples: int = 1000, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_DDIM_STEPS,
+                    eta: float = 0.0, guidance_scale: float = DEFAULT_GUIDANCE_SCALE, bits_per_dim: bool = True) -> dict:
     folder = Path(folder)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"{str(folder)!r} is not a saved pipeline folder (no model_index.json).")
@@ -172,10 +173,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder")
     parser.add_argument("--num_samples", type=int, default=1000)
-    parser.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--sampler", choices=("ddim", "ddpm"), default=DEFAULT_SAMPLER)
+    parser.add_argument("--steps", type=int, default=DEFAULT_DDIM_STEPS)
     parser.add_argument("--eta", type=float, default=0.0)
-    parser.add_argument("--guidance_scale", type=float, default=3.0)
+    parser.add_argument("--guidance_scale", type=float, default=DEFAULT_GUIDANCE_SCALE)
     parser.add_argument("--no_bits_per_dim", action="store_true")
     parser.add_argument("--out", help="where to write the JSON (default: <folder>/evaluation.json)")
     args = parser.parse_args(argv)

@@ -73,7 +73,17 @@ class DDPMTask(TrainingTask):
     def build_model(self) -> UNet2DModel:
         shape = self.data.images.shape
         channels = shape[1] // 2 if self.vae is not None else shape[1]
-        return build_unet(self.config, shape[-1], channels)
+        if not self.config.init_from:
+            return build_unet(self.config, shape[-1], channels)
+        path = Path(self.config.init_from)
+        if not path.is_dir():
+            raise ValueError(f"init_from={str(path)!r} is not a folder (a saved pipeline or UNet).")
+        unet = UNet2DModel.from_pretrained(path / "unet" if (path / "unet").is_dir() else path, use_safetensors=True)
+        expected = (channels, shape[-1], self.config.num_classes + 1 if self.config.num_classes else None)
+        found = (unet.config.in_channels, unet.config.sample_size, unet.config.num_class_embeds)
+        if found != expected:
+            raise ValueError(f"init_from={str(path)!r} has (channels, size, class rows) {found}; this data needs {expected}.")
+        return unet
 
     def loss(self, model, images, labels, generator, step):
         """The notes' loss ‖g_t[√ᾱ_t·x + √(1 − ᾱ_t)·ε] − ε‖² at a uniformly drawn t (or its x_0 / v variant)."""
