@@ -114,6 +114,13 @@ def schedules_tab():
     return plot, schedule_inputs
 
 
+def beta_radio(elem_id: str) -> gr.Radio:
+    """β of the VAE to use: only the bundled values are offered (hidden when only the plain VAE is bundled)."""
+    betas = models.bundled_betas() or [1.0]
+    choices = [(f"β = {b:g}" + (" (the ELBO)" if b == 1.0 else ""), b) for b in betas]
+    return gr.Radio(choices, value=1.0, label="β-VAE: the KL weight it was trained with", visible=len(betas) > 1, elem_id=elem_id)
+
+
 def vae_tab_ui():
     missing_banner("vae")
     with gr.Tabs():
@@ -123,6 +130,7 @@ def vae_tab_ui():
                 with gr.Column():
                     index, drawing = digit_inputs("vae-sketchpad")
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed (the draw z = μ + σ·ε)")
+                    beta = beta_radio("vae-beta")
                     run = gr.Button("Reconstruct", variant="primary", elem_id="vae-reconstruct-button")
                 with gr.Column():
                     with gr.Row():
@@ -132,9 +140,9 @@ def vae_tab_ui():
                     elbo_text = gr.Markdown(label="ELBO", elem_id="vae-elbo")
                     elbo = gr.JSON(label="ELBO terms (nats)")
             outputs = [original, recon, elbo_text, elbo]
-            run.click(vae_tab.reconstruct, [index, drawing, seed], outputs, api_name="vae_reconstruct")
-            for trigger in (index.release, drawing.change):  # live: a new digit or a stroke recomputes the ELBO
-                trigger(vae_tab.reconstruct, [index, drawing, seed], outputs, api_name="ui_reconstruct_live",
+            run.click(vae_tab.reconstruct, [index, drawing, seed, beta], outputs, api_name="vae_reconstruct")
+            for trigger in (index.release, drawing.change, beta.change):  # live: a new digit, a stroke or β recomputes
+                trigger(vae_tab.reconstruct, [index, drawing, seed, beta], outputs, api_name="ui_reconstruct_live",
                         api_visibility="private", trigger_mode="always_last", show_progress="hidden")  # fmt: skip
 
         with gr.Tab("Prior samples"):
@@ -142,9 +150,10 @@ def vae_tab_ui():
             with gr.Row():
                 num_prior = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
                 prior_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+                prior_beta = beta_radio("vae-prior-beta")
                 prior_run = gr.Button("Sample the prior", variant="primary", elem_id="vae-prior-button")
             prior = gr.Gallery(format="png", columns=8, height=300, label="Prior samples", elem_id="vae-prior-gallery")
-            prior_run.click(vae_tab.prior_samples, [num_prior, prior_seed], prior, api_name="vae_prior")
+            prior_run.click(vae_tab.prior_samples, [num_prior, prior_seed, prior_beta], prior, api_name="vae_prior")
 
         with gr.Tab("Interpolation"):
             gr.Markdown("From μ(a) to μ(b) in latent space: a straight line vs. the great circle (slerp).")

@@ -39,8 +39,11 @@ SPECS = {
         ModelSpec("latent", "ddpm-latent", LatentDDPMPipeline, "Latent DDPM (VAE latents 4×7×7)"),
         ModelSpec("conditional", "ddpm-conditional", LatentDDPMPipeline, "Class-conditional latent DDPM"),
         ModelSpec("vae", "vae", VAEPipeline, "VAE (16-d latent)"),
+        ModelSpec("vae-beta0.25", "vae-beta0.25", VAEPipeline, "β-VAE with β = 0.25 (16-d latent)"),
+        ModelSpec("vae-beta4", "vae-beta4", VAEPipeline, "β-VAE with β = 4 (16-d latent)"),
     )
 }
+VAE_BY_BETA = {0.25: "vae-beta0.25", 1.0: "vae", 4.0: "vae-beta4"}  # the β each VAE was trained with → its key
 SAMPLERS = ("DDIM", "DDPM")
 _lock = threading.Lock()
 
@@ -60,6 +63,11 @@ def model_folder(key: str) -> Path:
 
 def is_available(key: str) -> bool:
     return (model_folder(key) / "model_index.json").is_file()
+
+
+def bundled_betas() -> list[float]:
+    """The β values of the VAEs present, smallest first (β = 1 is the plain VAE)."""
+    return [beta for beta, key in sorted(VAE_BY_BETA.items()) if is_available(key)]
 
 
 def missing_message(key: str) -> str:

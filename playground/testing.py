@@ -30,7 +30,7 @@ def _unet(sample_size: int, channels: int, blocks: tuple[int, ...], num_class_em
 
 
 def make_tiny_models(folder: str | Path, keys: tuple[str, ...] = tuple(SPECS)) -> Path:
-    """Save random pixel/latent/conditional DDPMs and a vector VAE under ``folder`` (only ``keys``)."""
+    """Save random pixel/latent/conditional DDPMs and vector (β-)VAEs under ``folder`` (only ``keys``)."""
     folder = Path(folder)
     torch.manual_seed(0)
     scheduler = DDPMScheduler(num_train_timesteps=1000)
@@ -41,6 +41,8 @@ def make_tiny_models(folder: str | Path, keys: tuple[str, ...] = tuple(SPECS)) -
         "conditional": lambda: LatentDDPMPipeline(spatial, _unet(7, 4, (8,), num_class_embeds=11), scheduler),
         "vae": lambda: VAEPipeline(VAE(block_out_channels=(8, 8), latent_dim=16, norm_num_groups=4).eval()),
     }
+    for key in ("vae-beta0.25", "vae-beta4"):  # β-VAEs: the same architecture, other (random) weights
+        builders[key] = builders["vae"]
     for key in keys:
         builders[key]().save_pretrained(folder / SPECS[key].folder, safe_serialization=True)
     return folder

@@ -11,26 +11,30 @@ from pipelines.pipeline_vae import lerp, slerp
 from . import models
 from .images import grid, input_digit, save_gif, test_digit, to_pils
 from .plots import latent_map_image, map_limits, pixel_to_coords
-from .validation import MAX_IMAGES, check_float, check_int, check_seed
+from .validation import MAX_IMAGES, check_float, check_int, check_seed, is_finite_number
 
 MAX_FRAMES = 32
 MAX_COORD = 50.0
 
 
-def vae_pipe():
+def vae_pipe(beta=1.0):
+    """The bundled VAE trained with ``beta`` (1: the plain VAE); a gr.Error names the bundled values otherwise."""
+    key = models.VAE_BY_BETA.get(beta) if is_finite_number(beta) else None
+    if key is None or (beta != 1.0 and not models.is_available(key)):
+        raise gr.Error(f"β must be one of the bundled VAEs' values {models.bundled_betas() or [1.0]}, got {beta!r:.40}.")
     try:
-        return models.load("vae")
+        return models.load(key)
     except models.ModelUnavailable as error:
         raise gr.Error(str(error)) from None
 
 
 @torch.no_grad()
-def reconstruct(test_index, drawing, seed):
-    """(input, reconstruction, ELBO markdown, ELBO terms as a dict in nats)."""
+def reconstruct(test_index, drawing, seed, beta=1.0):
+    """(input, reconstruction, ELBO markdown, ELBO terms as a dict in nats) under the VAE trained with ``beta``."""
     seed = check_seed(seed)
-    pipe = vae_pipe()
+    pipe = vae_pipe(beta)
     x, caption = input_digit(test_index, drawing)
-    terms = pipe.vae.elbo(x, generator=torch.Generator().manual_seed(seed))
+    terms = pipe.vae.elbo(x, beta=float(beta), generator=torch.Generator().manual_seed(seed))
     reconstruction = pipe.reconstruct(x, output_type="pt").images
     numbers = {name: round(float(getattr(terms, name)[0]), 2) for name in ("elbo", "reconstruction", "kl")}
     text = (
@@ -38,14 +42,21 @@ def reconstruct(test_index, drawing, seed):
         f"ELBO = E_q[ln p(x|z)] − KL[q(z|x) ‖ p(z)] = **{numbers['reconstruction']:.1f}** − **{numbers['kl']:.1f}** "
         f"= **{numbers['elbo']:.1f} nats** (one reparameterized draw z = μ + σ·ε, seed {seed})."
     )
+    if beta != 1.0:
+        numbers["beta_objective"] = round(-float(terms.loss[0]), 2)
+        text += (
+            f"\n\nThis VAE was trained to maximise E_q[ln p(x|z)] − β·KL with **β = {beta:g}** "
+            f"(= **{numbers['beta_objective']:.1f}** here): β < 1 buys sharper reconstructions with a larger KL, "
+            "β > 1 a latent closer to the prior at the cost of blurrier reconstructions."
+        )
     return to_pils(x)[0], to_pils(reconstruction)[0], text, numbers
 
 
 @torch.no_grad()
-def prior_samples(num_images, seed):
+def prior_samples(num_images, seed, beta=1.0):
     num_images = check_int("number of images", num_images, 1, MAX_IMAGES)
     seed = check_seed(seed)
-    images = vae_pipe()(batch_size=num_images, generator=torch.Generator().manual_seed(seed), output_type="pt").images
+    images = vae_pipe(beta)(batch_size=num_images, generator=torch.Generator().manual_seed(seed), output_type="pt").images
     return to_pils(images)
 
 

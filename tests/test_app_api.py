@@ -105,15 +105,24 @@ def test_forward_process_uses_an_uploaded_digit(client, tmp_path):
 
 
 def test_vae_reconstruction_reports_elbo_as_reconstruction_minus_kl(client):
-    original, reconstruction, text, terms = client.predict(4, None, 0, api_name="/vae_reconstruct")
+    original, reconstruction, text, terms = client.predict(4, None, 0, 1.0, api_name="/vae_reconstruct")
     assert pixels(original).shape == pixels(reconstruction).shape == (112, 112)
     assert terms["kl"] >= 0
     assert terms["elbo"] == pytest.approx(terms["reconstruction"] - terms["kl"], abs=0.02)
     assert "nats" in text
 
 
+def test_vae_reconstruction_under_a_beta_vae_reports_its_weighted_objective(client):
+    _, _, text, terms = client.predict(4, None, 0, 4.0, api_name="/vae_reconstruct")
+    assert terms["beta_objective"] == pytest.approx(terms["reconstruction"] - 4.0 * terms["kl"], abs=0.05)
+    assert "β = 4" in text
+    _, _, _, plain = client.predict(4, None, 0, 1.0, api_name="/vae_reconstruct")
+    assert plain["elbo"] != terms["elbo"]  # another model: the β-VAE's own weights
+
+
 def test_vae_prior_returns_the_requested_number_of_samples(client):
-    assert len(client.predict(7, 3, api_name="/vae_prior")) == 7
+    assert len(client.predict(7, 3, 1.0, api_name="/vae_prior")) == 7
+    assert len(client.predict(2, 3, 0.25, api_name="/vae_prior")) == 2
 
 
 def test_vae_linear_and_slerp_walks_share_their_endpoints(client):
@@ -162,8 +171,9 @@ BAD_INPUTS = [
     ("/schedule_plot", (["linear"], 100, 0.5, 0.02), "β_start must be smaller than β_end"),
     ("/forward_process", (["linear"], 100, 1e-4, 0.02, 0, None, 101, 0), "t must lie in [1, 100]"),
     ("/forward_process", (["linear"], 100, 1e-4, 0.02, 900, None, 10, 0), "499"),
-    ("/vae_reconstruct", (0, None, 2**40), "greater than maximum value 2147483647"),
-    ("/vae_prior", (0, 0), "0"),
+    ("/vae_reconstruct", (0, None, 2**40, 1.0), "greater than maximum value 2147483647"),
+    ("/vae_reconstruct", (0, None, 0, 2.0), "2.0"),
+    ("/vae_prior", (0, 0, 1.0), "0"),
     ("/vae_interpolate", (0, 1, 1), "2"),
     ("/vae_traverse", (0, None, 99, 2.0, 5), "greater than maximum value 15"),
     ("/vae_decode_point", (1e9, 0.0), "PC 1"),
@@ -177,7 +187,7 @@ def test_bad_input_gets_a_clear_error_and_the_app_keeps_serving(client, api_name
     with pytest.raises(Exception) as error:
         client.predict(*args, api_name=api_name)
     assert message.lower() in str(error.value).lower()
-    assert len(client.predict(1, 0, api_name="/vae_prior")) == 1  # still serving
+    assert len(client.predict(1, 0, 1.0, api_name="/vae_prior")) == 1  # still serving
 
 
 @pytest.mark.slow  # starts a second app
@@ -189,7 +199,7 @@ def test_a_missing_model_gives_a_clear_message(tmp_path):
         with pytest.raises(Exception, match="is not bundled"):
             c.predict("latent", "DDIM", 5, 0.0, 0, 2, 0, 1.0, api_name="/sample")
         with pytest.raises(Exception, match="is not bundled"):
-            c.predict(2, 0, api_name="/vae_prior")
+            c.predict(2, 0, 1.0, api_name="/vae_prior")
         assert len(c.predict("pixel", "DDIM", 3, 0.0, 0, 2, 0, 1.0, api_name="/sample")[0]) == 2
     finally:
         stop_app(process)

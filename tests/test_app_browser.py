@@ -190,6 +190,15 @@ def test_vae_reconstructs_a_digit_drawn_on_the_sketchpad(page):
     screenshot(page, "vae-drawn")
 
 
+def test_choosing_a_beta_vae_recomputes_the_elbo_with_its_weighted_objective(page):
+    open_tab(page, "VAE")
+    page.locator("#vae-beta").get_by_role("radio", name="β = 4", exact=True).check()
+    page.wait_for_function("() => document.querySelector('#vae-elbo').innerText.includes('β = 4')", timeout=TIMEOUT_MS)
+    wait_for_images(page, "#vae-recon", 1)
+    assert error_toasts(page) == []
+    screenshot(page, "vae-beta4")
+
+
 def test_inpaint_fills_the_pixels_painted_over_the_digit(page):
     open_tab(page, "Inpaint")
     page.get_by_role("radio", name="drawn", exact=True).check()

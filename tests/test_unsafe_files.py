@@ -242,7 +242,7 @@ def test_the_served_app_refuses_a_server_file_path_sent_as_an_image(tmp_path):
     file_data = {"path": str(secret), "meta": {"_type": "gradio.FileData"}}
     drawing = {"background": file_data, "layers": [], "composite": file_data}
     with serve_app(make_tiny_models(tmp_path / "models")) as (url, _), httpx.Client(base_url=url, timeout=60) as http:
-        for args in ([0, drawing, 0], [0, None, 0]):  # the second, without a path, must work
+        for args in ([0, drawing, 0, 1.0], [0, None, 0, 1.0]):  # the second, without a path, must work
             event = http.post("gradio_api/call/vae_reconstruct", json={"data": args}).json()["event_id"]
             stream = http.get(f"gradio_api/call/vae_reconstruct/{event}").text
             outcome = "error" if "event: error" in stream else "complete" if "event: complete" in stream else stream

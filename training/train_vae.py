@@ -27,7 +27,7 @@ def binarize(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 class VAETask(TrainingTask):
-    selection_metric = "val_neg_elbo"
+    selection_metric = "val_loss"  # the training objective on the validation split: −ELBO when β = 1
 
     def __init__(self, cfg: VAETrainConfig):
         self.config = cfg
@@ -52,8 +52,8 @@ class VAETask(TrainingTask):
         return model.elbo(images, beta=beta, generator=generator).loss.mean()
 
     def evaluate(self, model) -> dict[str, float]:
-        out = model.elbo(self.val_images, generator=torch.Generator().manual_seed(0))
-        return {"val_neg_elbo": -out.elbo.mean().item(), "val_kl": out.kl.mean().item()}
+        out = model.elbo(self.val_images, beta=self.config.beta, generator=torch.Generator().manual_seed(0))
+        return {"val_loss": out.loss.mean().item(), "val_neg_elbo": -out.elbo.mean().item(), "val_kl": out.kl.mean().item()}
 
     def sample_grid(self, model, generator):
         return VAEPipeline(vae=model)(batch_size=16, generator=generator, output_type="pt").images
