@@ -132,6 +132,8 @@ class BatchSampler:
     def __init__(self, num_examples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         if batch_size <= 0 or batch_size % world_size:
             raise ValueError(f"batch_size ({batch_size}) must be positive and divisible by the number of processes ({world_size}).")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size}) (world_size {world_size}).")
         if num_examples < batch_size:
             raise ValueError(f"the data holds {num_examples} examples, fewer than batch_size={batch_size}.")
         self.n, self.batch_size, self.seed, self.rank, self.world = num_examples, batch_size, seed, rank, world_size

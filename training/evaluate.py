@@ -76,7 +76,7 @@ def evaluate_sampler(pipe, num_samples: int, sampler: str, steps: int, eta: floa
     scheduler_cls = DDIMScheduler if sampler == "ddim" else DDPMScheduler
     pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
     conditional = bool(pipe.unet.config.num_class_embeds)
-    requested = torch.arange(num_samples) % 10 if conditional else None
+    requested = torch.arange(num_samples) % (pipe.unet.config.num_class_embeds - 1) if conditional else None  # the last row: "no class"
     images, start = [], time.perf_counter()
     for i, lo in enumerate(range(0, num_samples, batch_size)):
         n = min(batch_size, num_samples - lo)
@@ -129,6 +129,8 @@ def ddpm_bits_per_dim(pipe, num_images: int = 200, t_per_image: int = 4, seed: i
     x = load_data("mnist", "test").images[:num_images].double() * 2 - 1
     g = torch.Generator().manual_seed(seed)
     D = x[0].numel()
+    classes = pipe.unet.config.num_class_embeds  # a conditional model is scored as p(x): its "no class" row
+    no_class = torch.full((len(x),), classes - 1) if classes else None
     # L_T = KL(q(z_T|x) ‖ N(0, I)), closed form
     L_T = _gaussian_kl(ab[-1].sqrt() * x, torch.log(1 - ab[-1]).expand_as(x), torch.zeros_like(x), torch.zeros_like(x)).flatten(1).sum(1)
     per_step = []
@@ -136,7 +138,7 @@ def ddpm_bits_per_dim(pipe, num_images: int = 200, t_per_image: int = 4, seed: i
         t = torch.randint(0, T, (len(x),), generator=g)
         noise = torch.randn(x.shape, generator=g, dtype=x.dtype)
         z = schedules.closed_form_sample(x, noise, ab, t)
-        out = pipe.unet(z.float(), t).sample.double()
+        out = pipe.unet(z.float(), t, class_labels=no_class).sample.double()
         a_t = ab[t].view(-1, 1, 1, 1)
         a_prev = torch.where(t > 0, ab[(t - 1).clamp(min=0)], torch.ones_like(ab[t])).view(-1, 1, 1, 1)
         x0_hat = schedules.predict_original_sample(out, z, a_t, sched.config.prediction_type).clamp(-1, 1)
