@@ -1,7 +1,7 @@
 """Time the playground as a user meets it: cold start of `python app.py`, and a click on "Sample" until all
 16 images are rendered in a real browser (Debian's chromium via Playwright), with the fastest sampler.
 
-    .venv/bin/python bench/bench_app.py [--models-dir models] [--model auto] [--steps DEFAULT_DDIM_STEPS] [--repeats 5]
+    .venv/bin/python bench/bench_app.py [--models-dir models] [--model auto] [--steps DEFAULT_DDIM_STEPS] [--repeats 5] [--screenshot out.png]
 
 ``--model auto`` picks the latent DDPM when it is bundled (much faster than the pixel one), else the pixel DDPM;
 the sampler is DDIM (η = 0). Goals: click → 16 images ≤ 1.5 s; cold start → serving ≤ 15 s.
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--model", default="auto", choices=["auto", "pixel", "latent", "conditional"])
     parser.add_argument("--steps", type=int, default=DEFAULT_DDIM_STEPS)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--screenshot", help="save the page after the last click (real samples) to this PNG")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -97,6 +98,9 @@ def main() -> None:
                     f"{args.repeats} runs): median {statistics.median(times):.2f} s, min {min(times):.2f} s, "
                     f"max {max(times):.2f} s  (goal ≤ 1.5 s)"
                 )
+                if args.screenshot:
+                    page.screenshot(path=args.screenshot, full_page=True)
+                    print(f"screenshot: {args.screenshot}")
                 browser.close()
         finally:
             stop_app(process)
