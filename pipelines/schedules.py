@@ -204,6 +204,23 @@ def diffusion_loss_target(
     raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
 
 
+def min_snr_loss_weight(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Min-SNR-γ weights (Hang et al. 2023, https://arxiv.org/abs/2303.09556): every prediction type's loss is an
+    x-space loss ‖x̂_0 − x‖² times a factor of SNR(t); clipping that factor at γ stops the nearly clean steps (huge SNR)
+    from dominating training. In the units of each target: ε → min(SNR, γ)/SNR, x → min(SNR, γ), v → min(SNR, γ)/(SNR + 1)."""
+    snr = signal_to_noise_ratio(alphas_cumprod.to(timesteps.device)[timesteps].double())
+    clipped = snr.clamp(max=gamma)  # min(SNR(t), γ)
+    if prediction_type == "epsilon":
+        weight = clipped / snr  # ‖ε̂ − ε‖² = SNR·‖x̂_0 − x‖²
+    elif prediction_type == "sample":
+        weight = clipped
+    elif prediction_type == "v_prediction":
+        weight = clipped / (snr + 1)  # ‖v̂ − v‖² = (SNR + 1)·‖x̂_0 − x‖²
+    else:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+    return weight.float()
+
+
 def ddim_sigma(alpha_prod_t, alpha_prod_t_prev, eta: float):
     """σ_t(η) = η·√((1 − ᾱ_{t'})/(1 − ᾱ_t))·√(1 − ᾱ_t/ᾱ_{t'}), DDIM's noise scale (Song et al. 2020,
     https://arxiv.org/abs/2010.02502, eq. 16): η = 0 is deterministic DDIM, η = 1 the DDPM posterior's √β̃_t."""

@@ -186,3 +186,33 @@ def test_make_betas_rejects_bad_arguments_and_passes_trained_betas_through():
         schedules.make_betas("linear", 0)
     trained = [0.1, 0.2, 0.3]
     assert schedules.make_betas("linear", 1000, trained_betas=trained).tolist() == pytest.approx(trained)
+
+
+@settings(max_examples=40, deadline=None)
+@given(prediction_type=st.sampled_from(PREDICTION_TYPES), t=st.integers(0, 999), gamma=st.sampled_from([0.5, 5.0, 1e6]), seed=st.integers(0, 2**16))
+def test_min_snr_weights_make_every_prediction_type_the_clipped_x_space_loss(prediction_type, t, gamma, seed):
+    """A network that believes x̂_0 (and so ε̂, both consistent with z_t) pays, once weighted, min(SNR, γ)·‖x̂_0 − x‖²
+    whatever it predicts: ‖ε̂ − ε‖² = SNR·‖x̂_0 − x‖² and ‖v̂ − v‖² = (SNR + 1)·‖x̂_0 − x‖²."""
+    ab = schedules.alphas_cumprod(betas64())
+    g = torch.Generator().manual_seed(seed)
+    x, eps, x0_hat = torch.randn(3, 1, 6, generator=g, dtype=torch.float64)
+    timesteps = torch.tensor([t])
+    z = schedules.closed_form_sample(x, eps, ab, timesteps)
+    eps_hat = schedules.predict_noise(x0_hat, z, ab[t], "sample")  # the ε consistent with x̂_0 at z_t
+    prediction = schedules.diffusion_loss_target(x0_hat, eps_hat, ab, timesteps, prediction_type)
+    target = schedules.diffusion_loss_target(x, eps, ab, timesteps, prediction_type)
+    weight = schedules.min_snr_loss_weight(ab, timesteps, gamma, prediction_type).double()
+    snr = schedules.signal_to_noise_ratio(ab[t])
+    expected = torch.clamp(snr, max=gamma) * ((x0_hat - x) ** 2).sum()
+    torch.testing.assert_close(weight * ((prediction - target) ** 2).sum(), expected.reshape(1), rtol=1e-5, atol=1e-9)
+
+
+def test_min_snr_weights_leave_noisy_steps_alone_and_shrink_clean_ones():
+    ab = schedules.alphas_cumprod(betas64())
+    t = torch.arange(1000)
+    weight = schedules.min_snr_loss_weight(ab, t, 5.0, "epsilon")
+    snr = schedules.signal_to_noise_ratio(ab)
+    assert torch.all(weight[snr <= 5] == 1) and torch.all(weight[snr > 5] < 1)
+    assert torch.all(weight[1:] >= weight[:-1])  # weights grow with the noise level
+    with pytest.raises(ValueError, match="prediction_type"):
+        schedules.min_snr_loss_weight(ab, t, 5.0, "noise")

@@ -214,6 +214,45 @@ def test_unknown_config_keys_and_flags_are_errors(tmp_path, capsys):
     assert (cfg.max_steps, cfg.block_out_channels) == (9, (8, 16))  # the command line wins over the file
 
 
+def test_snr_gamma_weights_the_loss_and_a_huge_gamma_is_the_plain_loss(tmp_path):
+    """min-SNR-γ only reweights examples: γ above every SNR gives the notes' loss exactly, a small γ shrinks it
+    (the weights min(SNR, γ)/SNR are ≤ 1), and a weighted run still learns and exports."""
+    data = load_data("sklearn-digits", "train+val", 8)
+    images, labels = data.images[:16], data.labels[:16]
+
+    def loss(gamma: float) -> float:
+        task = train_ddpm.DDPMTask(parse_config(DDPMTrainConfig, ddpm_args(tmp_path / "t", "--snr_gamma", str(gamma))))
+        torch.manual_seed(0)
+        model = task.build_model()
+        return task.loss(model, images, labels, torch.Generator().manual_seed(1), 0).item()
+
+    plain, huge, small = loss(0), loss(1e12), loss(0.01)
+    assert huge == pytest.approx(plain, rel=1e-6)
+    assert small < 0.5 * plain
+    out = tmp_path / "weighted"
+    train_ddpm.main(ddpm_args(out, "--snr_gamma", "5", steps=60, every=60))
+    assert_loss_falls(out)
+    assert json.loads((out / "train_config.json").read_text())["snr_gamma"] == 5.0
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--snr_gamma", "-1", "snr_gamma must be ≥ 0"), ("--log_every", "0", "log_every must be ≥ 1"),
+     ("--batch_size", "0", "batch_size must be ≥ 1"), ("--learning_rate", "0", "learning_rate must be > 0"),
+     ("--ema_decay", "1", "ema_decay must be in"), ("--gradient_accumulation_steps", "3", "multiple of gradient_accumulation_steps")],
+)
+def test_impossible_config_values_are_clear_errors_naming_the_field(tmp_path, flag, value, message):
+    with pytest.raises(ValueError, match=message):
+        train_ddpm.main(ddpm_args(tmp_path / "bad", flag, value))
+    assert not (tmp_path / "bad").exists()  # rejected before anything is written
+
+
+def test_checkpoint_every_zero_saves_only_at_the_end(tmp_path):
+    out = tmp_path / "end-only"
+    train_ddpm.main(ddpm_args(out, steps=5, every=0))
+    assert [c.name for c in list_checkpoints(out)] == ["checkpoint-5"]
+
+
 def test_init_from_starts_from_the_saved_unet_and_checks_it_fits(uninterrupted, tmp_path):
     saved = DDPMPipeline.from_pretrained(uninterrupted / "model").unet
     task = train_ddpm.DDPMTask(parse_config(DDPMTrainConfig, ddpm_args(tmp_path / "ft", "--init_from", str(uninterrupted / "model"))))

@@ -31,12 +31,28 @@ class TrainConfig:
     ema_decay: float = 0.999  # 0 turns EMA off
     augment_shift: int = 0  # random translation by up to this many pixels
     log_every: int = 50
-    sample_every: int = 1_000
+    sample_every: int = 1_000  # 0 = no sample grids
     eval_every: int = 0  # 0 = evaluate only at the end
-    checkpoint_every: int = 1_000
+    checkpoint_every: int = 1_000  # 0 = only at the end
     keep_checkpoints: int = 2
     resume_from_checkpoint: str | None = None  # a checkpoint folder, or "latest"
     num_threads: int = 0  # torch threads; 0 = torch's default
+
+    def __post_init__(self):
+        """Reject values the loop cannot honour, naming the field, before any data or model is loaded."""
+        at_least = {"batch_size": 1, "max_steps": 1, "gradient_accumulation_steps": 1, "log_every": 1, "keep_checkpoints": 1,
+                    "image_size": 1, "max_minutes": 0, "sample_every": 0, "eval_every": 0, "checkpoint_every": 0,
+                    "lr_warmup_steps": 0, "weight_decay": 0, "max_grad_norm": 0, "num_threads": 0}
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be ≥ {low}, got {getattr(self, name)}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 turns EMA off), got {self.ema_decay}.")
+        if self.batch_size % self.gradient_accumulation_steps:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of gradient_accumulation_steps "
+                             f"({self.gradient_accumulation_steps}).")
 
 
 @dataclass
@@ -70,8 +86,14 @@ class DDPMTrainConfig(TrainConfig):
     num_train_timesteps: int = 1000
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"] = "linear"
     prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon"
+    snr_gamma: float = 0.0  # 0: the notes' unweighted loss; γ > 0: min-SNR-γ loss weights (γ = 5 in Hang et al. 2023)
     sample_steps: int = 50  # DDIM steps for the sample grids
     split: str = "train+val"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.snr_gamma < 0:
+            raise ValueError(f"snr_gamma must be ≥ 0 (0 turns the min-SNR weighting off), got {self.snr_gamma}.")
 
 
 def _parse_value(kind, text: str):

@@ -174,7 +174,7 @@ def train(task: TrainingTask) -> Path:
 
                 (out / "samples").mkdir(exist_ok=True)
                 make_grid(grid).save(out / "samples" / f"step-{step:07d}.png")
-        if step % cfg.checkpoint_every == 0 or done:
+        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or done:
             _save_checkpoint(accelerator, out, step, elapsed, best, ema, cfg.keep_checkpoints)
         if (cfg.eval_every and step % cfg.eval_every == 0) or done:
             best = _evaluate_and_export(accelerator, task, model, ema, out, step, best, metrics_path)

@@ -86,7 +86,8 @@ class DDPMTask(TrainingTask):
         return unet
 
     def loss(self, model, images, labels, generator, step):
-        """The notes' loss ‖g_t[√ᾱ_t·x + √(1 − ᾱ_t)·ε] − ε‖² at a uniformly drawn t (or its x_0 / v variant)."""
+        """The notes' loss ‖g_t[√ᾱ_t·x + √(1 − ᾱ_t)·ε] − ε‖² at a uniformly drawn t (or its x_0 / v variant),
+        each example weighted by min-SNR-γ when snr_gamma > 0."""
         if self.vae is not None:
             mean, std = images.chunk(2, dim=1)
             eps = torch.randn(mean.shape, generator=generator)
@@ -99,7 +100,11 @@ class DDPMTask(TrainingTask):
         class_labels = self._dropped_labels(labels, generator) if self.config.num_classes else None
         prediction = model(noisy, t, class_labels=class_labels).sample
         target = schedules.diffusion_loss_target(images, noise, self.scheduler.alphas_cumprod, t, self.config.prediction_type)
-        return F.mse_loss(prediction.float(), target)
+        if not self.config.snr_gamma:
+            return F.mse_loss(prediction.float(), target)
+        per_example = F.mse_loss(prediction.float(), target, reduction="none").flatten(1).mean(1)
+        weight = schedules.min_snr_loss_weight(self.scheduler.alphas_cumprod, t, self.config.snr_gamma, self.config.prediction_type)
+        return (weight * per_example).mean()
 
     def _dropped_labels(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Replace a label by "no class" (index num_classes) with probability label_dropout (Ho & Salimans 2022)."""
