@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
-from pipelines.defaults import DEFAULT_DDIM_STEPS, DEFAULT_DDPM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER  # noqa: E402
+from pipelines.defaults import DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_DDPM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER  # noqa: E402
 from pipelines.schedules import BETA_SCHEDULES  # noqa: E402
 from playground import forward, inpaint, models, sampling, vae_tab  # noqa: E402
 from playground.math_text import LATEX_DELIMITERS, math_markdown  # noqa: E402
@@ -63,7 +63,7 @@ def sample_tab():
             sampler = gr.Radio(list(models.SAMPLERS), value=DEFAULT_SAMPLER.upper(), label="Sampler")
             steps = gr.Slider(1, MAX_DDPM_STEPS, value=DEFAULT_DDIM_STEPS, step=1, label=f"Steps (DDIM ≤ {MAX_DDIM_STEPS}, DDPM ≤ {MAX_DDPM_STEPS})",
                               elem_id="sample-steps")
-            eta = gr.Slider(0, 1, value=0, step=0.05, label="DDIM η (0 = deterministic, 1 = DDPM-like noise)")
+            eta = gr.Slider(0, 1, value=DEFAULT_DDIM_ETA, step=0.05, label="DDIM η (0 = deterministic, 1 = DDPM-like noise)")
             num_images = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
             seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
             with gr.Group(visible=default_model() == "conditional") as conditional_inputs:

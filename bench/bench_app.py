@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_app.py [--models-dir models] [--model auto] [--steps DEFAULT_DDIM_STEPS] [--repeats 5] [--screenshot out.png]
 
 ``--model auto`` picks the latent DDPM when it is bundled (much faster than the pixel one), else the pixel DDPM;
-the sampler is DDIM (η = 0). Goals: click → 16 images ≤ 1.5 s; cold start → serving ≤ 15 s.
+the sampler is the app's default (DDIM, η = 1, `pipelines/defaults.py`). Goals: click → 16 images ≤ 1.5 s; cold start → serving ≤ 15 s.
 Prints one line per figure, the headline ones prefixed with "cold start" and "click to 16 images".
 """
 

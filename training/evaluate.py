@@ -20,7 +20,7 @@ import torch
 from scipy import linalg
 
 from pipelines import schedules
-from pipelines.defaults import DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER
+from pipelines.defaults import DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER
 
 from .classifier import load_classifier
 from .data import load_data
@@ -60,7 +60,8 @@ def score_digits(images: torch.Tensor, requested: torch.Tensor | None = None, cl
     return metrics
 
 
-def _load(folder: Path):
+def load_pipeline(folder: Path):
+    """The project pipeline class that `folder`/model_index.json names, loaded from `folder` (safetensors only)."""
     name = json.loads((folder / "model_index.json").read_text())["_class_name"]
     import pipelines
 
@@ -156,11 +157,11 @@ def ddpm_bits_per_dim(pipe, num_images: int = 200, t_per_image: int = 4, seed: i
 
 
 def evaluate_folder(folder: str | Path, num_samples: int = 1000, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_DDIM_STEPS,
-                    eta: float = 0.0, guidance_scale: float = DEFAULT_GUIDANCE_SCALE, bits_per_dim: bool = True) -> dict:
+                    eta: float = DEFAULT_DDIM_ETA, guidance_scale: float = DEFAULT_GUIDANCE_SCALE, bits_per_dim: bool = True) -> dict:
     folder = Path(folder)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"{str(folder)!r} is not a saved pipeline folder (no model_index.json).")
-    pipe = _load(folder)
+    pipe = load_pipeline(folder)
     if hasattr(pipe, "unet"):
         metrics = evaluate_sampler(pipe, num_samples, sampler, steps, eta, guidance_scale)
         if bits_per_dim and not hasattr(pipe, "vae"):
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num_samples", type=int, default=1000)
     parser.add_argument("--sampler", choices=("ddim", "ddpm"), default=DEFAULT_SAMPLER)
     parser.add_argument("--steps", type=int, default=DEFAULT_DDIM_STEPS)
-    parser.add_argument("--eta", type=float, default=0.0)
+    parser.add_argument("--eta", type=float, default=DEFAULT_DDIM_ETA)
     parser.add_argument("--guidance_scale", type=float, default=DEFAULT_GUIDANCE_SCALE)
     parser.add_argument("--no_bits_per_dim", action="store_true")
     parser.add_argument("--out", help="where to write the JSON (default: <folder>/evaluation.json)")
