@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
-from pipelines.defaults import DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_DDPM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER  # noqa: E402
+from pipelines.defaults import DEFAULT_AUTOGUIDANCE_SCALE, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_DDPM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER  # noqa: E402
 from pipelines.schedules import BETA_SCHEDULES  # noqa: E402
 from playground import forward, inpaint, models, sampling, vae_tab  # noqa: E402
 from playground.math_text import LATEX_DELIMITERS, math_markdown  # noqa: E402
@@ -54,6 +54,10 @@ def default_model() -> str:
     return "latent" if models.is_available("latent") else "pixel"
 
 
+def shows_autoguidance(model: str | None) -> bool:
+    return model in models.SPECS and model != "conditional" and models.has_guide(model)
+
+
 def sample_tab():
     missing_banner("pixel", "latent", "conditional")
     with gr.Row():
@@ -69,6 +73,9 @@ def sample_tab():
             with gr.Group(visible=default_model() == "conditional") as conditional_inputs:
                 digit = gr.Slider(0, 9, value=3, step=1, label="Digit (class-conditional model only)")
                 guidance = gr.Slider(0, sampling.MAX_GUIDANCE, value=DEFAULT_GUIDANCE_SCALE, step=0.5, label="Guidance scale w (class-conditional model only)")
+            with gr.Group(visible=shows_autoguidance(default_model())) as autoguidance_inputs:
+                autoguidance = gr.Slider(0, sampling.MAX_GUIDANCE, value=DEFAULT_AUTOGUIDANCE_SCALE, step=0.25, elem_id="sample-autoguidance",
+                                         label="Autoguidance w: steer away from a small, briefly trained guide model (1 = off)")  # fmt: skip
             run = gr.Button("Sample", variant="primary", elem_id="sample-button")
         with gr.Column(scale=2):
             status = gr.Markdown(label="Status", elem_id="sample-status")
@@ -77,9 +84,9 @@ def sample_tab():
                                   elem_id="sample-trajectory")  # fmt: skip
             gif = gr.File(label="Trajectory GIF (download)", elem_id="sample-gif")
     sampler.change(lambda s: gr.update(value=DEFAULT_DDIM_STEPS if s == "DDIM" else DEFAULT_DDPM_STEPS), sampler, steps, api_name="ui_default_steps", api_visibility="private")
-    model.change(lambda m: gr.update(visible=m == "conditional"), model, conditional_inputs, api_name="ui_conditional_inputs",
-                 api_visibility="private")  # fmt: skip
-    run.click(sampling.sample_stream, [model, sampler, steps, eta, seed, num_images, digit, guidance],
+    model.change(lambda m: (gr.update(visible=m == "conditional"), gr.update(visible=shows_autoguidance(m))), model,
+                 [conditional_inputs, autoguidance_inputs], api_name="ui_conditional_inputs", api_visibility="private")  # fmt: skip
+    run.click(sampling.sample_stream, [model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance],
               [gallery, trajectory, status, gif], api_name="sample")  # fmt: skip
 
 

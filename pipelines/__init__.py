@@ -1,7 +1,7 @@
 """From-scratch DDPM/DDIM schedulers, a from-scratch VAE, and diffusers-style pipelines."""
 
 from .distributions import DiagonalGaussian
-from .guidance import classifier_free_guidance
+from .guidance import autoguidance, classifier_free_guidance
 from .loading import SafeFromPretrainedMixin, check_pipeline_folder
 from .pipeline_ddpm import DDPMPipeline
 from .pipeline_inpaint import DDPMInpaintPipeline
@@ -17,5 +17,5 @@ __all__ = [
     "VAE", "VAEEncoderOutput", "VAEDecoderOutput", "ELBOOutput", "DiagonalGaussian",
     "VAEPipeline", "VAEPipelineOutput", "lerp", "slerp", "principal_directions",
     "DDPMPipeline", "LatentDDPMPipeline", "DDPMInpaintPipeline", "SamplingPipelineOutput", "TrajectoryPoint",
-    "classifier_free_guidance", "check_pipeline_folder", "SafeFromPretrainedMixin",
+    "classifier_free_guidance", "autoguidance", "check_pipeline_folder", "SafeFromPretrainedMixin",
 ]

@@ -14,3 +14,5 @@ DEFAULT_DDIM_STEPS = 25
 DEFAULT_DDIM_ETA = 1.0
 DEFAULT_DDPM_STEPS = 100  # ancestral DDPM needs more steps than DDIM for the same quality
 DEFAULT_GUIDANCE_SCALE = 5.0  # classifier-free guidance w for the class-conditional model
+# Autoguidance weight for the unconditional models that ship a guide UNet (ε̃ = ε_guide + w·(ε_main − ε_guide)).
+DEFAULT_AUTOGUIDANCE_SCALE = 2.0

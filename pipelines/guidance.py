@@ -1,9 +1,15 @@
-"""Classifier-free guidance (Ho & Salimans 2022, https://arxiv.org/abs/2207.12598), in one place.
+"""Guidance, in one place: classifier-free guidance (Ho & Salimans 2022, https://arxiv.org/abs/2207.12598) for
+the class-conditional model and autoguidance (Karras et al. 2024, https://arxiv.org/abs/2406.02507) for the
+unconditional ones. Both extrapolate from a weaker prediction towards a stronger one: ε̃ = ε_weak + w·(ε_strong − ε_weak).
 
 A class-conditional UNet2DModel is trained with ``num_class_embeds = num_classes + 1``: labels 0..num_classes−1
 are the classes and the last index, ``num_classes``, is the "no class" label of the unconditional branch (the
 label is dropped to it at random during training). Sampling mixes the two noise predictions:
 ε̃ = ε_uncond + w·(ε_cond − ε_uncond).
+
+Autoguidance needs no labels: the weak prediction comes from a *guide*, a smaller and shorter-trained UNet of the
+same data and noise schedule. Where the guide errs more than the main model, the extrapolation moves away from
+those errors (blurred, half-formed digits), so samples land where both agree a digit is.
 """
 
 from __future__ import annotations
@@ -15,9 +21,30 @@ from typing import Sequence
 import torch
 
 
+def guidance_extrapolation(weak: torch.Tensor, strong: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """ε̃ = ε_weak + w·(ε_strong − ε_weak): w = 0 gives the weak prediction, w = 1 the strong one, w > 1 extrapolates."""
+    return weak + guidance_scale * (strong - weak)  # ε̃ = ε_weak + w·(ε_strong − ε_weak)
+
+
 def classifier_free_guidance(noise_uncond: torch.Tensor, noise_cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     """ε̃ = ε_uncond + w·(ε_cond − ε_uncond): w = 0 is unconditional, w = 1 conditional, w > 1 sharpens the class."""
-    return noise_uncond + guidance_scale * (noise_cond - noise_uncond)  # ε̃ = ε_uncond + w·(ε_cond − ε_uncond)
+    return guidance_extrapolation(noise_uncond, noise_cond, guidance_scale)
+
+
+def autoguidance(noise_guide: torch.Tensor, noise_main: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """ε̃ = ε_guide + w·(ε_main − ε_guide): w = 1 is the main model alone, w > 1 steers away from the guide's errors."""
+    return guidance_extrapolation(noise_guide, noise_main, guidance_scale)
+
+
+def check_guide(unet, guide_unet) -> None:
+    """A guide must sample the main UNet's space (channels, size) and, like autoguidance itself, be unconditional."""
+    if guide_unet is None:
+        return
+    shape = lambda m: (m.config.in_channels, m.config.out_channels, m.config.sample_size)  # noqa: E731
+    if shape(guide_unet) != shape(unet):
+        raise ValueError(f"guide_unet has (in, out channels, sample_size) {shape(guide_unet)}; the unet has {shape(unet)}.")
+    if num_class_embeds(unet) is not None or num_class_embeds(guide_unet) is not None:
+        raise ValueError("autoguidance is for unconditional UNets; a class-conditional model uses classifier-free guidance.")
 
 
 def num_class_embeds(unet) -> int | None:
@@ -33,12 +60,12 @@ def null_class_label(unet) -> int:
     return n - 1
 
 
-def validate_guidance_scale(guidance_scale: float) -> float:
+def validate_guidance_scale(guidance_scale: float, name: str = "guidance_scale") -> float:
     """w must be a finite number ≥ 0."""
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real):
-        raise ValueError(f"guidance_scale must be a number, got {guidance_scale!r}.")
+        raise ValueError(f"{name} must be a number, got {guidance_scale!r}.")
     if not math.isfinite(guidance_scale) or guidance_scale < 0:
-        raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale}.")
+        raise ValueError(f"{name} must be a finite number >= 0, got {guidance_scale}.")
     return float(guidance_scale)
 
 
@@ -75,17 +102,24 @@ def prepare_class_labels(
 
 
 def guided_model_output(
-    unet, sample: torch.Tensor, timestep: torch.Tensor, class_labels: torch.Tensor | None, guidance_scale: float
+    unet, sample: torch.Tensor, timestep: torch.Tensor, class_labels: torch.Tensor | None, guidance_scale: float,
+    guide_unet=None, autoguidance_scale: float = 1.0,
 ) -> torch.Tensor:
-    """The UNet's output at z_t, guided when a class is asked for and w ≠ 1.
+    """The UNet's output at z_t, guided when a class is asked for and w ≠ 1, or autoguided by ``guide_unet``.
 
-    Both branches run in one batched UNet call. w = 1 (or no label, or an unconditional UNet) runs only
-    the conditional branch and w = 0 only the unconditional one, so these equal plain sampling exactly
-    (as do labels that are all the null label, where both branches coincide).
+    Both classifier-free branches run in one batched UNet call. w = 1 (or no label, or an unconditional UNet) runs
+    only the conditional branch and w = 0 only the unconditional one, so these equal plain sampling exactly
+    (as do labels that are all the null label, where both branches coincide). Likewise autoguidance with w = 1
+    (or no guide) runs the main UNet alone.
     When the UNet also predicts a variance (twice the channels), only the noise half is guided.
     """
     if class_labels is None:
-        return unet(sample, timestep).sample
+        main = unet(sample, timestep).sample
+        if guide_unet is None or autoguidance_scale == 1.0:
+            return main
+        channels = sample.shape[1]
+        guided = autoguidance(guide_unet(sample, timestep).sample[:, :channels], main[:, :channels], autoguidance_scale)
+        return torch.cat([guided, main[:, channels:]], dim=1) if main.shape[1] > channels else guided
     null = null_class_label(unet)
     if guidance_scale == 1.0 or bool((class_labels == null).all()):
         return unet(sample, timestep, class_labels=class_labels).sample

@@ -14,7 +14,7 @@ import torch
 from diffusers import DiffusionPipeline, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from .guidance import prepare_class_labels
+from .guidance import check_guide, prepare_class_labels
 from .loading import SafeFromPretrainedMixin
 from .sampling_loop import DenoisingLoopMixin, OutputType, Precision, SamplingPipelineOutput, to_image_range
 from .scheduling_ddpm import DDPMScheduler
@@ -25,14 +25,17 @@ class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipelin
 
     For a class-conditional UNet (``num_class_embeds = num_classes + 1``, the last label meaning "no class"),
     ``class_labels`` picks the classes and ``guidance_scale`` w mixes ε̃ = ε_uncond + w·(ε_cond − ε_uncond).
+    An unconditional UNet may come with a ``guide_unet`` (a smaller, shorter-trained model of the same data):
+    ``autoguidance_scale`` w then mixes ε̃ = ε_guide + w·(ε_main − ε_guide) (Karras et al. 2024).
     """
 
     model_cpu_offload_seq = "unet"
-    _optional_components = ["scheduler"]
+    _optional_components = ["scheduler", "guide_unet"]
 
-    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin | None = None):
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin | None = None, guide_unet: UNet2DModel | None = None):
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler if scheduler is not None else DDPMScheduler())
+        check_guide(unet, guide_unet)
+        self.register_modules(unet=unet, scheduler=scheduler if scheduler is not None else DDPMScheduler(), guide_unet=guide_unet)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """z_0 in [−1, 1] → images in [0, 1]."""
@@ -50,6 +53,7 @@ class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipelin
         eta: float = 0.0,
         class_labels: int | Sequence[int] | torch.Tensor | None = None,
         guidance_scale: float = 1.0,
+        autoguidance_scale: float = 1.0,
         output_type: OutputType = "pil",
         return_dict: bool = True,
         callback_on_step_end=None,
@@ -66,6 +70,7 @@ class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipelin
             eta: DDIM's noise scale η (passed only to schedulers whose ``step`` takes it).
             class_labels: one class or one per image, for a class-conditional UNet; None samples unconditionally.
             guidance_scale: classifier-free guidance weight w ≥ 0; 1 is plain conditional sampling.
+            autoguidance_scale: autoguidance weight w ≥ 0 (needs a ``guide_unet``); 1 is the main UNet alone.
             output_type: "pil", "np" (float (N, H, W, C) in [0, 1]) or "pt" ((N, C, H, W) in [0, 1]).
             return_dict: return a :class:`SamplingPipelineOutput` instead of a tuple.
             callback_on_step_end: ``f(pipe, step_index, timestep, callback_kwargs) -> dict`` after each step; it may
@@ -80,7 +85,7 @@ class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipelin
         )  # fmt: skip
         self.check_inputs(batch_size)
         device = self._execution_device
-        self.start_sampling(guidance_scale, precision, device)
+        self.start_sampling(guidance_scale, precision, device, autoguidance_scale)
         labels = prepare_class_labels(self.unet, class_labels, batch_size, device)
 
         # 1. z_T ~ N(0, I)

@@ -154,9 +154,12 @@ class DenoisingLoopMixin:
             extra["generator"] = generator
         return extra
 
-    def start_sampling(self, guidance_scale: float, precision: Precision, device: torch.device) -> None:
+    def start_sampling(self, guidance_scale: float, precision: Precision, device: torch.device, autoguidance_scale: float = 1.0) -> None:
         """Per-call state read by the loop (and by callbacks, as in diffusers)."""
         self._guidance_scale = validate_guidance_scale(guidance_scale)
+        self._autoguidance_scale = validate_guidance_scale(autoguidance_scale, "autoguidance_scale")
+        if self._autoguidance_scale != 1.0 and getattr(self, "guide_unet", None) is None:
+            raise ValueError(f"autoguidance_scale={autoguidance_scale} needs a guide_unet; this pipeline has none (use 1.0).")
         self._precision = resolve_precision(precision, device)
         self._interrupt = False
 
@@ -169,10 +172,14 @@ class DenoisingLoopMixin:
         self, latents: torch.Tensor, step_index: int, t: torch.Tensor, *, class_labels: torch.Tensor | None, step_kwargs: dict
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One reverse step z_t → z_{t'}; returns (z_{t'}, x̂_0)."""
-        # 1. the network's output at z_t, guided (ε̃ = ε_uncond + w·(ε_cond − ε_uncond)) when a class is asked for
+        # 1. the network's output at z_t, guided (ε̃ = ε_uncond + w·(ε_cond − ε_uncond)) when a class is asked for,
+        #    or autoguided (ε̃ = ε_guide + w·(ε_main − ε_guide)) by the pipeline's guide_unet
         model_input = self.scheduler.scale_model_input(latents, t)
         with self._autocast(latents.device):
-            model_output = guided_model_output(self.unet, model_input, t, class_labels, self.guidance_scale)
+            model_output = guided_model_output(
+                self.unet, model_input, t, class_labels, self.guidance_scale,
+                guide_unet=getattr(self, "guide_unet", None), autoguidance_scale=getattr(self, "_autoguidance_scale", 1.0),
+            )  # fmt: skip
         model_output = model_output.to(latents.dtype)
         # 2. z_{t'} from the scheduler's reverse step (DDPM: z_{t−1} = μ̃_t(z_t, x̂_0) + σ_t·ε)
         out = self.scheduler.step(model_output, t, latents, **step_kwargs)

@@ -55,6 +55,14 @@ $\sigma_t(\eta) = \eta\sqrt{\tilde\beta_t}$.
 **Classifier-free guidance** (the class-conditional model): $\tilde\varepsilon = \varepsilon_\text{uncond} + w\,(\varepsilon_\text{cond} - \varepsilon_\text{uncond})$
 → `classifier_free_guidance` in `pipelines/guidance.py`.
 
+**Autoguidance** (the unconditional models, [Karras et al. 2024](https://arxiv.org/abs/2406.02507)): the same extrapolation
+with a smaller, briefly trained *guide* model of the same data in place of the unconditional branch,
+$\tilde\varepsilon = \varepsilon_\text{guide} + w\,(\varepsilon_\text{main} - \varepsilon_\text{guide})$; it steers samples away from
+the half-formed digits the guide makes more often than the main model → `autoguidance` in `pipelines/guidance.py`.
+
+**Loss weighting** (optional, `--snr_gamma`): min-SNR-γ ([Hang et al. 2023](https://arxiv.org/abs/2303.09556)) weighs each
+$t$ by $\min(\mathrm{SNR}(t), \gamma)/\mathrm{SNR}(t)$, $\mathrm{SNR}(t) = \bar\alpha_t / (1 - \bar\alpha_t)$ → `min_snr_loss_weight` in `pipelines/schedules.py`.
+
 **Loss** (the simplified DDPM objective: predict the noise):
 
 $$L(\phi) = \sum_i \sum_t \left\lVert g_t\!\left[\sqrt{\bar\alpha_t}\, x_i + \sqrt{1 - \bar\alpha_t}\,\varepsilon_{it}, \phi_t\right] - \varepsilon_{it} \right\rVert^2$$

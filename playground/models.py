@@ -114,9 +114,9 @@ def sampling_pipeline(key: str, sampler: str):
         # Latents (scaled to unit variance) often lie outside [−1, 1]: clipping x̂_0 there ruins the samples
         # (seen on the bundled models), so latent sampling never clips, as in latent diffusion.
         scheduler = make_scheduler(base.scheduler.config, sampler, clip_sample=False)
-        pipe = LatentDDPMPipeline(vae=base.vae, unet=base.unet, scheduler=scheduler)
+        pipe = LatentDDPMPipeline(vae=base.vae, unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
     else:
-        pipe = DDPMPipeline(unet=base.unet, scheduler=make_scheduler(base.scheduler.config, sampler))
+        pipe = DDPMPipeline(unet=base.unet, scheduler=make_scheduler(base.scheduler.config, sampler), guide_unet=base.guide_unet)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -130,6 +130,11 @@ def inpaint_pipeline(sampler: str) -> DDPMInpaintPipeline:
 
 def num_train_timesteps(key: str) -> int:
     return int(load(key).scheduler.config.num_train_timesteps)
+
+
+def has_guide(key: str) -> bool:
+    """Whether the bundled model ships a guide UNet for autoguidance (read from its folder, nothing loaded)."""
+    return (model_folder(key) / "guide_unet" / "config.json").is_file()
 
 
 def is_conditional(key: str) -> bool:

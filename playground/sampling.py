@@ -11,6 +11,8 @@ import gradio as gr
 import torch
 from PIL import Image, ImageDraw
 
+from pipelines.defaults import DEFAULT_AUTOGUIDANCE_SCALE
+
 from . import models
 from .images import grid, save_gif, to_pils
 from .validation import check_choice, check_float, check_int, check_num_images, check_seed, check_steps
@@ -34,7 +36,7 @@ def trajectory_frame(z_t: torch.Tensor, x0: torch.Tensor | None, t: int, step: i
     return frame
 
 
-def validate(model, sampler, steps, eta, seed, num_images, digit, guidance):
+def validate(model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance=DEFAULT_AUTOGUIDANCE_SCALE):
     """Every Sample input checked; returns them converted. The model must be bundled."""
     model = check_choice("model", model, tuple(models.SPECS)[:3])
     sampler = check_choice("sampler", sampler, models.SAMPLERS)
@@ -46,19 +48,23 @@ def validate(model, sampler, steps, eta, seed, num_images, digit, guidance):
     num_images = check_num_images(num_images)
     digit = check_int("digit", digit, 0, 9)
     guidance = check_float("guidance scale", guidance, 0.0, MAX_GUIDANCE)
-    return model, sampler, steps, eta, seed, num_images, digit, guidance
+    autoguidance = check_float("autoguidance scale", autoguidance, 0.0, MAX_GUIDANCE)
+    return model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance
 
 
-def sample_stream(model, sampler, steps, eta, seed, num_images, digit, guidance, progress=gr.Progress()):
-    """Yields (gallery, trajectory picture, status, GIF path) — the gallery and GIF only at the end."""
-    model, sampler, steps, eta, seed, num_images, digit, guidance = validate(
-        model, sampler, steps, eta, seed, num_images, digit, guidance
+def sample_stream(model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance=DEFAULT_AUTOGUIDANCE_SCALE,
+                  progress=gr.Progress()):  # fmt: skip
+    """Yields (gallery, trajectory picture, status, GIF path) — the gallery and GIF only at the end.
+    ``guidance`` applies to the class-conditional model, ``autoguidance`` to unconditional models that ship a guide."""
+    model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance = validate(
+        model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance
     )
     try:
         pipe = models.sampling_pipeline(model, sampler)
     except models.ModelUnavailable as error:
         raise gr.Error(str(error)) from None
     conditional = models.is_conditional(model)
+    autoguidance = autoguidance if pipe.guide_unet is not None else 1.0
     every = max(1, math.ceil(steps / STREAM_UPDATES))
     updates: queue.Queue = queue.Queue()
     frames: list[Image.Image] = []
@@ -83,6 +89,7 @@ def sample_stream(model, sampler, steps, eta, seed, num_images, digit, guidance,
                 eta=eta,
                 class_labels=digit if conditional else None,
                 guidance_scale=guidance if conditional else 1.0,
+                autoguidance_scale=autoguidance,
                 output_type="pt",
                 callback_on_step_end=on_step_end,
                 callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
@@ -108,6 +115,8 @@ def sample_stream(model, sampler, steps, eta, seed, num_images, digit, guidance,
         raise gr.Error(f"sampling failed: {result['error']}")
     seconds = time.perf_counter() - start
     what = f"digit {digit}, guidance w = {guidance:g}" if conditional else "unconditional"
+    if pipe.guide_unet is not None:
+        what += f", autoguidance w = {autoguidance:g}"
     status = (
         f"**{num_images} images** from the {models.SPECS[model].label} with {sampler} "
         f"({steps} steps{f', η = {eta:g}' if sampler == 'DDIM' else ''}; {what}; seed {seed}) in {seconds:.2f} s."

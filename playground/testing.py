@@ -30,13 +30,14 @@ def _unet(sample_size: int, channels: int, blocks: tuple[int, ...], num_class_em
 
 
 def make_tiny_models(folder: str | Path, keys: tuple[str, ...] = tuple(SPECS)) -> Path:
-    """Save random pixel/latent/conditional DDPMs and vector (β-)VAEs under ``folder`` (only ``keys``)."""
+    """Save random pixel/latent/conditional DDPMs and vector (β-)VAEs under ``folder`` (only ``keys``); the pixel DDPM
+    ships a guide UNet for autoguidance, the latent one does not."""
     folder = Path(folder)
     torch.manual_seed(0)
     scheduler = DDPMScheduler(num_train_timesteps=1000)
     spatial = VAE(block_out_channels=(8, 8), latent_type="spatial", latent_channels=4, norm_num_groups=4).eval()
     builders = {
-        "pixel": lambda: DDPMPipeline(_unet(28, 1, (8, 8)), scheduler),
+        "pixel": lambda: DDPMPipeline(_unet(28, 1, (8, 8)), scheduler, guide_unet=_unet(28, 1, (8,))),  # with an autoguidance guide
         "latent": lambda: LatentDDPMPipeline(spatial, _unet(7, 4, (8,)), scheduler),
         "conditional": lambda: LatentDDPMPipeline(spatial, _unet(7, 4, (8,), num_class_embeds=11), scheduler),
         "vae": lambda: VAEPipeline(VAE(block_out_channels=(8, 8), latent_dim=16, norm_num_groups=4).eval()),

@@ -70,6 +70,20 @@ def test_the_same_seed_gives_the_same_samples_and_another_seed_different_ones(cl
     assert not np.array_equal(first, sample(12))
 
 
+def test_autoguidance_applies_to_models_with_a_guide_and_changes_their_samples(client):
+    def sample(model, w):
+        images, _, status, _ = client.predict(model, "DDIM", 4, 1.0, 3, 2, 0, 1.0, w, api_name="/sample")
+        return np.stack([pixels(p) for p in gallery_paths(images)]), status
+
+    plain, status_plain = sample("pixel", 1.0)
+    guided, status = sample("pixel", 3.0)
+    assert "autoguidance w = 3" in status and "autoguidance w = 1" in status_plain
+    assert not np.array_equal(plain, guided)
+    latent, status = sample("latent", 3.0)  # no guide bundled: the weight is ignored, and said so by its absence
+    assert "autoguidance" not in status
+    np.testing.assert_array_equal(latent, sample("latent", 1.0)[0])
+
+
 def test_ddpm_sampler_runs_with_many_steps(client):
     images, _, status, _ = client.predict("pixel", "DDPM", 40, 0.0, 0, 2, 0, 1.0, api_name="/sample")
     assert len(images) == 2 and "DDPM (40 steps" in status

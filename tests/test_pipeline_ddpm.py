@@ -10,7 +10,7 @@ import torch
 from diffusers import UNet2DModel
 
 from pipelines import sampling_loop
-from pipelines.guidance import classifier_free_guidance
+from pipelines.guidance import autoguidance, classifier_free_guidance
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.scheduling_ddim import DDIMScheduler
 from pipelines.scheduling_ddpm import DDPMScheduler
@@ -151,6 +151,72 @@ def test_guidance_scale_zero_and_no_label_sample_unconditionally():
     assert all(labels.tolist() == [NUM_CLASSES, NUM_CLASSES] for _, labels in calls)
     np.testing.assert_array_equal(sample(pipe, class_labels=[0, 1], guidance_scale=0.0).images, unconditional)
     np.testing.assert_array_equal(sample(pipe, class_labels=None, guidance_scale=4.0).images, unconditional)
+
+
+def small_guide(seed: int = 5, sample_size: int = 8) -> UNet2DModel:
+    """A smaller UNet of the same space, as autoguidance asks for."""
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=sample_size, in_channels=1, out_channels=1, block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+    ).eval()  # fmt: skip
+
+
+def test_autoguidance_extrapolates_from_the_guide_past_the_main_model():
+    guide, main = torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.0])
+    torch.testing.assert_close(autoguidance(guide, main, 0.0), guide)
+    torch.testing.assert_close(autoguidance(guide, main, 1.0), main)
+    torch.testing.assert_close(autoguidance(guide, main, 2.5), torch.tensor([6.0, 3.0]))
+
+
+def test_autoguided_sampling_uses_the_mixed_prediction_at_every_step():
+    unet, guide = tiny_unet(), small_guide()
+    pipe = DDPMPipeline(unet, DDPMScheduler(num_train_timesteps=T), guide_unet=guide)
+    pipe.set_progress_bar_config(disable=True)
+    images = sample(pipe, seed=3, autoguidance_scale=2.0, output_type="pt").images
+    # the same sampling written out: ε̃ = ε_guide + w·(ε_main − ε_guide), then the scheduler's step
+    scheduler, generator = DDPMScheduler(num_train_timesteps=T), torch.Generator().manual_seed(3)
+    z = torch.randn((2, 1, 8, 8), generator=generator)
+    scheduler.set_timesteps(STEPS)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            eps_main, eps_guide = unet(z, t).sample, guide(z, t).sample
+            z = scheduler.step(eps_guide + 2.0 * (eps_main - eps_guide), t, z, generator=generator).prev_sample
+    torch.testing.assert_close(images, (z / 2 + 0.5).clamp(0, 1), rtol=0, atol=1e-6)
+
+
+def test_autoguidance_scale_one_runs_the_main_model_alone():
+    unet, guide = tiny_unet(), small_guide()
+    guided = DDPMPipeline(unet, DDPMScheduler(num_train_timesteps=T), guide_unet=guide)
+    guided.set_progress_bar_config(disable=True)
+    calls = count_unet_calls(guide)
+    np.testing.assert_array_equal(sample(guided, autoguidance_scale=1.0).images, sample(make_pipe(unet)).images)
+    assert calls == []
+    assert not np.array_equal(sample(guided, autoguidance_scale=3.0).images, sample(make_pipe(unet)).images)
+
+
+def test_the_guide_is_saved_and_loaded_with_its_pipeline_and_pipelines_without_one_still_load(tmp_path):
+    guided = DDPMPipeline(tiny_unet(), DDPMScheduler(num_train_timesteps=T), guide_unet=small_guide())
+    guided.save_pretrained(tmp_path / "guided", safe_serialization=True)
+    assert (tmp_path / "guided" / "guide_unet" / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = DDPMPipeline.from_pretrained(tmp_path / "guided")
+    loaded.set_progress_bar_config(disable=True)
+    guided.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(sample(loaded, autoguidance_scale=2.0).images, sample(guided, autoguidance_scale=2.0).images)
+    make_pipe().save_pretrained(tmp_path / "plain", safe_serialization=True)
+    assert DDPMPipeline.from_pretrained(tmp_path / "plain").guide_unet is None
+
+
+def test_a_guide_must_fit_the_unet_and_autoguidance_needs_one():
+    with pytest.raises(ValueError, match="sample_size"):
+        DDPMPipeline(tiny_unet(), guide_unet=small_guide(sample_size=16))
+    with pytest.raises(ValueError, match="classifier-free guidance"):
+        DDPMPipeline(tiny_unet(NUM_CLASSES + 1), guide_unet=small_guide())
+    with pytest.raises(ValueError, match="needs a guide_unet"):
+        sample(make_pipe(), autoguidance_scale=2.0)
+    guided = DDPMPipeline(tiny_unet(), guide_unet=small_guide())
+    with pytest.raises(ValueError, match="autoguidance_scale must be a finite number >= 0"):
+        sample(guided, autoguidance_scale=-1.0)
 
 
 def test_trajectory_records_every_kth_step_and_the_last():

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
-from training import train_ddpm
+from training import attach_guide, train_ddpm
 from training.config import DDPMTrainConfig, parse_config
 from training.data import load_data
 from training.loop import list_checkpoints, resolve_checkpoint
@@ -265,6 +265,29 @@ def test_init_from_starts_from_the_saved_unet_and_checks_it_fits(uninterrupted, 
         train_ddpm.main(ddpm_args(tmp_path / "cond", "--num_classes", "10", "--init_from", str(uninterrupted / "model")))
     with pytest.raises(ValueError, match="is not a folder"):
         train_ddpm.main(ddpm_args(tmp_path / "x", "--init_from", str(tmp_path / "nowhere")))
+
+
+def test_attach_guide_adds_a_smaller_model_that_autoguides_sampling(uninterrupted, tmp_path):
+    guide_run = tmp_path / "guide"
+    train_ddpm.main(ddpm_args(guide_run, "--block_out_channels", "4,8", steps=3, every=3))
+    guided = attach_guide.main([str(uninterrupted / "model"), str(guide_run / "model"), "--output", str(tmp_path / "guided")])
+    pipe = DDPMPipeline.from_pretrained(guided)
+    assert tuple(pipe.guide_unet.config.block_out_channels) == (4, 8)
+    plain = sample_images(DDPMPipeline.from_pretrained(uninterrupted / "model"))
+    assert torch.equal(sample_images(pipe), plain)  # w = 1: the main model alone
+    assert not torch.equal(sample_images(pipe, autoguidance_scale=3.0), plain)
+
+
+def test_attach_guide_refuses_a_guide_of_another_schedule_or_a_conditional_model(uninterrupted, tmp_path):
+    other = tmp_path / "other-schedule"
+    train_ddpm.main(ddpm_args(other, "--block_out_channels", "4,8", "--beta_schedule", "squaredcos_cap_v2", steps=2, every=2))
+    with pytest.raises(ValueError, match="another noise schedule"):
+        attach_guide.main([str(uninterrupted / "model"), str(other / "model"), "--output", str(tmp_path / "x")])
+    conditional = tmp_path / "conditional"
+    train_ddpm.main(ddpm_args(conditional, "--num_classes", "10", steps=2, every=2))
+    with pytest.raises(ValueError, match="unconditional"):
+        attach_guide.main([str(conditional / "model"), str(uninterrupted / "model"), "--output", str(tmp_path / "y")])
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_missing_or_empty_data_and_missing_vae_are_clear_errors(tmp_path):

@@ -20,7 +20,7 @@ import torch
 from scipy import linalg
 
 from pipelines import schedules
-from pipelines.defaults import DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER
+from pipelines.defaults import DEFAULT_AUTOGUIDANCE_SCALE, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER
 
 from .classifier import load_classifier
 from .data import load_data
@@ -71,23 +71,30 @@ def load_pipeline(folder: Path):
 
 
 @torch.no_grad()
-def evaluate_sampler(pipe, num_samples: int, sampler: str, steps: int, eta: float, guidance_scale: float, batch_size: int = 250) -> dict:
+def evaluate_sampler(pipe, num_samples: int, sampler: str, steps: int, eta: float, guidance_scale: float, batch_size: int = 250,
+                     autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE) -> dict:
+    """Sample ``num_samples`` images (seeded per batch) and score them; autoguidance applies where the pipeline has a guide."""
     from pipelines import DDIMScheduler, DDPMScheduler
 
     scheduler_cls = DDIMScheduler if sampler == "ddim" else DDPMScheduler
     pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
     conditional = bool(pipe.unet.config.num_class_embeds)
+    guided = getattr(pipe, "guide_unet", None) is not None
     requested = torch.arange(num_samples) % (pipe.unet.config.num_class_embeds - 1) if conditional else None  # the last row: "no class"
     images, start = [], time.perf_counter()
     for i, lo in enumerate(range(0, num_samples, batch_size)):
         n = min(batch_size, num_samples - lo)
         kwargs = {"class_labels": requested[lo : lo + n], "guidance_scale": guidance_scale} if conditional else {}
+        if guided:
+            kwargs["autoguidance_scale"] = autoguidance_scale
         out = pipe(batch_size=n, generator=torch.Generator().manual_seed(i), num_inference_steps=steps, eta=eta, output_type="pt", **kwargs)
         images.append(out.images)
     metrics = score_digits(torch.cat(images), requested)
     metrics.update(sampler=sampler, steps=steps, eta=eta, seconds=time.perf_counter() - start)
     if conditional:
         metrics["guidance_scale"] = guidance_scale
+    if guided:
+        metrics["autoguidance_scale"] = autoguidance_scale
     return metrics
 
 
@@ -157,13 +164,14 @@ def ddpm_bits_per_dim(pipe, num_images: int = 200, t_per_image: int = 4, seed: i
 
 
 def evaluate_folder(folder: str | Path, num_samples: int = 1000, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_DDIM_STEPS,
-                    eta: float = DEFAULT_DDIM_ETA, guidance_scale: float = DEFAULT_GUIDANCE_SCALE, bits_per_dim: bool = True) -> dict:
+                    eta: float = DEFAULT_DDIM_ETA, guidance_scale: float = DEFAULT_GUIDANCE_SCALE, bits_per_dim: bool = True,
+                    autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE) -> dict:
     folder = Path(folder)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"{str(folder)!r} is not a saved pipeline folder (no model_index.json).")
     pipe = load_pipeline(folder)
     if hasattr(pipe, "unet"):
-        metrics = evaluate_sampler(pipe, num_samples, sampler, steps, eta, guidance_scale)
+        metrics = evaluate_sampler(pipe, num_samples, sampler, steps, eta, guidance_scale, autoguidance_scale=autoguidance_scale)
         if bits_per_dim and not hasattr(pipe, "vae"):
             metrics.update(ddpm_bits_per_dim(pipe))
     else:
@@ -180,10 +188,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=DEFAULT_DDIM_STEPS)
     parser.add_argument("--eta", type=float, default=DEFAULT_DDIM_ETA)
     parser.add_argument("--guidance_scale", type=float, default=DEFAULT_GUIDANCE_SCALE)
+    parser.add_argument("--autoguidance_scale", type=float, default=DEFAULT_AUTOGUIDANCE_SCALE, help="used when the pipeline ships a guide_unet")
     parser.add_argument("--no_bits_per_dim", action="store_true")
     parser.add_argument("--out", help="where to write the JSON (default: <folder>/evaluation.json)")
     args = parser.parse_args(argv)
-    metrics = evaluate_folder(args.folder, args.num_samples, args.sampler, args.steps, args.eta, args.guidance_scale, not args.no_bits_per_dim)
+    metrics = evaluate_folder(args.folder, args.num_samples, args.sampler, args.steps, args.eta, args.guidance_scale,
+                              not args.no_bits_per_dim, args.autoguidance_scale)
     Path(args.out or Path(args.folder) / "evaluation.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
     return metrics

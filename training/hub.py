@@ -74,7 +74,7 @@ def evaluation_metrics(folder: Path) -> dict:
 
 
 # evaluation.json also records how it measured; those are settings, not results, and stay out of the model-index
-SETTINGS = ("num_samples", "sampler", "steps", "eta", "guidance_scale", "seconds", "bpd_images", "bpd_t_per_image")
+SETTINGS = ("num_samples", "sampler", "steps", "eta", "guidance_scale", "autoguidance_scale", "seconds", "bpd_images", "bpd_t_per_image")
 
 
 def _is_result(name: str, value) -> bool:
@@ -90,6 +90,8 @@ def _measured_with(metrics: dict) -> str | None:
         sampler += f", η = {_format(metrics.get('eta', 0.0))}"
     if "guidance_scale" in metrics:
         sampler += f", guidance w = {_format(metrics['guidance_scale'])}"
+    if "autoguidance_scale" in metrics:
+        sampler += f", autoguidance w = {_format(metrics['autoguidance_scale'])} with the bundled guide_unet"
     return (f"Sample metrics from {metrics.get('num_samples')} samples ({sampler}) scored by the project's MNIST classifier: "
             "`confident_fraction` is the share it gives ≥ 0.9 to one digit, `digit_fractions` its histogram"
             + (", `class_accuracy` the share classified as the digit asked for." if "class_accuracy" in metrics else "."))
@@ -105,6 +107,8 @@ def _usage(pipeline: str, repo_id: str, metrics: dict, conditional: bool) -> lis
     if metrics.get("sampler") == "ddim":
         lines.append("pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)")
         kwargs += f", eta={metrics.get('eta', 0.0)}"
+    if "autoguidance_scale" in metrics:
+        kwargs += f", autoguidance_scale={metrics['autoguidance_scale']}"
     if conditional:
         kwargs += f", class_labels=list(range(10)), guidance_scale={metrics.get('guidance_scale', 5.0)}"
         return lines + [f"images = pipe(batch_size=10, {kwargs}).images  # one of each digit", "```"]
