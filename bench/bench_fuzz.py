@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 
 # Valid small inputs per endpoint function (by Python name), mutated by the fuzzer.
 BASE_INPUTS = {
-    "sample_stream": ["pixel", "DDIM", 3, 0.0, 0, 2, 3, 1.0],
+    "sample_stream": ["pixel", "DDIM", 3, 0.0, 0, 2, 3, 1.0, 2.0],
     "forward_process": [["linear"], 100, 1e-4, 0.02, 0, None, 10, 0],
     "reconstruct": [0, None, 0, 1.0],
     "prior_samples": [2, 0, 4.0],
