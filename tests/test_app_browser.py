@@ -95,6 +95,18 @@ def test_sample_tab_renders_the_gallery_trajectory_and_gif(page):
     screenshot(page, "sample")
 
 
+def test_the_autoguidance_slider_shows_for_a_model_with_a_guide_and_samples_with_it(page):
+    slider = page.locator("#sample-autoguidance")
+    assert not slider.is_visible()  # the default (latent) test model ships no guide
+    page.get_by_label("Model").click()
+    page.get_by_role("option").filter(has_text="Pixel").first.click()
+    slider.wait_for(state="visible", timeout=TIMEOUT_MS)
+    page.click("#sample-button")
+    wait_for_images(page, "#sample-gallery", 16)
+    assert "autoguidance w = 2" in page.inner_text("#sample-status")
+    screenshot(page, "sample-autoguidance")
+
+
 def test_bad_input_shows_an_error_toast_and_the_page_keeps_working(page):
     steps = page.locator("#sample-steps input[type=number]")
     steps.fill("500")  # allowed for DDPM, over DDIM's 200
