@@ -123,6 +123,18 @@ def test_latent_ddpm_trains_on_a_trained_vae_and_samples_images(tmp_path):
     assert (z * pipe.vae.config.scaling_factor).std().item() == pytest.approx(1.0, abs=0.05)
     images = sample_images(pipe)
     assert images.shape == (2, 1, 8, 8) and torch.isfinite(images).all()
+    # a guide for autoguidance: a smaller latent UNet on the same VAE's latents attaches; one on other latents does not
+    guide_args = ddpm_args(tmp_path / "guide", "--space", "latent", "--vae", str(vae_dir), "--block_out_channels", "8",
+                           "--beta_schedule", "squaredcos_cap_v2", steps=2, every=2)  # fmt: skip
+    guide_dir = train_ddpm.main(guide_args)
+    guided = LatentDDPMPipeline.from_pretrained(attach_guide.main([str(model_dir), str(guide_dir), "--output", str(tmp_path / "guided")]))
+    assert sample_images(guided, autoguidance_scale=2.0).shape == (2, 1, 8, 8)
+    other = LatentDDPMPipeline.from_pretrained(guide_dir)
+    with torch.no_grad():
+        next(other.vae.parameters()).add_(0.01)
+    other.save_pretrained(tmp_path / "other-vae", safe_serialization=True)
+    with pytest.raises(ValueError, match="another VAE"):
+        attach_guide.main([str(model_dir), str(tmp_path / "other-vae"), "--output", str(tmp_path / "refused")])
 
 
 def test_vae_training_loss_falls_and_the_export_loads(tmp_path):
