@@ -1,6 +1,7 @@
 """The bundled default models under models/: every one the app knows loads from safetensors and samples digits,
 the folder stays within the Space's 30 MB budget, each carries what its model card needs, and the
-class-conditional model still draws the digit asked for."""
+class-conditional model still draws the digit asked for, and the unconditional ones (autoguided by the guide they ship)
+still draw confident digits of every kind."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from pipelines import DDIMScheduler, LatentDDPMPipeline
-from pipelines.defaults import DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE
+from pipelines.defaults import DEFAULT_AUTOGUIDANCE_SCALE, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE
 from playground.models import SPECS, VAE_BY_BETA
 from training.classifier import load_classifier
 from training.evaluate import CLASSIFIER_DIR, load_pipeline, score_digits
@@ -85,9 +86,20 @@ def test_the_unconditional_models_draw_confident_digits_of_every_kind_with_the_a
     pipe = load_pipeline(MODELS / folder)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    guided = {"autoguidance_scale": DEFAULT_AUTOGUIDANCE_SCALE} if pipe.guide_unet is not None else {}
     images = pipe(batch_size=200, num_inference_steps=DEFAULT_DDIM_STEPS, eta=DEFAULT_DDIM_ETA,
-                  generator=torch.Generator().manual_seed(123), output_type="pt").images  # fmt: skip
+                  generator=torch.Generator().manual_seed(123), output_type="pt", **guided).images  # fmt: skip
     scores = score_digits(images, classifier=load_classifier(CLASSIFIER_DIR))
     recorded = json.loads((MODELS / folder / "evaluation.json").read_text())
     assert scores["confident_fraction"] >= recorded["confident_fraction"] - 0.08, (scores, recorded["confident_fraction"])
     assert 0.03 <= scores["min_digit_fraction"] and scores["max_digit_fraction"] <= 0.2, scores
+
+
+@pytest.mark.parametrize("folder", ["ddpm-pixel", "ddpm-latent"])
+def test_the_unconditional_models_ship_a_smaller_or_earlier_guide_of_their_own_space(folder):
+    pipe = load_pipeline(MODELS / folder)
+    main, guide = pipe.unet, pipe.guide_unet
+    assert guide is not None and guide.config.num_class_embeds is None
+    assert (guide.config.in_channels, guide.config.sample_size) == (main.config.in_channels, main.config.sample_size)
+    assert sum(p.numel() for p in guide.parameters()) <= sum(p.numel() for p in main.parameters())
+    assert "attach_guide" in json.loads((MODELS / folder / "training.json").read_text())["command"]
