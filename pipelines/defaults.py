@@ -15,4 +15,7 @@ DEFAULT_DDIM_ETA = 1.0
 DEFAULT_DDPM_STEPS = 100  # ancestral DDPM needs more steps than DDIM for the same quality
 DEFAULT_GUIDANCE_SCALE = 5.0  # classifier-free guidance w for the class-conditional model
 # Autoguidance weight for the unconditional models that ship a guide UNet (ε̃ = ε_guide + w·(ε_main − ε_guide)).
+# Chosen on 400 samples per weight (w = 1.5, 2, 2.5, 3): w = 2 gave the most confident digits while keeping every
+# digit within 7–13%; larger w sharpens further but starves some digits. Measured with `python -m training.evaluate`
+# on 1,000 samples: latent 89.5% → 95.5% confident, pixel 87.6% → 90.1%.
 DEFAULT_AUTOGUIDANCE_SCALE = 2.0
