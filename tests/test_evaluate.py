@@ -226,6 +226,19 @@ def test_evaluate_folder_on_a_tiny_pixel_ddpm_reports_sample_scores_and_bits_per
     assert metrics["test_bits_per_dim"] == pytest.approx(fresh["test_bits_per_dim"], rel=1e-9)
 
 
+def test_a_bundled_guide_is_used_at_the_asked_weight_and_recorded(tiny_ddpm_folder, tmp_path):
+    torch.manual_seed(1)
+    guide = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, block_out_channels=(8,), layers_per_block=1,
+                        down_block_types=("DownBlock2D",), up_block_types=("UpBlock2D",), norm_num_groups=4).eval()  # fmt: skip
+    DDPMPipeline(tiny_unet(), DDPMScheduler(num_train_timesteps=50), guide_unet=guide).save_pretrained(tmp_path / "guided")
+    kwargs = {"num_samples": 20, "steps": 3, "bits_per_dim": False}
+    guided = evaluate_folder(tmp_path / "guided", autoguidance_scale=3.0, **kwargs)
+    plain = evaluate_folder(tmp_path / "guided", autoguidance_scale=1.0, **kwargs)
+    assert guided["autoguidance_scale"] == 3.0 and plain["autoguidance_scale"] == 1.0
+    assert guided["frechet_distance"] != plain["frechet_distance"]  # the guide changed the samples
+    assert "autoguidance_scale" not in evaluate_folder(tiny_ddpm_folder, autoguidance_scale=3.0, **kwargs)  # no guide: not used
+
+
 def test_cli_writes_the_metrics_json(tiny_ddpm_folder, tmp_path, capsys):
     out = tmp_path / "e.json"
     returned = evaluate.main([str(tiny_ddpm_folder), "--num_samples", "10", "--steps", "2", "--no_bits_per_dim", "--out", str(out)])
