@@ -110,11 +110,14 @@ def test_eta_is_passed_to_ddim_only():
     np.testing.assert_array_equal(sample(ddpm, eta=0.0).images, sample(ddpm, eta=1.0).images)
 
 
-def test_classifier_free_guidance_interpolates_and_extrapolates():
-    uncond, cond = torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.0])
-    torch.testing.assert_close(classifier_free_guidance(uncond, cond, 0.0), uncond)
-    torch.testing.assert_close(classifier_free_guidance(uncond, cond, 1.0), cond)
-    torch.testing.assert_close(classifier_free_guidance(uncond, cond, 3.0), torch.tensor([7.0, 4.0]))
+@pytest.mark.parametrize("guide", [classifier_free_guidance, autoguidance])
+def test_guidance_interpolates_from_the_weak_prediction_and_extrapolates_past_the_strong_one(guide):
+    """ε̃ = ε_weak + w·(ε_strong − ε_weak): (uncond, cond) for classifier-free guidance, (guide, main) for autoguidance."""
+    weak, strong = torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.0])
+    torch.testing.assert_close(guide(weak, strong, 0.0), weak)
+    torch.testing.assert_close(guide(weak, strong, 1.0), strong)
+    torch.testing.assert_close(guide(weak, strong, 3.0), torch.tensor([7.0, 4.0]))
+    torch.testing.assert_close(guide(weak, strong, 2.5), torch.tensor([6.0, 3.0]))
 
 
 def test_guidance_scale_one_equals_plain_conditional_sampling():
@@ -160,13 +163,6 @@ def small_guide(seed: int = 5, sample_size: int = 8) -> UNet2DModel:
         sample_size=sample_size, in_channels=1, out_channels=1, block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=4,
         down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
     ).eval()  # fmt: skip
-
-
-def test_autoguidance_extrapolates_from_the_guide_past_the_main_model():
-    guide, main = torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.0])
-    torch.testing.assert_close(autoguidance(guide, main, 0.0), guide)
-    torch.testing.assert_close(autoguidance(guide, main, 1.0), main)
-    torch.testing.assert_close(autoguidance(guide, main, 2.5), torch.tensor([6.0, 3.0]))
 
 
 def test_autoguided_sampling_uses_the_mixed_prediction_at_every_step():

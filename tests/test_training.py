@@ -339,3 +339,13 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights(tmp_path):
     exported = load_file(out / "model" / "unet" / "diffusion_pytorch_model.safetensors")
     expected = load_file(reference / "model" / "unet" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(exported[k], expected[k]) for k in expected)
+
+
+def test_attach_guide_refuses_a_model_without_a_unet(tmp_path):
+    from pipelines.pipeline_vae import VAEPipeline
+    from pipelines.vae import VAE
+
+    for name in ("a", "b"):
+        VAEPipeline(VAE(block_out_channels=(8, 8), latent_dim=4, norm_num_groups=4)).save_pretrained(tmp_path / name)
+    with pytest.raises(ValueError, match="no UNet2DModel to guide"):
+        attach_guide.main([str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(tmp_path / "out")])

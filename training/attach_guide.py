@@ -30,11 +30,11 @@ SCHEDULE_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end
 def attach_guide(folder: str | Path, guide_folder: str | Path, output: str | Path | None = None) -> Path:
     folder, guide_folder = Path(folder), Path(guide_folder)
     pipe, guide_pipe = load_pipeline(folder), load_pipeline(guide_folder)
-    if not isinstance(guide_pipe.unet, UNet2DModel):
-        raise ValueError(f"{guide_folder} holds no UNet2DModel to guide with.")
-    check_guide(pipe.unet, guide_pipe.unet)
     if type(guide_pipe) is not type(pipe):
         raise ValueError(f"the guide is a {type(guide_pipe).__name__} but the model a {type(pipe).__name__}: both must sample the same space.")
+    if not isinstance(getattr(pipe, "unet", None), UNet2DModel):
+        raise ValueError(f"{folder} holds no UNet2DModel to guide (a DDPM or latent DDPM pipeline is needed).")
+    check_guide(pipe.unet, guide_pipe.unet)
     differ = [k for k in SCHEDULE_KEYS if pipe.scheduler.config.get(k) != guide_pipe.scheduler.config.get(k)]
     if differ:
         raise ValueError(f"the guide was trained with another noise schedule ({', '.join(differ)} differ): it must predict at the same z_t.")

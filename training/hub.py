@@ -155,8 +155,9 @@ def build_model_card(folder: str | Path, repo_id: str, license: str = "mit") -> 
     if "step" in state:
         lines += [f"Optimizer steps: {state['step']}", ""]
     lines += ["## Evaluation", ""]
-    if _measured_with(metrics):
-        lines += [_measured_with(metrics), ""]
+    measured_with = _measured_with(metrics)
+    if measured_with:
+        lines += [measured_with, ""]
     if metrics:
         lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {_format(v)} |" for k, v in metrics.items()] + [""]
     else:
