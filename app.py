@@ -14,15 +14,22 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-import gradio as gr  # noqa: E402
-import torch  # noqa: E402
+import gradio as gr
+import torch
 
-from pipelines.defaults import DEFAULT_AUTOGUIDANCE_SCALE, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_DDPM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER  # noqa: E402
-from pipelines.schedules import BETA_SCHEDULES  # noqa: E402
-from playground import forward, inpaint, models, sampling, vae_tab  # noqa: E402
-from playground.math_text import LATEX_DELIMITERS, math_markdown  # noqa: E402
-from playground.validation import MAX_DDIM_STEPS, MAX_DDPM_STEPS, MAX_IMAGES, MAX_SEED  # noqa: E402
-from playground.atomic_cache import make_gradio_cache_writes_atomic  # noqa: E402
+from pipelines.defaults import (
+    DEFAULT_AUTOGUIDANCE_SCALE,
+    DEFAULT_DDIM_ETA,
+    DEFAULT_DDIM_STEPS,
+    DEFAULT_DDPM_STEPS,
+    DEFAULT_GUIDANCE_SCALE,
+    DEFAULT_SAMPLER,
+)
+from pipelines.schedules import BETA_SCHEDULES
+from playground import forward, inpaint, models, sampling, vae_tab
+from playground.atomic_cache import make_gradio_cache_writes_atomic
+from playground.math_text import LATEX_DELIMITERS, math_markdown
+from playground.validation import MAX_DDIM_STEPS, MAX_DDPM_STEPS, MAX_IMAGES, MAX_SEED
 
 make_gradio_cache_writes_atomic()  # concurrent identical answers must not serve a half-written picture
 CONCURRENCY_LIMIT = int(os.environ.get("PLAYGROUND_CONCURRENCY", "2"))
@@ -43,10 +50,15 @@ def digit_inputs(elem_id: str, label: str = DIGIT_HELP, value: int = 0):
         index = gr.Slider(0, NUM_TEST - 1, value=value, step=1, label=label)
     drawing = gr.Sketchpad(
         label="…or draw / upload a digit (overrides the test digit; clear it to go back)",
-        value=None, type="numpy", image_mode="RGBA", canvas_size=(280, 280), height=300,
+        value=None,
+        type="numpy",
+        image_mode="RGBA",
+        canvas_size=(280, 280),
+        height=300,
         brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
-        sources=("upload", "clipboard"), elem_id=elem_id,
-    )  # fmt: skip
+        sources=("upload", "clipboard"),
+        elem_id=elem_id,
+    )
     return index, drawing
 
 
@@ -62,38 +74,83 @@ def sample_tab():
     missing_banner("pixel", "latent", "conditional")
     with gr.Row():
         with gr.Column(scale=1):
-            model = gr.Dropdown([(models.SPECS[k].label, k) for k in ("pixel", "latent", "conditional")],
-                                value=default_model(), label="Model")  # fmt: skip
+            model = gr.Dropdown(
+                [(models.SPECS[k].label, k) for k in ("pixel", "latent", "conditional")],
+                value=default_model(),
+                label="Model",
+            )
             sampler = gr.Radio(list(models.SAMPLERS), value=DEFAULT_SAMPLER.upper(), label="Sampler")
-            steps = gr.Slider(1, MAX_DDPM_STEPS, value=DEFAULT_DDIM_STEPS, step=1, label=f"Steps (DDIM ≤ {MAX_DDIM_STEPS}, DDPM ≤ {MAX_DDPM_STEPS})",
-                              elem_id="sample-steps")
-            eta = gr.Slider(0, 1, value=DEFAULT_DDIM_ETA, step=0.05, label="DDIM η (0 = deterministic, 1 = DDPM-like noise)")
+            steps = gr.Slider(
+                1,
+                MAX_DDPM_STEPS,
+                value=DEFAULT_DDIM_STEPS,
+                step=1,
+                label=f"Steps (DDIM ≤ {MAX_DDIM_STEPS}, DDPM ≤ {MAX_DDPM_STEPS})",
+                elem_id="sample-steps",
+            )
+            eta = gr.Slider(
+                0, 1, value=DEFAULT_DDIM_ETA, step=0.05, label="DDIM η (0 = deterministic, 1 = DDPM-like noise)"
+            )
             num_images = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
             seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
             with gr.Group(visible=default_model() == "conditional") as conditional_inputs:
                 digit = gr.Slider(0, 9, value=3, step=1, label="Digit (class-conditional model only)")
-                guidance = gr.Slider(0, sampling.MAX_GUIDANCE, value=DEFAULT_GUIDANCE_SCALE, step=0.5, label="Guidance scale w (class-conditional model only)")
+                guidance = gr.Slider(
+                    0,
+                    sampling.MAX_GUIDANCE,
+                    value=DEFAULT_GUIDANCE_SCALE,
+                    step=0.5,
+                    label="Guidance scale w (class-conditional model only)",
+                )
             with gr.Group(visible=shows_autoguidance(default_model())) as autoguidance_inputs:
-                autoguidance = gr.Slider(0, sampling.MAX_GUIDANCE, value=DEFAULT_AUTOGUIDANCE_SCALE, step=0.25, elem_id="sample-autoguidance",
-                                         label="Autoguidance w: steer away from a small, briefly trained guide model (1 = off)")  # fmt: skip
+                autoguidance = gr.Slider(
+                    0,
+                    sampling.MAX_GUIDANCE,
+                    value=DEFAULT_AUTOGUIDANCE_SCALE,
+                    step=0.25,
+                    elem_id="sample-autoguidance",
+                    label="Autoguidance w: steer away from a small, briefly trained guide model (1 = off)",
+                )
             run = gr.Button("Sample", variant="primary", elem_id="sample-button")
         with gr.Column(scale=2):
             status = gr.Markdown(label="Status", elem_id="sample-status")
             gallery = gr.Gallery(format="png", label="Samples", columns=6, height=420, elem_id="sample-gallery")
-            trajectory = gr.Image(label="Reverse process: z_t (left) and the predicted x̂_0 (right), streamed", type="pil", format="png",
-                                  elem_id="sample-trajectory")  # fmt: skip
+            trajectory = gr.Image(
+                label="Reverse process: z_t (left) and the predicted x̂_0 (right), streamed",
+                type="pil",
+                format="png",
+                elem_id="sample-trajectory",
+            )
             gif = gr.File(label="Trajectory GIF (download)", elem_id="sample-gif")
-    sampler.change(lambda s: gr.update(value=DEFAULT_DDIM_STEPS if s == "DDIM" else DEFAULT_DDPM_STEPS), sampler, steps, api_name="ui_default_steps", api_visibility="private")
-    model.change(lambda m: (gr.update(visible=m == "conditional"), gr.update(visible=shows_autoguidance(m))), model,
-                 [conditional_inputs, autoguidance_inputs], api_name="ui_conditional_inputs", api_visibility="private")  # fmt: skip
-    run.click(sampling.sample_stream, [model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance],
-              [gallery, trajectory, status, gif], api_name="sample")  # fmt: skip
+    sampler.change(
+        lambda s: gr.update(value=DEFAULT_DDIM_STEPS if s == "DDIM" else DEFAULT_DDPM_STEPS),
+        sampler,
+        steps,
+        api_name="ui_default_steps",
+        api_visibility="private",
+    )
+    model.change(
+        lambda m: (gr.update(visible=m == "conditional"), gr.update(visible=shows_autoguidance(m))),
+        model,
+        [conditional_inputs, autoguidance_inputs],
+        api_name="ui_conditional_inputs",
+        api_visibility="private",
+    )
+    run.click(
+        sampling.sample_stream,
+        [model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance],
+        [gallery, trajectory, status, gif],
+        api_name="sample",
+    )
 
 
 def schedules_tab():
     with gr.Row():
-        names = gr.CheckboxGroup([(forward.SCHEDULE_LABELS[n], n) for n in BETA_SCHEDULES],
-                                 value=["linear", "squaredcos_cap_v2"], label="β schedules")  # fmt: skip
+        names = gr.CheckboxGroup(
+            [(forward.SCHEDULE_LABELS[n], n) for n in BETA_SCHEDULES],
+            value=["linear", "squaredcos_cap_v2"],
+            label="β schedules",
+        )
         num_steps = gr.Number(1000, precision=0, minimum=2, maximum=forward.MAX_T, label="T")
         beta_start = gr.Number(1e-4, minimum=1e-6, maximum=0.5, label="β_start (not used by cosine)")
         beta_end = gr.Number(0.02, minimum=1e-6, maximum=0.999, label="β_end (not used by cosine)")
@@ -106,18 +163,38 @@ def schedules_tab():
             t = gr.Slider(1, 1000, value=200, step=1, label="t (≤ T)")
             seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
             run = gr.Button("Show z_t", variant="primary", elem_id="forward-button")
-            gallery = gr.Gallery(format="png", label="z_t under each schedule (shown from [−1, 1])", columns=5, height=340,
-                                 elem_id="forward-gallery")  # fmt: skip
+            gallery = gr.Gallery(
+                format="png",
+                label="z_t under each schedule (shown from [−1, 1])",
+                columns=5,
+                height=340,
+                elem_id="forward-gallery",
+            )
             note = gr.Markdown(label="Note", elem_id="forward-note")
-    stats = gr.Dataframe(headers=forward.STATS_HEADERS, label="Empirical mean and std of z_t vs. theory", elem_id="forward-stats")
+    stats = gr.Dataframe(
+        headers=forward.STATS_HEADERS, label="Empirical mean and std of z_t vs. theory", elem_id="forward-stats"
+    )
     schedule_inputs = [names, num_steps, beta_start, beta_end]
     for component in schedule_inputs:
-        component.change(forward.schedule_plot, schedule_inputs, plot, api_name="ui_schedule_plot_live", api_visibility="private")
-    num_steps.change(lambda n: gr.update(maximum=max(2, min(int(n or 2), forward.MAX_T))), num_steps, t,
-                     api_name="ui_t_range", api_visibility="private")  # fmt: skip
+        component.change(
+            forward.schedule_plot, schedule_inputs, plot, api_name="ui_schedule_plot_live", api_visibility="private"
+        )
+    num_steps.change(
+        lambda n: gr.update(maximum=max(2, min(int(n or 2), forward.MAX_T))),
+        num_steps,
+        t,
+        api_name="ui_t_range",
+        api_visibility="private",
+    )
     forward_inputs = [*schedule_inputs, index, drawing, t, seed]
     run.click(forward.forward_process, forward_inputs, [gallery, stats, note], api_name="forward_process")
-    t.release(forward.forward_process, forward_inputs, [gallery, stats, note], api_name="ui_forward_live", api_visibility="private")
+    t.release(
+        forward.forward_process,
+        forward_inputs,
+        [gallery, stats, note],
+        api_name="ui_forward_live",
+        api_visibility="private",
+    )
     return plot, schedule_inputs
 
 
@@ -125,14 +202,18 @@ def beta_radio(elem_id: str) -> gr.Radio:
     """β of the VAE to use: only the bundled values are offered (hidden when only the plain VAE is bundled)."""
     betas = models.bundled_betas() or [1.0]
     choices = [(f"β = {b:g}" + (" (the ELBO)" if b == 1.0 else ""), b) for b in betas]
-    return gr.Radio(choices, value=1.0, label="β-VAE: the KL weight it was trained with", visible=len(betas) > 1, elem_id=elem_id)
+    return gr.Radio(
+        choices, value=1.0, label="β-VAE: the KL weight it was trained with", visible=len(betas) > 1, elem_id=elem_id
+    )
 
 
 def vae_tab_ui():
     missing_banner("vae")
     with gr.Tabs():
         with gr.Tab("Reconstruction & ELBO"):
-            gr.Markdown("The ELBO = E_q[ln p(x|z)] − KL[q(z|x) ‖ p(z)] of a digit, live: reconstruction minus KL, in nats.")
+            gr.Markdown(
+                "The ELBO = E_q[ln p(x|z)] − KL[q(z|x) ‖ p(z)] of a digit, live: reconstruction minus KL, in nats."
+            )
             with gr.Row():
                 with gr.Column():
                     index, drawing = digit_inputs("vae-sketchpad")
@@ -142,15 +223,27 @@ def vae_tab_ui():
                 with gr.Column():
                     with gr.Row():
                         original = gr.Image(label="Input x", type="pil", format="png", height=200, elem_id="vae-input")
-                        recon = gr.Image(label="Reconstruction E[x | z = μ]", type="pil", format="png", height=200,
-                                         elem_id="vae-recon")  # fmt: skip
+                        recon = gr.Image(
+                            label="Reconstruction E[x | z = μ]",
+                            type="pil",
+                            format="png",
+                            height=200,
+                            elem_id="vae-recon",
+                        )
                     elbo_text = gr.Markdown(label="ELBO", elem_id="vae-elbo")
                     elbo = gr.JSON(label="ELBO terms (nats)")
             outputs = [original, recon, elbo_text, elbo]
             run.click(vae_tab.reconstruct, [index, drawing, seed, beta], outputs, api_name="vae_reconstruct")
             for trigger in (index.release, drawing.change, beta.change):  # live: a new digit, a stroke or β recomputes
-                trigger(vae_tab.reconstruct, [index, drawing, seed, beta], outputs, api_name="ui_reconstruct_live",
-                        api_visibility="private", trigger_mode="always_last", show_progress="hidden")  # fmt: skip
+                trigger(
+                    vae_tab.reconstruct,
+                    [index, drawing, seed, beta],
+                    outputs,
+                    api_name="ui_reconstruct_live",
+                    api_visibility="private",
+                    trigger_mode="always_last",
+                    show_progress="hidden",
+                )
 
         with gr.Tab("Prior samples"):
             gr.Markdown("z ~ p(z) = N(0, I), then the mean of p(x | z).")
@@ -172,27 +265,46 @@ def vae_tab_ui():
             linear = gr.Image(label="Linear", type="pil", format="png", height=130, elem_id="vae-linear")
             spherical = gr.Image(label="Slerp", type="pil", format="png", height=130, elem_id="vae-slerp")
             walk_gif = gr.File(label="GIF (left: linear, right: slerp)", elem_id="vae-walk-gif")
-            walk.click(vae_tab.interpolate, [index_a, index_b, frames], [linear, spherical, walk_gif], api_name="vae_interpolate")
+            walk.click(
+                vae_tab.interpolate,
+                [index_a, index_b, frames],
+                [linear, spherical, walk_gif],
+                api_name="vae_interpolate",
+            )
 
         with gr.Tab("Traversal"):
-            gr.Markdown("One coordinate of μ(x) swept from −span to +span, the others fixed (x: the digit of "
-                        "'Reconstruction & ELBO').")  # fmt: skip
+            gr.Markdown(
+                "One coordinate of μ(x) swept from −span to +span, the others fixed (x: the digit of "
+                "'Reconstruction & ELBO')."
+            )
             with gr.Row():
                 dim = gr.Slider(0, 15, value=0, step=1, label="Latent dimension")
                 span = gr.Slider(0.5, 5, value=3, step=0.5, label="Span ±")
                 traverse_frames = gr.Slider(2, vae_tab.MAX_FRAMES, value=10, step=1, label="Frames")
                 traverse_run = gr.Button("Traverse", variant="primary", elem_id="vae-traverse-button")
-            traversal = gr.Image(label="z_dim from −span to +span", type="pil", format="png", height=130, elem_id="vae-traversal")
-            traverse_run.click(vae_tab.traverse, [index, drawing, dim, span, traverse_frames], traversal, api_name="vae_traverse")
+            traversal = gr.Image(
+                label="z_dim from −span to +span", type="pil", format="png", height=130, elem_id="vae-traversal"
+            )
+            traverse_run.click(
+                vae_tab.traverse, [index, drawing, dim, span, traverse_frames], traversal, api_name="vae_traverse"
+            )
 
         with gr.Tab("Latent map"):
-            gr.Markdown("The test digits' μ(x) on their first two principal directions, coloured by digit. "
-                        "Click anywhere to decode that point.")  # fmt: skip
+            gr.Markdown(
+                "The test digits' μ(x) on their first two principal directions, coloured by digit. "
+                "Click anywhere to decode that point."
+            )
             with gr.Row():
                 with gr.Column(scale=2):
                     map_run = gr.Button("Draw the latent map", variant="primary", elem_id="vae-map-button")
-                    latent_map = gr.Image(label="Latent map (click a point)", type="pil", format="png", interactive=False,
-                                          height=500, elem_id="vae-map")  # fmt: skip
+                    latent_map = gr.Image(
+                        label="Latent map (click a point)",
+                        type="pil",
+                        format="png",
+                        interactive=False,
+                        height=500,
+                        elem_id="vae-map",
+                    )
                 with gr.Column(scale=1):
                     pc1 = gr.Number(0.0, label="PC 1")
                     pc2 = gr.Number(0.0, label="PC 2")
@@ -200,23 +312,37 @@ def vae_tab_ui():
                     decoded = gr.Image(label="Decoded", type="pil", format="png", height=200, elem_id="vae-decoded")
             map_run.click(vae_tab.latent_map, None, latent_map, api_name="vae_latent_map")
             decode_run.click(vae_tab.decode_point, [pc1, pc2], [decoded, latent_map], api_name="vae_decode_point")
-            latent_map.select(vae_tab.map_click, None, [pc1, pc2], api_name="ui_map_click", api_visibility="private").then(
-                vae_tab.decode_point, [pc1, pc2], [decoded, latent_map], api_name="ui_map_decode", api_visibility="private"
+            latent_map.select(
+                vae_tab.map_click, None, [pc1, pc2], api_name="ui_map_click", api_visibility="private"
+            ).then(
+                vae_tab.decode_point,
+                [pc1, pc2],
+                [decoded, latent_map],
+                api_name="ui_map_decode",
+                api_visibility="private",
             )
 
 
 def inpaint_tab():
     missing_banner("pixel")
-    gr.Markdown("Paint over part of the digit (any colour): the pixel DDPM fills the painted pixels in, keeping the rest "
-                "exactly (RePaint). Or pick a preset mask.")  # fmt: skip
+    gr.Markdown(
+        "Paint over part of the digit (any colour): the pixel DDPM fills the painted pixels in, keeping the rest "
+        "exactly (RePaint). Or pick a preset mask."
+    )
     with gr.Row():
         with gr.Column():
             index = gr.Slider(0, NUM_TEST - 1, value=7, step=1, label=DIGIT_HELP)
             editor = gr.ImageEditor(
-                value=None, type="numpy", image_mode="RGBA", canvas_size=(280, 280), height=320,
+                value=None,
+                type="numpy",
+                image_mode="RGBA",
+                canvas_size=(280, 280),
+                height=320,
                 brush=gr.Brush(default_size=28, colors=["#ff3366"], color_mode="fixed"),
-                sources=("upload",), label="Digit (paint the pixels to fill in)", elem_id="inpaint-editor",
-            )  # fmt: skip
+                sources=("upload",),
+                label="Digit (paint the pixels to fill in)",
+                elem_id="inpaint-editor",
+            )
             mask = gr.Radio(list(inpaint.MASK_PRESETS), value="drawn", label="Mask")
         with gr.Column():
             with gr.Row():
@@ -230,8 +356,12 @@ def inpaint_tab():
             masked = gr.Image(label="Kept pixels (grey = to fill)", type="pil", format="png", elem_id="inpaint-masked")
             result = gr.Gallery(format="png", label="Filled in", columns=4, height=200, elem_id="inpaint-gallery")
     index.change(inpaint.editor_value, index, editor, api_name="ui_inpaint_digit", api_visibility="private")
-    run.click(inpaint.inpaint, [index, editor, mask, sampler, steps, resample, variants, seed], [masked, result],
-              api_name="inpaint")  # fmt: skip
+    run.click(
+        inpaint.inpaint,
+        [index, editor, mask, sampler, steps, resample, variants, seed],
+        [masked, result],
+        api_name="inpaint",
+    )
     return index, editor
 
 
@@ -252,8 +382,12 @@ def build_demo() -> gr.Blocks:
         # named API endpoints for the plot (also drawn when the page loads)
         plot_button = gr.Button(visible=False)
         plot_button.click(forward.schedule_plot, schedule_inputs, plot, api_name="schedule_plot")
-        demo.load(forward.schedule_plot, schedule_inputs, plot, api_name="ui_schedule_plot_load", api_visibility="private")
-        demo.load(inpaint.editor_value, inpaint_index, editor, api_name="ui_inpaint_digit_load", api_visibility="private")
+        demo.load(
+            forward.schedule_plot, schedule_inputs, plot, api_name="ui_schedule_plot_load", api_visibility="private"
+        )
+        demo.load(
+            inpaint.editor_value, inpaint_index, editor, api_name="ui_inpaint_digit_load", api_visibility="private"
+        )
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
     return demo
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.defaults import DEFAULT_DDIM_STEPS  # noqa: E402
-from playground.testing import launch_app, stop_app  # noqa: E402
+from pipelines.defaults import DEFAULT_DDIM_STEPS
+from playground.testing import launch_app, stop_app
 
 CHROMIUM = "/usr/bin/chromium"
 NUM_IMAGES = 16
@@ -87,7 +87,9 @@ def main() -> None:
                 page.locator("#sample-steps input[type=number]").press("Tab")
                 pick(page, "DDIM")
                 page.get_by_label("Model").first.click()
-                page.get_by_role("option").filter(has_text={"pixel": "Pixel", "latent": "Latent DDPM", "conditional": "Class"}[model]).first.click()
+                page.get_by_role("option").filter(
+                    has_text={"pixel": "Pixel", "latent": "Latent DDPM", "conditional": "Class"}[model]
+                ).first.click()
                 first = click_to_images(page, seed=0)  # loads the model once
                 print(f"first click (includes loading the {model} model): {first:.2f} s")
                 times = [click_to_images(page, seed=i + 1) for i in range(args.repeats)]

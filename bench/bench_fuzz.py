@@ -43,8 +43,15 @@ BASE_INPUTS = {
     "inpaint": [7, None, "left half", "DDIM", 3, 1, 1, 0],
     "schedule_plot": [["linear"], 100, 1e-4, 0.02],
 }
-KINDS = {"Slider": "number", "Number": "number", "Dropdown": "choice", "Radio": "choice", "CheckboxGroup": "choices",
-         "Sketchpad": "image", "ImageEditor": "image"}  # fmt: skip
+KINDS = {
+    "Slider": "number",
+    "Number": "number",
+    "Dropdown": "choice",
+    "Radio": "choice",
+    "CheckboxGroup": "choices",
+    "Sketchpad": "image",
+    "ImageEditor": "image",
+}
 
 # ---------------------------------------------------------------- bad and extreme values
 
@@ -55,29 +62,98 @@ def malformed_files(folder: Path) -> list[str]:
 
     folder.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((40, 40), 200, np.uint8)).save(folder / "good.png")
-    files = {"random.png": os.urandom(2000), "truncated.png": (folder / "good.png").read_bytes()[:60],
-             "text.png": b"not an image\n" * 10, "empty.png": b"", "script.py": b"import os\nos.system('true')\n"}  # fmt: skip
+    files = {
+        "random.png": os.urandom(2000),
+        "truncated.png": (folder / "good.png").read_bytes()[:60],
+        "text.png": b"not an image\n" * 10,
+        "empty.png": b"",
+        "script.py": b"import os\nos.system('true')\n",
+    }
     for name, data in files.items():
         (folder / name).write_bytes(data)
     return [str(folder / name) for name in files]
 
 
 def bad_numbers(rng: random.Random) -> list:
-    return [None, math.nan, math.inf, -math.inf, -1, -(10**9), 10**9, 10**400, -(10**400), 1e308, -1e308, 5e-324,
-            -0.0, 0.5, 2.5, True, False, "5", "abc", "", "nan", "1e999", [], [3], {}, {"value": 3}, "x" * 10_000,
-            rng.uniform(-1e6, 1e6), rng.randint(-(2**63), 2**63), rng.random(), float(rng.randint(0, 10**6))]  # fmt: skip
+    return [
+        None,
+        math.nan,
+        math.inf,
+        -math.inf,
+        -1,
+        -(10**9),
+        10**9,
+        10**400,
+        -(10**400),
+        1e308,
+        -1e308,
+        5e-324,
+        -0.0,
+        0.5,
+        2.5,
+        True,
+        False,
+        "5",
+        "abc",
+        "",
+        "nan",
+        "1e999",
+        [],
+        [3],
+        {},
+        {"value": 3},
+        "x" * 10_000,
+        rng.uniform(-1e6, 1e6),
+        rng.randint(-(2**63), 2**63),
+        rng.random(),
+        float(rng.randint(0, 10**6)),
+    ]
 
 
 def bad_strings(rng: random.Random) -> list:
-    return [None, "", " ", "x" * 100_000, "../../etc/passwd", "/etc/passwd", "user/some-repo", "models/vae", "ddim",
-            "DDPM ", "\x00", "🙂" * 50, "<script>alert(1)</script>", 3, 2.5, math.nan, True, [], ["pixel"], {"a": 1},
-            "".join(chr(rng.randint(1, 0x2FFF)) for _ in range(rng.randint(1, 40)))]  # fmt: skip
+    return [
+        None,
+        "",
+        " ",
+        "x" * 100_000,
+        "../../etc/passwd",
+        "/etc/passwd",
+        "user/some-repo",
+        "models/vae",
+        "ddim",
+        "DDPM ",
+        "\x00",
+        "🙂" * 50,
+        "<script>alert(1)</script>",
+        3,
+        2.5,
+        math.nan,
+        True,
+        [],
+        ["pixel"],
+        {"a": 1},
+        "".join(chr(rng.randint(1, 0x2FFF)) for _ in range(rng.randint(1, 40))),
+    ]
 
 
 def bad_lists(rng: random.Random) -> list:
-    return [None, [], "linear", ["linear"] * 1000, ["nope"], [None], [[]], [{"a": 1}], [3, 4], ["linear", math.nan],
-            ["linear", "linear"], ["x" * 100_000], {"linear": True}, 7, rng.sample(["linear", "sigmoid", "scaled_linear",
-            "squaredcos_cap_v2", "cosine"], k=rng.randint(1, 4))]  # fmt: skip
+    return [
+        None,
+        [],
+        "linear",
+        ["linear"] * 1000,
+        ["nope"],
+        [None],
+        [[]],
+        [{"a": 1}],
+        [3, 4],
+        ["linear", math.nan],
+        ["linear", "linear"],
+        ["x" * 100_000],
+        {"linear": True},
+        7,
+        rng.sample(["linear", "sigmoid", "scaled_linear", "squaredcos_cap_v2", "cosine"], k=rng.randint(1, 4)),
+    ]
 
 
 def bad_images(rng: random.Random, files: list[str]) -> list:
@@ -85,27 +161,60 @@ def bad_images(rng: random.Random, files: list[str]) -> list:
     shape and dtype, PIL images of every mode, files) — raw JSON never reaches it (Gradio's data model refuses it)."""
     from PIL import Image
 
-    u8 = lambda *shape: np.asarray(np.random.default_rng(rng.randint(0, 99)).integers(0, 256, shape), np.uint8)  # noqa: E731
+    u8 = lambda *shape: np.asarray(np.random.default_rng(rng.randint(0, 99)).integers(0, 256, shape), np.uint8)
     arrays = [
-        np.zeros((0, 0), np.uint8), np.zeros((0, 5, 4), np.uint8), np.zeros((5, 0)), u8(1, 1), u8(1, 1, 4),
-        u8(3000, 20), u8(2049, 2049, 4) if rng.random() < 0.05 else u8(2100, 3), u8(2048, 2048, 4) if rng.random() < 0.05 else u8(512, 512, 4),
-        u8(28, 28), u8(28, 28, 2), u8(28, 28, 5), u8(2, 28, 28, 4), u8(28), np.full((28, 28), np.nan, np.float32),
-        np.full((28, 28, 3), np.inf), np.full((40, 40), -5.0), np.full((40, 40), 1e30), np.ones((40, 40), bool),
-        np.asarray(np.random.default_rng(0).integers(-(2**40), 2**40, (30, 30))), np.zeros((28, 28, 4), np.uint8),
-        np.array(7), np.zeros((28, 28), np.float16), np.full((28, 28, 4), 255, np.uint16),
-    ]  # fmt: skip
+        np.zeros((0, 0), np.uint8),
+        np.zeros((0, 5, 4), np.uint8),
+        np.zeros((5, 0)),
+        u8(1, 1),
+        u8(1, 1, 4),
+        u8(3000, 20),
+        u8(2049, 2049, 4) if rng.random() < 0.05 else u8(2100, 3),
+        u8(2048, 2048, 4) if rng.random() < 0.05 else u8(512, 512, 4),
+        u8(28, 28),
+        u8(28, 28, 2),
+        u8(28, 28, 5),
+        u8(2, 28, 28, 4),
+        u8(28),
+        np.full((28, 28), np.nan, np.float32),
+        np.full((28, 28, 3), np.inf),
+        np.full((40, 40), -5.0),
+        np.full((40, 40), 1e30),
+        np.ones((40, 40), bool),
+        np.asarray(np.random.default_rng(0).integers(-(2**40), 2**40, (30, 30))),
+        np.zeros((28, 28, 4), np.uint8),
+        np.array(7),
+        np.zeros((28, 28), np.float16),
+        np.full((28, 28, 4), 255, np.uint16),
+    ]
     pil = [Image.new(mode, (30, 30)) for mode in ("1", "L", "P", "I;16", "I", "F", "CMYK", "LA", "RGBA")]
-    dicts = [{}, {"composite": None}, {"background": None, "layers": [], "composite": None},
-             {"composite": u8(28, 28, 4), "layers": [None, u8(5, 5), "x", 3]}, {"layers": "notalist"},
-             {"background": u8(0, 0), "layers": [u8(28, 28, 4)]}, {"composite": "x" * 5000},
-             {"background": u8(28, 28, 3), "layers": [np.full((28, 28, 4), np.nan)]}, {"composite": {"composite": 1}}]  # fmt: skip
+    dicts = [
+        {},
+        {"composite": None},
+        {"background": None, "layers": [], "composite": None},
+        {"composite": u8(28, 28, 4), "layers": [None, u8(5, 5), "x", 3]},
+        {"layers": "notalist"},
+        {"background": u8(0, 0), "layers": [u8(28, 28, 4)]},
+        {"composite": "x" * 5000},
+        {"background": u8(28, 28, 3), "layers": [np.full((28, 28, 4), np.nan)]},
+        {"composite": {"composite": 1}},
+    ]
     contents = [None, "", "x" * 100_000, *files, *arrays, *pil]
-    return [None, *dicts, *({"background": c, "layers": [], "composite": c} for c in contents),
-            *({"background": arrays[8], "layers": [c], "composite": None} for c in contents)]
+    return [
+        None,
+        *dicts,
+        *({"background": c, "layers": [], "composite": c} for c in contents),
+        *({"background": arrays[8], "layers": [c], "composite": None} for c in contents),
+    ]
 
 
 def value_pools(rng: random.Random, files: list[str]) -> dict[str, list]:
-    return {"number": bad_numbers(rng), "choice": bad_strings(rng), "choices": bad_lists(rng), "image": bad_images(rng, files)}
+    return {
+        "number": bad_numbers(rng),
+        "choice": bad_strings(rng),
+        "choices": bad_lists(rng),
+        "image": bad_images(rng, files),
+    }
 
 
 def extremes(component) -> list:
@@ -157,9 +266,7 @@ def public_endpoints(demo) -> dict[str, tuple]:
 def finish(result):
     """A generator endpoint's last update (streamed updates are skipped); others as they are."""
     if hasattr(result, "__next__"):
-        last = None
-        for last in result:
-            pass
+        *_, last = [None, *result]  # drain the stream, keep its final update
         return last
     return result
 
@@ -195,7 +302,7 @@ def run_case(fn, args: list, outputs: list) -> tuple[str, str]:
     except gr.Error as error:
         message = str(getattr(error, "message", error))
         return ("error", message) if message.strip() else ("crash", "gr.Error without a message")
-    except Exception as error:  # noqa: BLE001 - any other exception is the bug this driver looks for
+    except Exception as error:  # any other exception is the bug this driver looks for
         where = traceback.extract_tb(error.__traceback__)[-1]
         return "crash", f"{type(error).__name__}: {str(error)[:300]} at {where.filename}:{where.lineno}"
     problem = check_result(result, outputs)
@@ -255,7 +362,13 @@ def to_client_value(value, component, folder: Path):
         path = str(folder / f"upload-{id(value)}.png")
         value.save(path) if value.mode not in ("I;16", "CMYK", "F") else value.save(path.replace(".png", ".tiff"))
         path = path if Path(path).exists() else path.replace(".png", ".tiff")
-    elif isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim in (2, 3) and value.size and value.shape[-1] in (1, 3, 4, *value.shape[1:2]):
+    elif (
+        isinstance(value, np.ndarray)
+        and value.dtype == np.uint8
+        and value.ndim in (2, 3)
+        and value.size
+        and value.shape[-1] in (1, 3, 4, *value.shape[1:2])
+    ):
         path = str(folder / f"upload-{id(value)}.png")
         try:
             Image.fromarray(value.squeeze() if value.ndim == 3 and value.shape[-1] == 1 else value).save(path)
@@ -289,7 +402,7 @@ def fuzz_client(url: str, per_endpoint: int, seed: int = 1, demo=None) -> dict:
             try:
                 client.predict(*sent, api_name=f"/{api_name}")
                 counts["ok"] += 1
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 message = str(error)  # the server runs with show_error=True, as app.py does
                 if not message.strip() or message == "None" or "Traceback" in message or 'File "' in message:
                     counts["crash"].append((short(sent), f"{type(error).__name__}: {message[:300]}"))
@@ -316,8 +429,10 @@ def print_report(title: str, report: dict) -> int:
         crashes += len(counts["crash"])
         tried = counts["ok"] + counts["error"] + len(counts["crash"])
         seconds = f", {counts['seconds']:.1f} s" if "seconds" in counts else ""
-        print(f"  /{api_name:22s} {tried:4d} inputs: {counts['ok']:4d} answered, {counts['error']:4d} gr.Error, "
-              f"{len(counts['crash']):3d} crashes{seconds}")  # fmt: skip
+        print(
+            f"  /{api_name:22s} {tried:4d} inputs: {counts['ok']:4d} answered, {counts['error']:4d} gr.Error, "
+            f"{len(counts['crash']):3d} crashes{seconds}"
+        )
         kinds: dict[str, list] = {}
         for args, detail in counts["crash"]:
             kinds.setdefault(detail, []).append(args)
@@ -340,12 +455,16 @@ def main() -> int:
 
     models_dir = args.models_dir or str(make_tiny_models(Path(tempfile.mkdtemp(prefix="fuzz-models-"))))
     os.environ["PLAYGROUND_MODELS_DIR"] = str(Path(models_dir).resolve())
-    crashes = print_report(f"in-process ({args.count} inputs per endpoint, models {models_dir})", fuzz_in_process(args.count, args.seed))
+    crashes = print_report(
+        f"in-process ({args.count} inputs per endpoint, models {models_dir})", fuzz_in_process(args.count, args.seed)
+    )
     if args.client_count:
         from bench.bench_load import serve_app
 
         with serve_app(models_dir) as (url, _):
-            crashes += print_report(f"through gradio_client ({args.client_count} per endpoint)", fuzz_client(url, args.client_count))
+            crashes += print_report(
+                f"through gradio_client ({args.client_count} per endpoint)", fuzz_client(url, args.client_count)
+            )
             alive = normal_request_works(url)
         print(f"\nserver answers a normal request afterwards: {alive}")
         crashes += not alive

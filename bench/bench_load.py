@@ -50,14 +50,31 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(models_dir: str | os.PathLike, threads: int = 2, show_error: bool = True, start_timeout: float = 180.0, env: dict | None = None):
+def serve_app(
+    models_dir: str | os.PathLike,
+    threads: int = 2,
+    show_error: bool = True,
+    start_timeout: float = 180.0,
+    env: dict | None = None,
+):
     """Run app.py's demo in a subprocess on a free 127.0.0.1 port (``show_error`` as app.py sets it); yields (url, pid)."""
     port = free_port()
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-                   "PLAYGROUND_MODELS_DIR": str(Path(models_dir).resolve()), **(env or {})}  # fmt: skip
-    log = tempfile.NamedTemporaryFile(prefix="app-server-", suffix=".log", delete=False)
-    process = subprocess.Popen([sys.executable, "-c", SERVE_CODE, str(port), str(threads), str(show_error)], cwd=ROOT, env=environment,
-                               stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PLAYGROUND_MODELS_DIR": str(Path(models_dir).resolve()),
+        **(env or {}),
+    }
+    log = tempfile.NamedTemporaryFile(prefix="app-server-", suffix=".log", delete=False)  # noqa: SIM115 (the server writes it until stopped)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE_CODE, str(port), str(threads), str(show_error)],
+        cwd=ROOT,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + start_timeout
@@ -126,7 +143,6 @@ class PeakMemory:
 def endpoint_names(client) -> dict[str, str]:
     """Python function name → API name (e.g. "schedule_plot" → "/schedule_plot"), from the app's API info."""
     import app
-
     from bench.bench_fuzz import public_endpoints
 
     return {fn.__name__: f"/{name}" for name, (fn, _, _) in public_endpoints(app.demo).items()}
@@ -142,8 +158,10 @@ def request_mix(available: set[str]) -> list[tuple[str, list, int | None]]:
     """(function name, arguments, expected number of images or None) — small settings, bundled models only."""
     from playground.validation import MAX_DDPM_STEPS, MAX_IMAGES  # noqa: F401  (documented limits)
 
-    mix = [("schedule_plot", [["linear", "squaredcos_cap_v2"], 1000, 1e-4, 0.02], None),
-           ("forward_process", [["linear", "sigmoid"], 1000, 1e-4, 0.02, 3, None, 300, 1], None)]  # fmt: skip
+    mix = [
+        ("schedule_plot", [["linear", "squaredcos_cap_v2"], 1000, 1e-4, 0.02], None),
+        ("forward_process", [["linear", "sigmoid"], 1000, 1e-4, 0.02, 3, None, 300, 1], None),
+    ]
     for key in ("pixel", "latent", "conditional"):
         if key in available:
             mix.append(("sample_stream", [key, "DDIM", 10, 0.0, 7, 4, 3, 2.0], 4))
@@ -187,7 +205,9 @@ def validate(function: str, result, expected: int | None) -> str | None:
     outputs = result if isinstance(result, (list, tuple)) else [result]
     if function == "sample_stream":
         gallery, _, status, gif = outputs
-        return check_images(gallery, expected) or (None if gif and Path(gif).is_file() and "images" in status else "no GIF/status")
+        return check_images(gallery, expected) or (
+            None if gif and Path(gif).is_file() and "images" in status else "no GIF/status"
+        )
     if function == "inpaint":
         return check_images(outputs[0], None) or check_images(outputs[1], expected)
     if function == "prior_samples":  # one output: the gallery itself
@@ -213,7 +233,7 @@ def user(url: str, index: int, plan: list, names: dict[str, str], timeout: float
             job = client.submit(*args, api_name=names[function])
             result = job.result(timeout=timeout)
             error = validate(function, result, expected)
-        except Exception as exception:  # noqa: BLE001 - a failed request is what is counted
+        except Exception as exception:  # a failed request is what is counted
             error = f"{type(exception).__name__}: {str(exception)[:200]}"
         records.append({"user": index, "function": function, "seconds": time.perf_counter() - start, "error": error})
     return records
@@ -223,8 +243,16 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def run_load(url: str, pid: int, models_dir, users: int, requests: int, max_requests: int, timeout: float,
-             max_request_steps: int | None = None) -> dict:
+def run_load(
+    url: str,
+    pid: int,
+    models_dir,
+    users: int,
+    requests: int,
+    max_requests: int,
+    timeout: float,
+    max_request_steps: int | None = None,
+) -> dict:
     """Every user's plan (the mix, cycled, offset per user; the first ``max_requests`` users start with a max request)."""
     from gradio_client import Client
 
@@ -259,8 +287,12 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=1, help="requests at the largest allowed settings")
     parser.add_argument("--models-dir", default=os.environ.get("PLAYGROUND_MODELS_DIR", str(ROOT / "models")))
     parser.add_argument("--tiny-models", action="store_true", help="serve tiny random models instead")
-    parser.add_argument("--max-request-steps", type=int, default=None,
-                        help="steps of the largest-settings requests (default: the page's maximum, 1000 DDPM steps)")
+    parser.add_argument(
+        "--max-request-steps",
+        type=int,
+        default=None,
+        help="steps of the largest-settings requests (default: the page's maximum, 1000 DDPM steps)",
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per request")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
     parser.add_argument("--max-rss-gb", type=float, default=3.0)
@@ -272,16 +304,21 @@ def main() -> int:
         models_dir = str(make_tiny_models(Path(tempfile.mkdtemp(prefix="load-models-"))))
     print(f"models: {models_dir} (bundled: {sorted(available_keys(models_dir))})")
     with serve_app(models_dir, threads=args.threads) as (url, pid):
-        result = run_load(url, pid, models_dir, args.users, args.requests, args.max_requests, args.timeout,
-                          args.max_request_steps)
+        result = run_load(
+            url, pid, models_dir, args.users, args.requests, args.max_requests, args.timeout, args.max_request_steps
+        )
     total = len(result["records"])
     by_function = {}
     for record in result["records"]:
         by_function.setdefault(record["function"], []).append(record["seconds"])
-    print(f"{args.users} users × {args.requests} requests = {total} requests in {result['wall']:.1f} s "
-          f"({args.max_requests} at the largest settings, {args.max_request_steps or 'all'} steps)")  # fmt: skip
+    print(
+        f"{args.users} users × {args.requests} requests = {total} requests in {result['wall']:.1f} s "
+        f"({args.max_requests} at the largest settings, {args.max_request_steps or 'all'} steps)"
+    )
     for function, seconds in sorted(by_function.items()):
-        print(f"  {function:16s} {len(seconds):3d} requests, median {statistics.median(seconds):7.2f} s, max {max(seconds):7.2f} s")
+        print(
+            f"  {function:16s} {len(seconds):3d} requests, median {statistics.median(seconds):7.2f} s, max {max(seconds):7.2f} s"
+        )
     for failure in result["failures"]:
         print(f"  FAILED user {failure['user']} {failure['function']}: {failure['error']}")
     peak_gb = result["peak_rss"] / 2**30

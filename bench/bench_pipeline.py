@@ -26,17 +26,17 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import diffusers  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from diffusers import UNet2DModel  # noqa: E402
+import diffusers
+import numpy as np
+import torch
+from diffusers import UNet2DModel
 
-from pipelines.pipeline_ddpm import DDPMPipeline  # noqa: E402
-from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline  # noqa: E402
-from pipelines.sampling_loop import bf16_supported  # noqa: E402
-from pipelines.scheduling_ddim import DDIMScheduler  # noqa: E402
-from pipelines.scheduling_ddpm import DDPMScheduler  # noqa: E402
-from pipelines.vae import VAE  # noqa: E402
+from pipelines.pipeline_ddpm import DDPMPipeline
+from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
+from pipelines.sampling_loop import bf16_supported
+from pipelines.scheduling_ddim import DDIMScheduler
+from pipelines.scheduling_ddpm import DDPMScheduler
+from pipelines.vae import VAE
 
 
 def ints(text: str) -> tuple[int, ...]:
@@ -50,9 +50,15 @@ def build_unet(args) -> UNet2DModel:
     down = tuple("AttnDownBlock2D" if i in args.attention_levels else "DownBlock2D" for i in levels)
     up = tuple("AttnUpBlock2D" if i in args.attention_levels else "UpBlock2D" for i in reversed(levels))
     return UNet2DModel(
-        sample_size=28, in_channels=1, out_channels=1, block_out_channels=args.block_out_channels,
-        layers_per_block=args.layers_per_block, down_block_types=down, up_block_types=up, norm_num_groups=8,
-    ).eval()  # fmt: skip
+        sample_size=28,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=args.block_out_channels,
+        layers_per_block=args.layers_per_block,
+        down_block_types=down,
+        up_block_types=up,
+        norm_num_groups=8,
+    ).eval()
 
 
 def build_latent_pipeline() -> LatentDDPMPipeline:
@@ -60,9 +66,15 @@ def build_latent_pipeline() -> LatentDDPMPipeline:
     torch.manual_seed(0)
     vae = VAE(sample_size=28, block_out_channels=(32, 64), latent_type="spatial", latent_channels=4).eval()
     unet = UNet2DModel(
-        sample_size=7, in_channels=4, out_channels=4, block_out_channels=(128,), layers_per_block=2,
-        down_block_types=("AttnDownBlock2D",), up_block_types=("AttnUpBlock2D",), norm_num_groups=8,
-    ).eval()  # fmt: skip
+        sample_size=7,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(128,),
+        layers_per_block=2,
+        down_block_types=("AttnDownBlock2D",),
+        up_block_types=("AttnUpBlock2D",),
+        norm_num_groups=8,
+    ).eval()
     return quiet(LatentDDPMPipeline(vae, unet, DDIMScheduler()))
 
 
@@ -72,14 +84,20 @@ def quiet(pipe):
 
 
 def run(pipe, steps: int, batch: int, seed: int = 0, **kwargs) -> np.ndarray:
-    return pipe(batch_size=batch, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps, output_type="np", **kwargs).images
+    return pipe(
+        batch_size=batch,
+        generator=torch.Generator().manual_seed(seed),
+        num_inference_steps=steps,
+        output_type="np",
+        **kwargs,
+    ).images
 
 
 def interleaved(cases: dict, repeats: int) -> dict[str, float]:
     """Median seconds per call of each case, the cases alternated (order rotated) within every repeat."""
     names, times = list(cases), {name: [] for name in cases}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             start = time.perf_counter()
             cases[name]()
             times[name].append(time.perf_counter() - start)
@@ -114,9 +132,11 @@ def main() -> None:
     ours = quiet(DDPMPipeline(unet, DDPMScheduler.from_config(scheduler_config)))
     theirs = quiet(diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler.from_config(scheduler_config)))
     default = "bf16" if bf16_supported() else "fp32"
-    print(f"torch {torch.__version__}, diffusers {diffusers.__version__}, threads {torch.get_num_threads()}, "
-          f"batch {batch}, unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M params "
-          f"({'loaded from ' + args.model if args.model else 'random weights'}); precision 'auto' -> {default}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, diffusers {diffusers.__version__}, threads {torch.get_num_threads()}, "
+        f"batch {batch}, unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M params "
+        f"({'loaded from ' + args.model if args.model else 'random weights'}); precision 'auto' -> {default}"
+    )
 
     # 1. parity at fp32: the same images as diffusers' DDPMPipeline
     same = np.array_equal(run(ours, 5, 2, precision="fp32"), run(theirs, 5, 2))
@@ -148,15 +168,23 @@ def main() -> None:
         "fp32 channels_last": (ddim_cl, ddpm_cl, "fp32"),
         "bf16 channels_last": (ddim_cl, ddpm_cl, "bf16"),
     }
-    medians = interleaved({k: (lambda p=p, q=q: run(p, 50, batch, precision=q)) for k, (p, _, q) in settings.items()}, args.repeats)
+    medians = interleaved(
+        {k: (lambda p=p, q=q: run(p, 50, batch, precision=q)) for k, (p, _, q) in settings.items()}, args.repeats
+    )
     ddim_ref, ddpm_ref = run(ddim, 50, batch, precision="fp32"), run(ours, n, batch, precision="fp32")
-    print(f"\n3. precision / memory format (DDIM-50 timed; |image − fp32 image| max and mean, same seed, images in [0, 1]):")
-    print(f"   {'setting':20s} {'s/run':>7s} {'images/s':>9s} {'speed-up':>8s} {'DDIM-50 max/mean':>17s} {f'DDPM-{n} max/mean':>17s}")
+    print(
+        "\n3. precision / memory format (DDIM-50 timed; |image − fp32 image| max and mean, same seed, images in [0, 1]):"
+    )
+    print(
+        f"   {'setting':20s} {'s/run':>7s} {'images/s':>9s} {'speed-up':>8s} {'DDIM-50 max/mean':>17s} {f'DDPM-{n} max/mean':>17s}"
+    )
     for name, (p, q, precision) in settings.items():
         ddim_diff = np.abs(run(p, 50, batch, precision=precision) - ddim_ref)
         ddpm_diff = np.abs(run(q, n, batch, precision=precision) - ddpm_ref)
-        print(f"   {name:20s} {medians[name]:7.2f} {batch / medians[name]:9.2f} {medians['fp32'] / medians[name]:7.2f}x "
-              f"{ddim_diff.max():8.4f}/{ddim_diff.mean():.4f} {ddpm_diff.max():8.4f}/{ddpm_diff.mean():.4f}")  # fmt: skip
+        print(
+            f"   {name:20s} {medians[name]:7.2f} {batch / medians[name]:9.2f} {medians['fp32'] / medians[name]:7.2f}x "
+            f"{ddim_diff.max():8.4f}/{ddim_diff.mean():.4f} {ddpm_diff.max():8.4f}/{ddpm_diff.mean():.4f}"
+        )
 
     # 4. images/s of the three samplers at the default precision (and fp32)
     latent = build_latent_pipeline()
@@ -164,7 +192,11 @@ def main() -> None:
     rows = {
         "DDIM-50 ours (auto)": lambda: run(ddim, 50, batch),
         "DDIM-50 ours (fp32)": lambda: run(ddim, 50, batch, precision="fp32"),
-        "DDIM-50 diffusers": lambda: run(quiet(diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDIMScheduler.from_config(scheduler_config))), 50, batch),
+        "DDIM-50 diffusers": lambda: run(
+            quiet(diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDIMScheduler.from_config(scheduler_config))),
+            50,
+            batch,
+        ),
         "latent DDIM-50 ours (auto)": lambda: run(latent, 50, batch),
         "latent DDIM-50 ours (fp32)": lambda: run(latent, 50, batch, precision="fp32"),
     }

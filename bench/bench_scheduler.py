@@ -20,11 +20,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import diffusers  # noqa: E402
-import torch  # noqa: E402
+import diffusers
+import torch
 
-from pipelines.scheduling_ddim import DDIMScheduler  # noqa: E402
-from pipelines.scheduling_ddpm import DDPMScheduler  # noqa: E402
+from pipelines.scheduling_ddim import DDIMScheduler
+from pipelines.scheduling_ddpm import DDPMScheduler
 
 SHAPES = ((16, 1, 28, 28), (64, 4, 7, 7))
 NUM_INFERENCE_STEPS = 50
@@ -59,7 +59,10 @@ def bench_case(name, ours, theirs, shape, step_kwargs, repeats):
     def ops(s):
         gen = torch.Generator()
         return {
-            "sampling loop (50 steps)": (lambda: sampling_loop(s, model_output, sample, step_kwargs, gen.manual_seed(0)), 3),
+            "sampling loop (50 steps)": (
+                lambda: sampling_loop(s, model_output, sample, step_kwargs, gen.manual_seed(0)),
+                3,
+            ),
             "step (one call)": (lambda: s.step(model_output, t_mid, sample, generator=gen, **step_kwargs), 200),
             "add_noise": (lambda: s.add_noise(sample, model_output, timesteps), 200),
         }
@@ -97,8 +100,10 @@ def main() -> None:
         ("DDIM eta=1", DDIMScheduler, diffusers.DDIMScheduler, {"eta": 1.0}),
     ]
     loop_ratios = []
-    print(f"torch {torch.__version__}, diffusers {diffusers.__version__}, threads {torch.get_num_threads()}, "
-          f"repeats {args.repeats} (medians, microseconds per call)")
+    print(
+        f"torch {torch.__version__}, diffusers {diffusers.__version__}, threads {torch.get_num_threads()}, "
+        f"repeats {args.repeats} (medians, microseconds per call)"
+    )
     print(f"{'scheduler':<12} {'shape':<16} {'op':<26} {'ours':>10} {'diffusers':>10} {'ratio':>7}")
     for name, ours_cls, theirs_cls, step_kwargs in cases:
         for shape in SHAPES:

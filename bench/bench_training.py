@@ -29,17 +29,17 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from accelerate.state import AcceleratorState  # noqa: E402
-from diffusers import DDPMScheduler as DiffusersDDPMScheduler  # noqa: E402
-from diffusers.optimization import get_scheduler  # noqa: E402
-from diffusers.training_utils import EMAModel  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import torch
+import torch.nn.functional as F
+from accelerate.state import AcceleratorState
+from diffusers import DDPMScheduler as DiffusersDDPMScheduler
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from torch.utils.flop_counter import FlopCounterMode
 
-from training.config import DDPMTrainConfig  # noqa: E402
-from training.loop import train  # noqa: E402
-from training.train_ddpm import DDPMTask, build_unet  # noqa: E402
+from training.config import DDPMTrainConfig
+from training.loop import train
+from training.train_ddpm import DDPMTask, build_unet
 
 DTYPES = {"no": torch.float32, "bf16": torch.bfloat16}
 
@@ -79,13 +79,17 @@ def plain(images: torch.Tensor, cfg: DDPMTrainConfig, steps: int) -> float:
     """Best per-step images/s of a train_unconditional-style loop (no Accelerate) over ``steps`` after ``steps`` warm-up."""
     torch.manual_seed(cfg.seed)
     unet = build_unet(cfg, 28, 1)
-    noise_scheduler = DiffusersDDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule)
+    noise_scheduler = DiffusersDDPMScheduler(
+        num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule
+    )
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    lr_scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps, num_training_steps=2 * steps)
+    lr_scheduler = get_scheduler(
+        cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps, num_training_steps=2 * steps
+    )
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
     unet.train()
     rates = []
-    for step in range(2 * steps):
+    for _step in range(2 * steps):
         start = time.perf_counter()
         clean = images[torch.randint(0, len(images), (cfg.batch_size,))] * 2 - 1
         noise = torch.randn(clean.shape)
@@ -116,17 +120,27 @@ def main() -> None:
     parser.add_argument("--precisions", default="no,bf16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ints = lambda text: tuple(int(v) for v in text.split(",") if v)  # noqa: E731
+    ints = lambda text: tuple(int(v) for v in text.split(",") if v)
     base = DDPMTrainConfig(
-        data="mnist", batch_size=args.batch_size, block_out_channels=ints(args.block_out_channels),
-        layers_per_block=args.layers_per_block, attention_levels=ints(args.attention_levels), sample_every=0,
-        checkpoint_every=10**9, keep_checkpoints=1, lr_warmup_steps=2, ema_decay=0.999, num_threads=args.threads,
+        data="mnist",
+        batch_size=args.batch_size,
+        block_out_channels=ints(args.block_out_channels),
+        layers_per_block=args.layers_per_block,
+        attention_levels=ints(args.attention_levels),
+        sample_every=0,
+        checkpoint_every=10**9,
+        keep_checkpoints=1,
+        lr_warmup_steps=2,
+        ema_decay=0.999,
+        num_threads=args.threads,
     )
     task = DDPMTask(base)
     images = task.data.images
     flops = training_flops_per_image(base)
-    print(f"threads {args.threads}, batch {args.batch_size}, UNet {args.block_out_channels} x{args.layers_per_block} "
-          f"attn {args.attention_levels}: {flops / 1e9:.3f} GFLOP per training image (forward + backward)")
+    print(
+        f"threads {args.threads}, batch {args.batch_size}, UNet {args.block_out_channels} x{args.layers_per_block} "
+        f"attn {args.attention_levels}: {flops / 1e9:.3f} GFLOP per training image (forward + backward)"
+    )
     ratios = {}
     for precision in args.precisions.split(","):
         cfg = dataclasses.replace(base, mixed_precision=precision)
@@ -140,12 +154,19 @@ def main() -> None:
             print(f"  [{precision}] round {r}: ours {o:.1f} img/s, plain {p:.1f} img/s, ratio {o / p:.3f}", flush=True)
         med = {k: statistics.median(v) for k, v in results.items()}
         ratios[precision] = statistics.median(o / p for o, p in zip(results["ours"], results["plain"]))
-        print(f"[{precision}] median images/s: ours {med['ours']:.1f}, plain {med['plain']:.1f}; median ratio {ratios[precision]:.3f}")
-        print(f"[{precision}] matmul peak {peak / 1e9:.1f} GFLOP/s; training reaches ours {med['ours'] * flops / 1e9:.1f} GFLOP/s "
-              f"= {med['ours'] * flops / peak:.1%} of peak (plain {med['plain'] * flops / peak:.1%})")
+        print(
+            f"[{precision}] median images/s: ours {med['ours']:.1f}, plain {med['plain']:.1f}; median ratio {ratios[precision]:.3f}"
+        )
+        print(
+            f"[{precision}] matmul peak {peak / 1e9:.1f} GFLOP/s; training reaches ours {med['ours'] * flops / 1e9:.1f} GFLOP/s "
+            f"= {med['ours'] * flops / peak:.1%} of peak (plain {med['plain'] * flops / peak:.1%})"
+        )
     first = args.precisions.split(",")[0]
-    print(f"training throughput ratio ours/plain: {ratios[first]:.3f}  ({first}; "
-          + ", ".join(f"{p}: {v:.3f}" for p, v in ratios.items()) + ")")
+    print(
+        f"training throughput ratio ours/plain: {ratios[first]:.3f}  ({first}; "
+        + ", ".join(f"{p}: {v:.3f}" for p, v in ratios.items())
+        + ")"
+    )
 
 
 if __name__ == "__main__":

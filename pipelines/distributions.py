@@ -32,7 +32,7 @@ class DiagonalGaussian:
         self.var = torch.exp(self.logvar)  # σ² = exp(ln σ²)
 
     @classmethod
-    def standard_normal_like(cls, z: torch.Tensor) -> "DiagonalGaussian":
+    def standard_normal_like(cls, z: torch.Tensor) -> DiagonalGaussian:
         """The prior p(z) = N(0, I) with the shape of ``z`` (batch first)."""
         zeros = torch.zeros_like(z)
         return cls(zeros, zeros)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -26,7 +26,9 @@ def guidance_extrapolation(weak: torch.Tensor, strong: torch.Tensor, guidance_sc
     return weak + guidance_scale * (strong - weak)  # ε̃ = ε_weak + w·(ε_strong − ε_weak)
 
 
-def classifier_free_guidance(noise_uncond: torch.Tensor, noise_cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+def classifier_free_guidance(
+    noise_uncond: torch.Tensor, noise_cond: torch.Tensor, guidance_scale: float
+) -> torch.Tensor:
     """ε̃ = ε_uncond + w·(ε_cond − ε_uncond): w = 0 is unconditional, w = 1 conditional, w > 1 sharpens the class."""
     return guidance_extrapolation(noise_uncond, noise_cond, guidance_scale)
 
@@ -40,11 +42,15 @@ def check_guide(unet, guide_unet) -> None:
     """A guide must sample the main UNet's space (channels, size) and, like autoguidance itself, be unconditional."""
     if guide_unet is None:
         return
-    shape = lambda m: (m.config.in_channels, m.config.out_channels, m.config.sample_size)  # noqa: E731
+    shape = lambda m: (m.config.in_channels, m.config.out_channels, m.config.sample_size)
     if shape(guide_unet) != shape(unet):
-        raise ValueError(f"guide_unet has (in, out channels, sample_size) {shape(guide_unet)}; the unet has {shape(unet)}.")
+        raise ValueError(
+            f"guide_unet has (in, out channels, sample_size) {shape(guide_unet)}; the unet has {shape(unet)}."
+        )
     if num_class_embeds(unet) is not None or num_class_embeds(guide_unet) is not None:
-        raise ValueError("autoguidance is for unconditional UNets; a class-conditional model uses classifier-free guidance.")
+        raise ValueError(
+            "autoguidance is for unconditional UNets; a class-conditional model uses classifier-free guidance."
+        )
 
 
 def num_class_embeds(unet) -> int | None:
@@ -80,7 +86,9 @@ def prepare_class_labels(
     n = num_class_embeds(unet)
     if n is None:
         if class_labels is not None:
-            raise ValueError("class_labels were given but the unet is unconditional (its config has no num_class_embeds).")
+            raise ValueError(
+                "class_labels were given but the unet is unconditional (its config has no num_class_embeds)."
+            )
         return None
     if class_labels is None:
         return torch.full((batch_size,), n - 1, dtype=torch.long, device=device)
@@ -95,15 +103,18 @@ def prepare_class_labels(
     if labels.numel() != batch_size:
         raise ValueError(f"class_labels must be one label or {batch_size} (batch_size) labels, got {labels.numel()}.")
     if labels.min() < 0 or labels.max() > n - 1:
-        raise ValueError(
-            f"class_labels must lie in [0, {n - 2}] (or {n - 1}, the null label), got {labels.tolist()}."
-        )
+        raise ValueError(f"class_labels must lie in [0, {n - 2}] (or {n - 1}, the null label), got {labels.tolist()}.")
     return labels.to(device).contiguous()
 
 
 def guided_model_output(
-    unet, sample: torch.Tensor, timestep: torch.Tensor, class_labels: torch.Tensor | None, guidance_scale: float,
-    guide_unet=None, autoguidance_scale: float = 1.0,
+    unet,
+    sample: torch.Tensor,
+    timestep: torch.Tensor,
+    class_labels: torch.Tensor | None,
+    guidance_scale: float,
+    guide_unet=None,
+    autoguidance_scale: float = 1.0,
 ) -> torch.Tensor:
     """The UNet's output at z_t, guided when a class is asked for and w ≠ 1, or autoguided by ``guide_unet``.
 
@@ -127,7 +138,9 @@ def guided_model_output(
         return unet(sample, timestep, class_labels=torch.full_like(class_labels, null)).sample
     batch = sample.shape[0]
     both = unet(
-        torch.cat([sample, sample]), timestep, class_labels=torch.cat([class_labels, torch.full_like(class_labels, null)])
+        torch.cat([sample, sample]),
+        timestep,
+        class_labels=torch.cat([class_labels, torch.full_like(class_labels, null)]),
     ).sample
     cond, uncond = both[:batch], both[batch:]
     channels = sample.shape[1]

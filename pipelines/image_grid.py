@@ -9,9 +9,15 @@ import torch
 from PIL import Image
 
 
-def make_grid(images: torch.Tensor | np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0) -> Image.Image:
+def make_grid(
+    images: torch.Tensor | np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0
+) -> Image.Image:
     """(N, C, H, W) or (N, H, W, C) images in [0, 1] → one PIL image with ``nrow`` images per row."""
-    array = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, dtype=np.float32)
+    array = (
+        images.detach().float().cpu().numpy()
+        if isinstance(images, torch.Tensor)
+        else np.asarray(images, dtype=np.float32)
+    )
     if array.ndim != 4:
         raise ValueError(f"images must be 4-D (N, C, H, W) or (N, H, W, C), got shape {array.shape}.")
     if array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3):

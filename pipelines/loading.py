@@ -46,7 +46,9 @@ def resolve_pipeline_folder(
         return path
     name = str(pretrained_model_name_or_path)
     if path.exists() or path.is_absolute() or name.startswith((".", "~")) or name.count("/") != 1:
-        raise FileNotFoundError(f"pretrained_model_name_or_path {name!r} is not a folder (and not a Hub repo id 'user/name').")
+        raise FileNotFoundError(
+            f"pretrained_model_name_or_path {name!r} is not a folder (and not a Hub repo id 'user/name')."
+        )
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
@@ -60,7 +62,9 @@ def resolve_pipeline_folder(
             allow_patterns=HUB_ALLOW_PATTERNS,
         )
     except HFValidationError as error:
-        raise FileNotFoundError(f"pretrained_model_name_or_path {name!r} is not a folder nor a valid Hub repo id: {error}") from None
+        raise FileNotFoundError(
+            f"pretrained_model_name_or_path {name!r} is not a folder nor a valid Hub repo id: {error}"
+        ) from None
     except Exception as error:  # offline with nothing cached, unknown repo, no network, ...
         raise FileNotFoundError(
             f"pretrained_model_name_or_path {name!r} is not a local folder and could not be found on the Hub or in "
@@ -121,9 +125,13 @@ def _check_component_class(index_file: Path, name: str, library: str, class_name
     try:
         module = importlib.import_module(library if _is_our_module(library) else "diffusers")
     except ImportError as error:
-        raise ValueError(f"{index_file}: component {name!r} names library {library!r}, which cannot be imported: {error}") from None
+        raise ValueError(
+            f"{index_file}: component {name!r} names library {library!r}, which cannot be imported: {error}"
+        ) from None
     if not hasattr(module, class_name):
-        raise ValueError(f"{index_file}: component {name!r} names class {class_name!r}, which {library!r} does not define.")
+        raise ValueError(
+            f"{index_file}: component {name!r} names class {class_name!r}, which {library!r} does not define."
+        )
 
 
 def _check_component_files(folder: Path, name: str) -> None:
@@ -177,12 +185,16 @@ def check_weights_file(component_folder: Path, module: torch.nn.Module, variant:
     from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
     from safetensors import safe_open
 
-    name = SAFETENSORS_WEIGHTS_NAME if not variant else SAFETENSORS_WEIGHTS_NAME.replace(".safetensors", f".{variant}.safetensors")
+    name = (
+        SAFETENSORS_WEIGHTS_NAME
+        if not variant
+        else SAFETENSORS_WEIGHTS_NAME.replace(".safetensors", f".{variant}.safetensors")
+    )
     weights = component_folder / name
     if not weights.is_file():
         return  # sharded weights: diffusers checks each shard's header
     with safe_open(str(weights), framework="pt") as file:
-        saved = {key: (tuple(file.get_slice(key).get_shape()), file.get_slice(key).get_dtype()) for key in file.keys()}
+        saved = {key: (tuple(file.get_slice(key).get_shape()), file.get_slice(key).get_dtype()) for key in file}
     expected = module.state_dict()
     missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
     wrong = sorted(

@@ -8,7 +8,7 @@ step callbacks and the denoising trajectory (z_t and x̂_0 every k steps) for di
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from diffusers import DiffusionPipeline, UNet2DModel
@@ -32,10 +32,14 @@ class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipelin
     model_cpu_offload_seq = "unet"
     _optional_components = ["scheduler", "guide_unet"]
 
-    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin | None = None, guide_unet: UNet2DModel | None = None):
+    def __init__(
+        self, unet: UNet2DModel, scheduler: SchedulerMixin | None = None, guide_unet: UNet2DModel | None = None
+    ):
         super().__init__()
         check_guide(unet, guide_unet)
-        self.register_modules(unet=unet, scheduler=scheduler if scheduler is not None else DDPMScheduler(), guide_unet=guide_unet)
+        self.register_modules(
+            unet=unet, scheduler=scheduler if scheduler is not None else DDPMScheduler(), guide_unet=guide_unet
+        )
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """z_0 in [−1, 1] → images in [0, 1]."""
@@ -57,7 +61,7 @@ class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipelin
         output_type: OutputType = "pil",
         return_dict: bool = True,
         callback_on_step_end=None,
-        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        callback_on_step_end_tensor_inputs: list[str] = None,
         return_trajectory_every: int | None = None,
         precision: Precision = "auto",
     ) -> SamplingPipelineOutput | tuple:
@@ -79,10 +83,17 @@ class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipelin
             return_trajectory_every: record (t, z_t, x̂_0) every k steps (and at the last) into ``.trajectory``.
             precision: "auto" (bf16 autocast on CPUs with native bfloat16, else fp32), "fp32" or "bf16".
         """
+        if callback_on_step_end_tensor_inputs is None:
+            callback_on_step_end_tensor_inputs = ["latents"]
         self.check_sampling_inputs(
-            batch_size, num_inference_steps, eta, output_type, callback_on_step_end,
-            callback_on_step_end_tensor_inputs, return_trajectory_every,
-        )  # fmt: skip
+            batch_size,
+            num_inference_steps,
+            eta,
+            output_type,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+            return_trajectory_every,
+        )
         self.check_inputs(batch_size)
         device = self._execution_device
         self.start_sampling(guidance_scale, precision, device, autoguidance_scale)

@@ -9,7 +9,7 @@ step U times so that the two regions harmonise (RePaint's resampling with jump l
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import PIL.Image
@@ -49,7 +49,9 @@ def images_to_tensor(images: ImageInput, name: str, channels: int, size: tuple[i
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images.copy())
     if not isinstance(images, torch.Tensor):
-        raise ValueError(f"{name} must be a PIL image, a list of them, a numpy array or a torch tensor, got {type(images).__name__}.")
+        raise ValueError(
+            f"{name} must be a PIL image, a list of them, a numpy array or a torch tensor, got {type(images).__name__}."
+        )
     x = images.detach().cpu()
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
     if x.ndim == 2:
@@ -153,7 +155,7 @@ class DDPMInpaintPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, Diffusion
         output_type: OutputType = "pil",
         return_dict: bool = True,
         callback_on_step_end=None,
-        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        callback_on_step_end_tensor_inputs: list[str] = None,
         return_trajectory_every: int | None = None,
         precision: Precision = "auto",
     ) -> SamplingPipelineOutput | tuple:
@@ -165,14 +167,21 @@ class DDPMInpaintPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, Diffusion
             resample_steps: RePaint's U, the times each step is done (≥ 1; 1 = no resampling).
             The other arguments are :meth:`DDPMPipeline.__call__`'s; the batch size is the image batch.
         """
+        if callback_on_step_end_tensor_inputs is None:
+            callback_on_step_end_tensor_inputs = ["latents"]
         if not is_positive_int(resample_steps):
             raise ValueError(f"resample_steps must be a positive integer, got {resample_steps!r}.")
         image, mask = self.prepare_image_and_mask(image, mask)
         batch_size = image.shape[0]
         self.check_sampling_inputs(
-            batch_size, num_inference_steps, eta, output_type, callback_on_step_end,
-            callback_on_step_end_tensor_inputs, return_trajectory_every,
-        )  # fmt: skip
+            batch_size,
+            num_inference_steps,
+            eta,
+            output_type,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+            return_trajectory_every,
+        )
         device = self._execution_device
         self.start_sampling(guidance_scale, precision, device)
         labels = prepare_class_labels(self.unet, class_labels, batch_size, device)

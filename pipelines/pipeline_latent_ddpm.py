@@ -26,7 +26,13 @@ class LatentDDPMPipeline(DDPMPipeline):
 
     model_cpu_offload_seq = "unet->vae"
 
-    def __init__(self, vae: VAE, unet: UNet2DModel, scheduler: SchedulerMixin | None = None, guide_unet: UNet2DModel | None = None):
+    def __init__(
+        self,
+        vae: VAE,
+        unet: UNet2DModel,
+        scheduler: SchedulerMixin | None = None,
+        guide_unet: UNet2DModel | None = None,
+    ):
         super().__init__(unet, scheduler, guide_unet)
         self.register_modules(vae=vae)
 

@@ -7,8 +7,9 @@ or tensors in [0, 1] (uint8 in 0–255 is also accepted); see :meth:`VAEPipeline
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import PIL.Image
@@ -16,9 +17,9 @@ import torch
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput
-from .loading import SafeFromPretrainedMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+from .loading import SafeFromPretrainedMixin
 from .vae import LATENT_CHOICES, VAE, LatentChoice
 
 OutputType = Literal["pil", "np", "pt"]

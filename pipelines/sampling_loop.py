@@ -10,9 +10,10 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, Literal, NamedTuple, Sequence
+from typing import Literal, NamedTuple
 
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
@@ -131,7 +132,9 @@ class DenoisingLoopMixin:
                 f"callback_on_step_end_tensor_inputs must be among {self._callback_tensor_inputs}, got {unknown}."
             )
         if return_trajectory_every is not None and not is_positive_int(return_trajectory_every):
-            raise ValueError(f"return_trajectory_every must be a positive integer or None, got {return_trajectory_every!r}.")
+            raise ValueError(
+                f"return_trajectory_every must be a positive integer or None, got {return_trajectory_every!r}."
+            )
 
     def sample_shape(self, batch_size: int) -> tuple[int, ...]:
         """(batch, channels, height, width) of z_t, from the UNet's config."""
@@ -154,12 +157,16 @@ class DenoisingLoopMixin:
             extra["generator"] = generator
         return extra
 
-    def start_sampling(self, guidance_scale: float, precision: Precision, device: torch.device, autoguidance_scale: float = 1.0) -> None:
+    def start_sampling(
+        self, guidance_scale: float, precision: Precision, device: torch.device, autoguidance_scale: float = 1.0
+    ) -> None:
         """Per-call state read by the loop (and by callbacks, as in diffusers)."""
         self._guidance_scale = validate_guidance_scale(guidance_scale)
         self._autoguidance_scale = validate_guidance_scale(autoguidance_scale, "autoguidance_scale")
         if self._autoguidance_scale != 1.0 and getattr(self, "guide_unet", None) is None:
-            raise ValueError(f"autoguidance_scale={autoguidance_scale} needs a guide_unet; this pipeline has none (use 1.0).")
+            raise ValueError(
+                f"autoguidance_scale={autoguidance_scale} needs a guide_unet; this pipeline has none (use 1.0)."
+            )
         self._precision = resolve_precision(precision, device)
         self._interrupt = False
 
@@ -169,7 +176,13 @@ class DenoisingLoopMixin:
         return nullcontext()
 
     def denoising_step(
-        self, latents: torch.Tensor, step_index: int, t: torch.Tensor, *, class_labels: torch.Tensor | None, step_kwargs: dict
+        self,
+        latents: torch.Tensor,
+        step_index: int,
+        t: torch.Tensor,
+        *,
+        class_labels: torch.Tensor | None,
+        step_kwargs: dict,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One reverse step z_t → z_{t'}; returns (z_{t'}, x̂_0)."""
         # 1. the network's output at z_t, guided (ε̃ = ε_uncond + w·(ε_cond − ε_uncond)) when a class is asked for,
@@ -177,9 +190,14 @@ class DenoisingLoopMixin:
         model_input = self.scheduler.scale_model_input(latents, t)
         with self._autocast(latents.device):
             model_output = guided_model_output(
-                self.unet, model_input, t, class_labels, self.guidance_scale,
-                guide_unet=getattr(self, "guide_unet", None), autoguidance_scale=getattr(self, "_autoguidance_scale", 1.0),
-            )  # fmt: skip
+                self.unet,
+                model_input,
+                t,
+                class_labels,
+                self.guidance_scale,
+                guide_unet=getattr(self, "guide_unet", None),
+                autoguidance_scale=getattr(self, "_autoguidance_scale", 1.0),
+            )
         model_output = model_output.to(latents.dtype)
         # 2. z_{t'} from the scheduler's reverse step (DDPM: z_{t−1} = μ̃_t(z_t, x̂_0) + σ_t·ε)
         out = self.scheduler.step(model_output, t, latents, **step_kwargs)
@@ -238,4 +256,3 @@ class DenoisingLoopMixin:
         self.maybe_free_model_hooks()
         output = SamplingPipelineOutput(images=images, trajectory=trajectory)
         return output if return_dict else output.to_tuple()
-

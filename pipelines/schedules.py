@@ -16,7 +16,8 @@ Indices are 0-based in code: ``betas[0]`` is the notes' β_1.
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
@@ -113,7 +114,9 @@ def closed_form_sample(
     return sqrt_ab * x + sqrt_one_minus_ab * noise  # z_t = √ᾱ_t·x + √(1 − ᾱ_t)·ε
 
 
-def velocity(x: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+def velocity(
+    x: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
     """The v-prediction target v_t = √ᾱ_t·ε − √(1 − ᾱ_t)·x (Salimans & Ho 2022, https://arxiv.org/abs/2202.00512)."""
     ab = alphas_cumprod.to(device=x.device, dtype=x.dtype)[timesteps.to(x.device)]
     sqrt_ab = _per_example(ab**0.5, x)
@@ -163,7 +166,9 @@ def predict_noise(
     raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
 
 
-def posterior_coefficients(alpha_prod_t: torch.Tensor, alpha_prod_t_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def posterior_coefficients(
+    alpha_prod_t: torch.Tensor, alpha_prod_t_prev: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Coefficients of the posterior mean μ̃_t(z_t, x_0) = c_0·x_0 + c_t·z_t of q(z_{t−1} | z_t, x_0).
 
     Ho et al. 2020, eq. 7, written for any pair of steps t > t' (so that skipping steps works):
@@ -182,7 +187,9 @@ def posterior_variance(alpha_prod_t: torch.Tensor, alpha_prod_t_prev: torch.Tens
     return (1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * current_beta_t  # β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t)·β_t
 
 
-def reverse_mean_from_noise(sample: torch.Tensor, noise_pred: torch.Tensor, beta_t: torch.Tensor, alpha_prod_t: torch.Tensor) -> torch.Tensor:
+def reverse_mean_from_noise(
+    sample: torch.Tensor, noise_pred: torch.Tensor, beta_t: torch.Tensor, alpha_prod_t: torch.Tensor
+) -> torch.Tensor:
     """The notes' decoder mean f_t = (z_t − β_t/√(1 − ᾱ_t)·g_t) / √(1 − β_t) for one-step sampling.
 
     It equals the posterior mean μ̃_t with x̂_0 = (z_t − √(1 − ᾱ_t)·g_t)/√ᾱ_t substituted (the tests check
@@ -204,7 +211,9 @@ def diffusion_loss_target(
     raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
 
 
-def min_snr_loss_weight(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+def min_snr_loss_weight(
+    alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float, prediction_type: str
+) -> torch.Tensor:
     """Min-SNR-γ weights (Hang et al. 2023, https://arxiv.org/abs/2303.09556): every prediction type's loss is an
     x-space loss ‖x̂_0 − x‖² times a factor of SNR(t); clipping that factor at γ stops the nearly clean steps (huge SNR)
     from dominating training. In the units of each target: ε → min(SNR, γ)/SNR, x → min(SNR, γ), v → min(SNR, γ)/(SNR + 1)."""

@@ -9,8 +9,9 @@ schedule math is in :mod:`pipelines.schedules`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -99,7 +100,10 @@ class DDIMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
             self.custom_timesteps = True
         else:
             steps = spaced_timesteps(
-                num_inference_steps, self.config.num_train_timesteps, self.config.timestep_spacing, self.config.steps_offset
+                num_inference_steps,
+                self.config.num_train_timesteps,
+                self.config.timestep_spacing,
+                self.config.steps_offset,
             )
             # t' = t − ⌊T/n⌋, as diffusers does: the next visited step for "leading" spacing, within a step or
             # so of it for the others when n does not divide T.

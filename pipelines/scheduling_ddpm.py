@@ -7,8 +7,9 @@ the other's config and used in the other's pipelines. The schedule math is in :m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -98,7 +99,10 @@ class DDPMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
             self.custom_timesteps = True
         else:
             steps = spaced_timesteps(
-                num_inference_steps, self.config.num_train_timesteps, self.config.timestep_spacing, self.config.steps_offset
+                num_inference_steps,
+                self.config.num_train_timesteps,
+                self.config.timestep_spacing,
+                self.config.steps_offset,
             )
             self.num_inference_steps = num_inference_steps
             self.custom_timesteps = False
@@ -110,7 +114,9 @@ class DDPMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
         """The timestep t' that ``step`` moves to from t (−1 after the last one)."""
         if self.custom_timesteps or self.num_inference_steps:
             if int(timestep) not in self._previous:
-                raise ValueError(f"timestep {int(timestep)} is not one of the scheduler's timesteps {self.timesteps.tolist()}.")
+                raise ValueError(
+                    f"timestep {int(timestep)} is not one of the scheduler's timesteps {self.timesteps.tolist()}."
+                )
             return torch.tensor(self._previous[int(timestep)])
         return timestep - 1
 
@@ -178,7 +184,9 @@ class DDPMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
 
         # 6. add σ_t·ε, except at the last step (t = 0), which returns the mean
         if t > 0:
-            noise = randn_tensor(model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype)
+            noise = randn_tensor(
+                model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
+            )
             variance = self._get_variance(t, predicted_variance=predicted_variance)
             if self.variance_type == "fixed_small_log":
                 std = variance  # already σ_t

@@ -12,7 +12,9 @@ class ForwardProcessMixin:
 
     alphas_cumprod: torch.Tensor
 
-    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
+    def add_noise(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor
+    ) -> torch.Tensor:
         """The forward process in closed form: z_t = √ᾱ_t·x + √(1 − ᾱ_t)·ε."""
         return schedules.closed_form_sample(original_samples, noise, self.alphas_cumprod, timesteps)
 

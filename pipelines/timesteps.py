@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -18,7 +19,11 @@ def spaced_timesteps(
     The three spacings of Lin et al. 2023 (https://arxiv.org/abs/2305.08891, Table 2): ``linspace`` spans
     0..T−1 evenly, ``leading`` takes multiples of ⌊T/n⌋ from 0, ``trailing`` steps back from T−1.
     """
-    if num_inference_steps is None or isinstance(num_inference_steps, bool) or int(num_inference_steps) != num_inference_steps:
+    if (
+        num_inference_steps is None
+        or isinstance(num_inference_steps, bool)
+        or int(num_inference_steps) != num_inference_steps
+    ):
         raise ValueError(f"num_inference_steps must be an integer, got {num_inference_steps!r}.")
     n, T = int(num_inference_steps), num_train_timesteps
     if n <= 0:

@@ -9,8 +9,9 @@ gives logits) or Gaussian N(f(z), σ²I) (the network gives the means f(z); σ f
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F

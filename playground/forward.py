@@ -25,9 +25,15 @@ MAX_T = 2000
 NUM_DRAWS = 128  # samples of z_t used for the empirical mean and std
 CHAIN_CHUNK = 50  # forward_chain is run this many steps at a time so memory stays small
 STATS_HEADERS = [
-    "schedule", "ᾱ_t", "mean: theory √ᾱ_t·x̄", "mean: chain", "mean: closed form",
-    "std: theory √(1−ᾱ_t)", "std: chain", "std: closed form",
-]  # fmt: skip
+    "schedule",
+    "ᾱ_t",
+    "mean: theory √ᾱ_t·x̄",
+    "mean: chain",
+    "mean: closed form",
+    "std: theory √(1−ᾱ_t)",
+    "std: chain",
+    "std: closed form",
+]
 
 
 def check_schedule_inputs(names, num_steps, beta_start, beta_end) -> tuple[list[str], int, float, float]:
@@ -57,7 +63,11 @@ def schedule_plot(names, num_steps, beta_start, beta_end):
         betas = schedule_betas(name, num_steps, beta_start, beta_end)
         alpha_bar = schedules.alphas_cumprod(betas)
         log_snr = torch.log(schedules.signal_to_noise_ratio(alpha_bar))
-        curves[SCHEDULE_LABELS[name]] = {"beta": betas.numpy(), "alpha_bar": alpha_bar.numpy(), "log_snr": log_snr.numpy()}
+        curves[SCHEDULE_LABELS[name]] = {
+            "beta": betas.numpy(),
+            "alpha_bar": alpha_bar.numpy(),
+            "log_snr": log_snr.numpy(),
+        }
     return schedule_figure(curves)
 
 
@@ -93,15 +103,20 @@ def forward_process(names, num_steps, beta_start, beta_end, test_index, drawing,
         label = SCHEDULE_LABELS[name]
         for kind, z in (("chain", chain), ("closed form", closed)):
             gallery.append((to_pils((z[:1].float() + 1) / 2)[0], f"{label} · {kind} · t={t}"))
-        rows.append([
-            label, round(float(alpha_bar[t - 1]), 5), round(float(mean_theory.mean()), 4),
-            round(float(chain.mean(0).mean()), 4), round(float(closed.mean(0).mean()), 4),
-            round(float(std_theory), 4), round(float(chain.std(0).mean()), 4), round(float(closed.std(0).mean()), 4),
-        ])  # fmt: skip
+        rows.append(
+            [
+                label,
+                round(float(alpha_bar[t - 1]), 5),
+                round(float(mean_theory.mean()), 4),
+                round(float(chain.mean(0).mean()), 4),
+                round(float(closed.mean(0).mean()), 4),
+                round(float(std_theory), 4),
+                round(float(chain.std(0).mean()), 4),
+                round(float(closed.std(0).mean()), 4),
+            ]
+        )
     note = (
         f"{caption}; t = {t} of T = {num_steps}. Mean and std are per pixel over {NUM_DRAWS} draws of z_t, "
         "then averaged over the pixels: the chain and the closed form agree with the theory up to sampling noise."
     )
     return gallery, rows, note
-
-

@@ -37,7 +37,8 @@ def save_gif(frames: list[Image.Image], duration_ms: int = 120) -> str:
     """Write the frames as a looping GIF in a temporary file; returns its path (the page offers it for download)."""
     if not frames:
         raise gr.Error("nothing to animate.")
-    path = tempfile.NamedTemporaryFile(suffix=".gif", delete=False, prefix="playground-").name
+    with tempfile.NamedTemporaryFile(suffix=".gif", delete=False, prefix="playground-") as file:
+        path = file.name
     frames = [f.convert("P", palette=Image.ADAPTIVE) for f in frames]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
     return path
@@ -73,7 +74,9 @@ def _editor_array(value) -> np.ndarray | None:
     if array.ndim not in (2, 3) or array.size == 0:
         raise gr.Error(f"the image must be 2-D (gray) or 3-D (colour), got shape {array.shape}.")
     if max(array.shape[:2]) > MAX_UPLOAD_SIDE:
-        raise gr.Error(f"the image must be at most {MAX_UPLOAD_SIDE}×{MAX_UPLOAD_SIDE} pixels, got {array.shape[1]}×{array.shape[0]}.")
+        raise gr.Error(
+            f"the image must be at most {MAX_UPLOAD_SIDE}×{MAX_UPLOAD_SIDE} pixels, got {array.shape[1]}×{array.shape[0]}."
+        )
     return array
 
 

@@ -43,7 +43,10 @@ def _to_28(gray: np.ndarray) -> np.ndarray:
     """A gray picture of any size → 28×28 by area averaging."""
     if gray.shape == (SIZE, SIZE):
         return gray
-    return np.asarray(Image.fromarray((gray * 255).astype(np.uint8)).resize((SIZE, SIZE), Image.BOX), dtype=np.float32) / 255
+    return (
+        np.asarray(Image.fromarray((gray * 255).astype(np.uint8)).resize((SIZE, SIZE), Image.BOX), dtype=np.float32)
+        / 255
+    )
 
 
 def drawn_mask(editor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import torch
@@ -78,7 +78,7 @@ def missing_message(key: str) -> str:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(key: str):
     spec = SPECS[key]
     pipe = spec.pipeline_class.from_pretrained(str(model_folder(key)))
@@ -99,7 +99,9 @@ def load(key: str):
         try:
             return _load(key)
         except (OSError, ValueError) as error:
-            raise ModelUnavailable(f"The {SPECS[key].label} at `{model_folder(key)}` could not be loaded: {error}") from None
+            raise ModelUnavailable(
+                f"The {SPECS[key].label} at `{model_folder(key)}` could not be loaded: {error}"
+            ) from None
 
 
 def make_scheduler(config, sampler: str, **overrides):
@@ -116,7 +118,9 @@ def sampling_pipeline(key: str, sampler: str):
         scheduler = make_scheduler(base.scheduler.config, sampler, clip_sample=False)
         pipe = LatentDDPMPipeline(vae=base.vae, unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
     else:
-        pipe = DDPMPipeline(unet=base.unet, scheduler=make_scheduler(base.scheduler.config, sampler), guide_unet=base.guide_unet)
+        pipe = DDPMPipeline(
+            unet=base.unet, scheduler=make_scheduler(base.scheduler.config, sampler), guide_unet=base.guide_unet
+        )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

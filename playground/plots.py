@@ -7,9 +7,9 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
 MAP_PIXELS = 480  # the latent map is a square image; its axes fill it exactly (pixel ↔ latent coordinates)
 
@@ -17,7 +17,11 @@ MAP_PIXELS = 480  # the latent map is a square image; its axes fill it exactly (
 def schedule_figure(curves: dict[str, dict[str, np.ndarray]]):
     """Three panels: β_t, ᾱ_t and log SNR(t), one line per schedule (``curves[name] = {"beta", "alpha_bar", "log_snr"}``)."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
-    panels = (("beta", "β_t", "log"), ("alpha_bar", "ᾱ_t", "linear"), ("log_snr", "log SNR(t) = log ᾱ_t/(1−ᾱ_t)", "linear"))
+    panels = (
+        ("beta", "β_t", "log"),
+        ("alpha_bar", "ᾱ_t", "linear"),
+        ("log_snr", "log SNR(t) = log ᾱ_t/(1−ᾱ_t)", "linear"),
+    )
     for ax, (key, title, yscale) in zip(axes, panels):
         for name, curve in curves.items():
             t = np.arange(1, len(curve[key]) + 1)
@@ -44,8 +48,17 @@ def latent_map_image(points: np.ndarray, labels: np.ndarray, limits: tuple[float
         chosen = points[labels == digit]
         if len(chosen):
             cx, cy = np.median(chosen, axis=0)
-            ax.text(cx, cy, str(digit), fontsize=15, weight="bold", ha="center", va="center",
-                    color=scatter.cmap(scatter.norm(digit)), path_effects=_outline())  # fmt: skip
+            ax.text(
+                cx,
+                cy,
+                str(digit),
+                fontsize=15,
+                weight="bold",
+                ha="center",
+                va="center",
+                color=scatter.cmap(scatter.norm(digit)),
+                path_effects=_outline(),
+            )
     if marker is not None:
         ax.plot([marker[0]], [marker[1]], marker="x", color="black", markersize=14, mew=3)
     ax.set_xlim(limits[0], limits[1])

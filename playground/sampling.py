@@ -52,8 +52,18 @@ def validate(model, sampler, steps, eta, seed, num_images, digit, guidance, auto
     return model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance
 
 
-def sample_stream(model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance=DEFAULT_AUTOGUIDANCE_SCALE,
-                  progress=gr.Progress()):  # fmt: skip
+def sample_stream(
+    model,
+    sampler,
+    steps,
+    eta,
+    seed,
+    num_images,
+    digit,
+    guidance,
+    autoguidance=DEFAULT_AUTOGUIDANCE_SCALE,
+    progress=gr.Progress(),
+):
     """Yields (gallery, trajectory picture, status, GIF path) — the gallery and GIF only at the end.
     ``guidance`` applies to the class-conditional model, ``autoguidance`` to unconditional models that ship a guide."""
     model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance = validate(

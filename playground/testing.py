@@ -23,10 +23,16 @@ from .models import ROOT, SPECS
 
 def _unet(sample_size: int, channels: int, blocks: tuple[int, ...], num_class_embeds: int | None = None) -> UNet2DModel:
     return UNet2DModel(
-        sample_size=sample_size, in_channels=channels, out_channels=channels, block_out_channels=blocks,
-        layers_per_block=1, norm_num_groups=4, down_block_types=("DownBlock2D",) * len(blocks),
-        up_block_types=("UpBlock2D",) * len(blocks), num_class_embeds=num_class_embeds,
-    ).eval()  # fmt: skip
+        sample_size=sample_size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=blocks,
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D",) * len(blocks),
+        up_block_types=("UpBlock2D",) * len(blocks),
+        num_class_embeds=num_class_embeds,
+    ).eval()
 
 
 def make_tiny_models(folder: str | Path, keys: tuple[str, ...] = tuple(SPECS)) -> Path:
@@ -37,7 +43,9 @@ def make_tiny_models(folder: str | Path, keys: tuple[str, ...] = tuple(SPECS)) -
     scheduler = DDPMScheduler(num_train_timesteps=1000)
     spatial = VAE(block_out_channels=(8, 8), latent_type="spatial", latent_channels=4, norm_num_groups=4).eval()
     builders = {
-        "pixel": lambda: DDPMPipeline(_unet(28, 1, (8, 8)), scheduler, guide_unet=_unet(28, 1, (8,))),  # with an autoguidance guide
+        "pixel": lambda: DDPMPipeline(
+            _unet(28, 1, (8, 8)), scheduler, guide_unet=_unet(28, 1, (8,))
+        ),  # with an autoguidance guide
         "latent": lambda: LatentDDPMPipeline(spatial, _unet(7, 4, (8,)), scheduler),
         "conditional": lambda: LatentDDPMPipeline(spatial, _unet(7, 4, (8,), num_class_embeds=11), scheduler),
         "vae": lambda: VAEPipeline(VAE(block_out_channels=(8, 8), latent_dim=16, norm_num_groups=4).eval()),
@@ -55,11 +63,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_app(models_dir: str | Path | None, log_path: str | Path, startup_timeout: float = 120.0, env: dict | None = None):
+def launch_app(
+    models_dir: str | Path | None, log_path: str | Path, startup_timeout: float = 120.0, env: dict | None = None
+):
     """Start `python app.py` on a free port (with ``models_dir`` if given); returns (process, url) once it serves."""
     port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **(env or {})}  # fmt: skip
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        **(env or {}),
+    }
     if models_dir is not None:
         env["PLAYGROUND_MODELS_DIR"] = str(models_dir)
     log_path = Path(log_path)

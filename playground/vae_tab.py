@@ -21,7 +21,9 @@ def vae_pipe(beta=1.0):
     """The bundled VAE trained with ``beta`` (1: the plain VAE); a gr.Error names the bundled values otherwise."""
     key = models.VAE_BY_BETA.get(beta) if is_finite_number(beta) else None
     if key is None or (beta != 1.0 and not models.is_available(key)):
-        raise gr.Error(f"β must be one of the bundled VAEs' values {models.bundled_betas() or [1.0]}, got {beta!r:.40}.")
+        raise gr.Error(
+            f"β must be one of the bundled VAEs' values {models.bundled_betas() or [1.0]}, got {beta!r:.40}."
+        )
     try:
         return models.load(key)
     except models.ModelUnavailable as error:
@@ -56,7 +58,9 @@ def reconstruct(test_index, drawing, seed, beta=1.0):
 def prior_samples(num_images, seed, beta=1.0):
     num_images = check_int("number of images", num_images, 1, MAX_IMAGES)
     seed = check_seed(seed)
-    images = vae_pipe(beta)(batch_size=num_images, generator=torch.Generator().manual_seed(seed), output_type="pt").images
+    images = vae_pipe(beta)(
+        batch_size=num_images, generator=torch.Generator().manual_seed(seed), output_type="pt"
+    ).images
     return to_pils(images)
 
 
@@ -125,5 +129,3 @@ def map_click(evt: gr.SelectData):
     px, py = evt.index
     x, y = pixel_to_coords(float(px), float(py), map_limits(points))
     return round(x, 3), round(y, 3)
-
-

@@ -130,7 +130,9 @@ class SchedulerAgreementMixin:
     @classmethod
     def axes(cls) -> tuple[dict[str, tuple], dict[str, tuple]]:
         """(core axes: all combinations, secondary axes: spread pairwise) of the grid."""
-        core = dict(zip(CORE_KEYS, (cls.upstream_beta_schedules, PREDICTION_TYPES, TIMESTEP_SPACINGS, tuple(X0_RANGES))))
+        core = dict(
+            zip(CORE_KEYS, (cls.upstream_beta_schedules, PREDICTION_TYPES, TIMESTEP_SPACINGS, tuple(X0_RANGES)))
+        )
         return core, {**SECONDARY_AXES, **cls.extra_axes, "variant": tuple(cls.variants)}
 
     @classmethod
@@ -177,15 +179,21 @@ class SchedulerAgreementMixin:
     def assert_loops_agree(self, ours_outputs, theirs_outputs, allow_nan: bool) -> None:
         """Every prev_sample and pred_original_sample of the two loops agree (compared in one go)."""
         assert len(ours_outputs) == len(theirs_outputs) > 0
-        assert_same(torch.stack([torch.stack(o) for o in ours_outputs]),
-                    torch.stack([torch.stack(o) for o in theirs_outputs]), allow_nan)
+        assert_same(
+            torch.stack([torch.stack(o) for o in ours_outputs]),
+            torch.stack([torch.stack(o) for o in theirs_outputs]),
+            allow_nan,
+        )
 
     # ---- agreement over the grid -----------------------------------------------------------------------
 
     def test_grid_meets_every_pair_of_option_values(self):
         axes = {**self.axes()[0], **self.axes()[1]}
         wanted = {
-            ((a, repr(x)), (b, repr(y))) for a, b in itertools.combinations(sorted(axes), 2) for x in axes[a] for y in axes[b]
+            ((a, repr(x)), (b, repr(y)))
+            for a, b in itertools.combinations(sorted(axes), 2)
+            for x in axes[a]
+            for y in axes[b]
         }
         assert wanted <= set().union(*map(_pairs, self.grid()))
 
@@ -258,7 +266,9 @@ class SchedulerAgreementMixin:
         model_output = fake_model(sample, 500)
         t = scheduler.timesteps[3]
         out = scheduler.step(model_output, t, sample, generator=torch.Generator().manual_seed(5))
-        prev, x0 = scheduler.step(model_output, int(t), sample, generator=torch.Generator().manual_seed(5), return_dict=False)
+        prev, x0 = scheduler.step(
+            model_output, int(t), sample, generator=torch.Generator().manual_seed(5), return_dict=False
+        )
         assert torch.equal(prev, out.prev_sample) and torch.equal(x0, out.pred_original_sample)
 
     def test_public_attributes_match(self):
@@ -294,8 +304,13 @@ class SchedulerAgreementMixin:
             pipe.scheduler = scheduler  # DDIMPipeline converts its scheduler to diffusers' class: undo that
             pipe.set_progress_bar_config(disable=True)
             assert type(pipe.scheduler) is type(scheduler)
-            out = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=10,
-                       output_type="np", **self.pipeline_kwargs)
+            out = pipe(
+                batch_size=2,
+                generator=torch.Generator().manual_seed(0),
+                num_inference_steps=10,
+                output_type="np",
+                **self.pipeline_kwargs,
+            )
             images.append(out.images)
         assert images[0].shape == (2, 8, 8, 1)
         np.testing.assert_allclose(images[0], images[1], rtol=0, atol=1e-6)

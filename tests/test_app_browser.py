@@ -7,6 +7,7 @@ Runs on tiny random models (playground.testing); skipped when /usr/bin/chromium 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ TIMEOUT_MS = 60_000
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)"
+    ),
 ]
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -73,13 +76,11 @@ def open_tab(page, name: str) -> None:
 
 def screenshot(page, name: str) -> None:
     """Full-page PNG once the outputs' loading overlays are gone (an error keeps its own) and have faded out."""
-    try:
+    with contextlib.suppress(sync_api.TimeoutError):  # still take the picture: it shows what hung
         page.wait_for_function(
             "() => [...document.querySelectorAll('.wrap.default')].every(e => e.classList.contains('hide') || e.querySelector('.error'))",
             timeout=10_000,
         )
-    except sync_api.TimeoutError:
-        pass  # still take the picture: it shows what hung
     page.wait_for_timeout(600)
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
@@ -115,7 +116,9 @@ def test_bad_input_shows_an_error_toast_and_the_page_keeps_working(page):
     page.wait_for_selector('[data-testid="toast-body"].error', timeout=TIMEOUT_MS)
     assert any("must lie in [1, 200]" in text for text in error_toasts(page))
     screenshot(page, "sample-error")
-    page.get_by_role("radio", name="DDPM", exact=True).first.check()  # DDPM's default steps (100) are valid: the page still samples
+    page.get_by_role(
+        "radio", name="DDPM", exact=True
+    ).first.check()  # DDPM's default steps (100) are valid: the page still samples
     page.click("#sample-button")
     wait_for_images(page, "#sample-gallery", 16)
 
@@ -196,7 +199,9 @@ def test_vae_reconstructs_a_digit_drawn_on_the_sketchpad(page):
         brush.click()
     draw_stroke(page, sketchpad, [(0.0, -0.3), (0.02, 0.0), (0.0, 0.3)])  # a "1"
     page.click("#vae-reconstruct-button")
-    page.wait_for_function("() => document.querySelector('#vae-elbo').innerText.includes('your drawing')", timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.querySelector('#vae-elbo').innerText.includes('your drawing')", timeout=TIMEOUT_MS
+    )
     wait_for_images(page, "#vae-recon", 1)
     assert error_toasts(page) == []
     screenshot(page, "vae-drawn")

@@ -7,14 +7,21 @@ bench/bench_fuzz.py runs the full counts (≥ 300 inputs per endpoint).
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from bench.bench_fuzz import BASE_INPUTS, KINDS, fuzz_client, fuzz_in_process, normal_request_works, public_endpoints, run_case
+from bench.bench_fuzz import (
+    BASE_INPUTS,
+    KINDS,
+    fuzz_client,
+    fuzz_in_process,
+    normal_request_works,
+    public_endpoints,
+    run_case,
+)
 from bench.bench_load import serve_app
 from playground.testing import make_tiny_models
 
@@ -47,7 +54,7 @@ def test_every_public_endpoint_is_fuzzed(demo):
 
 
 def test_base_inputs_are_answered(demo):
-    for name, (fn, inputs, outputs) in public_endpoints(demo).items():
+    for name, (fn, _inputs, outputs) in public_endpoints(demo).items():
         assert run_case(fn, BASE_INPUTS[fn.__name__], outputs) == ("ok", ""), name
 
 
@@ -60,28 +67,54 @@ def test_bad_inputs_get_a_clear_error_or_a_valid_answer(demo):
 
 
 NUMBERS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=-(10**500), max_value=10**500),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=50), st.lists(st.integers(), max_size=3),
-)  # fmt: skip
-CHOICES = st.one_of(st.none(), st.text(max_size=200), st.integers(), st.floats(), st.lists(st.text(max_size=20), max_size=4))
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(10**500), max_value=10**500),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=50),
+    st.lists(st.integers(), max_size=3),
+)
+CHOICES = st.one_of(
+    st.none(), st.text(max_size=200), st.integers(), st.floats(), st.lists(st.text(max_size=20), max_size=4)
+)
 PICTURES = st.one_of(
     st.none(),
     arrays(np.uint8, st.tuples(st.integers(0, 40), st.integers(0, 40))),
     arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40), st.sampled_from([1, 2, 3, 4, 5]))),
-    arrays(np.float32, st.tuples(st.integers(1, 30), st.integers(1, 30)), elements=st.floats(width=32, allow_nan=True, allow_infinity=True)),
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 30), st.integers(1, 30)),
+        elements=st.floats(width=32, allow_nan=True, allow_infinity=True),
+    ),
 )
 # what Gradio's decoding hands an editor input: None or a dict of pictures (numeric arrays of any shape)
 IMAGES = st.one_of(
     st.none(),
     st.fixed_dictionaries({"background": PICTURES, "layers": st.lists(PICTURES, max_size=2), "composite": PICTURES}),
-)  # fmt: skip
-STRATEGIES = {"number": NUMBERS, "choice": CHOICES, "choices": st.one_of(CHOICES, st.lists(CHOICES, max_size=3)), "image": IMAGES}
+)
+STRATEGIES = {
+    "number": NUMBERS,
+    "choice": CHOICES,
+    "choices": st.one_of(CHOICES, st.lists(CHOICES, max_size=3)),
+    "image": IMAGES,
+}
 
 
 @pytest.mark.parametrize(
-    "endpoint", ["sample", "forward_process", "vae_reconstruct", "vae_prior", "vae_interpolate", "vae_traverse",
-                 "vae_decode_point", "inpaint", "schedule_plot"],
-)  # fmt: skip
+    "endpoint",
+    [
+        "sample",
+        "forward_process",
+        "vae_reconstruct",
+        "vae_prior",
+        "vae_interpolate",
+        "vae_traverse",
+        "vae_decode_point",
+        "inpaint",
+        "schedule_plot",
+    ],
+)
 def test_hypothesis_inputs_never_crash_an_endpoint(demo, endpoint):
     endpoints = public_endpoints(demo)
     name = next(n for n, (fn, _, _) in endpoints.items() if n == endpoint or fn.__name__ == endpoint)
@@ -95,7 +128,9 @@ def test_hypothesis_inputs_never_crash_an_endpoint(demo, endpoint):
         positions = data.draw(st.sets(st.integers(0, len(args) - 1), min_size=1, max_size=2))
         for i in positions:
             wrong_kind = kinds[i] != "image" and data.draw(st.booleans())  # JSON of another kind (HTTP can send it)
-            args[i] = data.draw(st.one_of(NUMBERS, CHOICES, st.lists(CHOICES, max_size=3)) if wrong_kind else STRATEGIES[kinds[i]])
+            args[i] = data.draw(
+                st.one_of(NUMBERS, CHOICES, st.lists(CHOICES, max_size=3)) if wrong_kind else STRATEGIES[kinds[i]]
+            )
         outcome, detail = run_case(fn, args, outputs)
         assert outcome != "crash", f"{detail} for {args!r:.500}"
 

@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("gradio_client")
 
-from bench.bench_load import PeakMemory, resident_bytes, run_load, serve_app  # noqa: E402
-from playground.testing import make_tiny_models  # noqa: E402
+from bench.bench_load import PeakMemory, resident_bytes, run_load, serve_app
+from playground.testing import make_tiny_models
 
 USERS, REQUESTS = 4, 2
 
@@ -48,9 +48,10 @@ def test_gradio_image_cache_never_rewrites_a_picture_being_served(tmp_path):
     """Concurrent identical answers share one hashed file: it is written once, atomically, never truncated again."""
     import threading
 
-    import app  # noqa: F401  (installs the atomic writer)
     from gradio import processing_utils
     from PIL import Image
+
+    import app  # noqa: F401  (installs the atomic writer)
 
     picture = Image.fromarray(np.arange(64 * 64, dtype=np.uint32).reshape(64, 64).astype(np.uint8))
     path = Path(processing_utils.save_pil_to_cache(picture, str(tmp_path), format="png"))

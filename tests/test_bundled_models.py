@@ -57,12 +57,18 @@ def test_each_bundled_model_records_its_training_command_and_figures(key):
 
 
 def test_the_beta_vaes_are_the_plain_vae_with_another_beta():
-    configs = {beta: json.loads((MODELS / SPECS[key].folder / "vae" / "config.json").read_text()) for beta, key in VAE_BY_BETA.items()}
+    configs = {
+        beta: json.loads((MODELS / SPECS[key].folder / "vae" / "config.json").read_text())
+        for beta, key in VAE_BY_BETA.items()
+    }
     plain = {k: v for k, v in configs[1.0].items() if not k.startswith("_")}
     for beta, config in configs.items():
         assert {k: v for k, v in config.items() if not k.startswith("_")} == plain, beta
         if beta != 1.0:
-            assert f"--beta {beta:g}" in json.loads((MODELS / SPECS[VAE_BY_BETA[beta]].folder / "training.json").read_text())["command"]
+            assert (
+                f"--beta {beta:g}"
+                in json.loads((MODELS / SPECS[VAE_BY_BETA[beta]].folder / "training.json").read_text())["command"]
+            )
 
 
 @pytest.mark.slow
@@ -71,11 +77,17 @@ def test_the_conditional_model_draws_the_digit_asked_for_with_the_app_defaults()
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     asked = torch.arange(100) % 10
-    images = pipe(batch_size=100, class_labels=asked, guidance_scale=DEFAULT_GUIDANCE_SCALE, num_inference_steps=DEFAULT_DDIM_STEPS,
-                  eta=DEFAULT_DDIM_ETA, generator=torch.Generator().manual_seed(123), output_type="pt").images  # fmt: skip
+    images = pipe(
+        batch_size=100,
+        class_labels=asked,
+        guidance_scale=DEFAULT_GUIDANCE_SCALE,
+        num_inference_steps=DEFAULT_DDIM_STEPS,
+        eta=DEFAULT_DDIM_ETA,
+        generator=torch.Generator().manual_seed(123),
+        output_type="pt",
+    ).images
     scores = score_digits(images, asked, classifier=load_classifier(CLASSIFIER_DIR))
     assert scores["class_accuracy"] >= 0.9, scores  # 97.2% on 1,000 samples (evaluation.json); 100 here, so some slack
-
 
 
 @pytest.mark.slow
@@ -87,12 +99,21 @@ def test_the_unconditional_models_draw_confident_digits_of_every_kind_with_the_a
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     guided = {"autoguidance_scale": DEFAULT_AUTOGUIDANCE_SCALE} if pipe.guide_unet is not None else {}
-    images = pipe(batch_size=200, num_inference_steps=DEFAULT_DDIM_STEPS, eta=DEFAULT_DDIM_ETA,
-                  generator=torch.Generator().manual_seed(123), output_type="pt", **guided).images  # fmt: skip
+    images = pipe(
+        batch_size=200,
+        num_inference_steps=DEFAULT_DDIM_STEPS,
+        eta=DEFAULT_DDIM_ETA,
+        generator=torch.Generator().manual_seed(123),
+        output_type="pt",
+        **guided,
+    ).images
     scores = score_digits(images, classifier=load_classifier(CLASSIFIER_DIR))
     recorded = json.loads((MODELS / folder / "evaluation.json").read_text())
-    assert scores["confident_fraction"] >= recorded["confident_fraction"] - 0.08, (scores, recorded["confident_fraction"])
-    assert 0.03 <= scores["min_digit_fraction"] and scores["max_digit_fraction"] <= 0.2, scores
+    assert scores["confident_fraction"] >= recorded["confident_fraction"] - 0.08, (
+        scores,
+        recorded["confident_fraction"],
+    )
+    assert scores["min_digit_fraction"] >= 0.03 and scores["max_digit_fraction"] <= 0.2, scores
 
 
 @pytest.mark.parametrize("folder", ["ddpm-pixel", "ddpm-latent"])

@@ -126,7 +126,10 @@ def test_folder_of_pngs_loads_with_integer_subfolder_names_as_labels(tmp_path):
     # every image comes back with its own label and its exact pixel values / 255
     expected = {(label, pixels.astype(np.float32).tobytes()) for (label, _), pixels in written.items()}
     expected.add((-1, loose.astype(np.float32).tobytes()))
-    got = {(int(label), (image[0].numpy() * 255).round().astype(np.float32).tobytes()) for image, label in zip(data.images, data.labels)}
+    got = {
+        (int(label), (image[0].numpy() * 255).round().astype(np.float32).tobytes())
+        for image, label in zip(data.images, data.labels)
+    }
     assert got == expected
 
 
@@ -227,7 +230,9 @@ def test_two_ranks_get_disjoint_halves_of_the_global_batch():
         assert not set(halves[0].tolist()) & set(halves[1].tolist())
         assert torch.equal(torch.cat(halves), single.indices(k))  # --batch_size is the global batch
     # each rank draws its own noise
-    assert not torch.equal(torch.randn(4, generator=ranks[0].generator(0)), torch.randn(4, generator=ranks[1].generator(0)))
+    assert not torch.equal(
+        torch.randn(4, generator=ranks[0].generator(0)), torch.randn(4, generator=ranks[1].generator(0))
+    )
 
 
 @pytest.mark.parametrize(
@@ -251,12 +256,19 @@ def translate(image: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     """Reference: move the content dx columns right and dy rows down, zero fill."""
     out = torch.zeros_like(image)
     h, w = image.shape[-2:]
-    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[..., max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        ..., max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+    ]
     return out
 
 
 def find_shift(original: torch.Tensor, shifted: torch.Tensor, max_shift: int, move) -> tuple[int, int] | None:
-    matches = [(dx, dy) for dx in range(-max_shift, max_shift + 1) for dy in range(-max_shift, max_shift + 1) if torch.equal(move(original, dx, dy), shifted)]
+    matches = [
+        (dx, dy)
+        for dx in range(-max_shift, max_shift + 1)
+        for dy in range(-max_shift, max_shift + 1)
+        if torch.equal(move(original, dx, dy), shifted)
+    ]
     return matches[0] if len(matches) == 1 else None
 
 
@@ -268,11 +280,13 @@ def test_random_shift_with_max_shift_zero_returns_the_input():
 def test_random_shift_of_centred_content_is_a_roll_within_range_preserving_the_pixel_sum():
     max_shift, n = 2, 200
     images = torch.zeros(n, 1, 12, 12)
-    images[:, :, max_shift:-max_shift, max_shift:-max_shift] = torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(0)) + 0.01
+    images[:, :, max_shift:-max_shift, max_shift:-max_shift] = (
+        torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(0)) + 0.01
+    )
     out = random_shift(images, max_shift, torch.Generator().manual_seed(1))
     assert out.shape == images.shape
     assert torch.allclose(out.sum((1, 2, 3)), images.sum((1, 2, 3)))
-    roll = lambda im, dx, dy: torch.roll(im, shifts=(dy, dx), dims=(-2, -1))  # noqa: E731
+    roll = lambda im, dx, dy: torch.roll(im, shifts=(dy, dx), dims=(-2, -1))
     shifts = [find_shift(images[i], out[i], max_shift, roll) for i in range(n)]
     assert None not in shifts, "some output is not a roll of its input by (dx, dy) within ±max_shift"
     # every offset in range is reachable, both extremes included, and images move independently

@@ -47,10 +47,16 @@ def noise_scores(classifier) -> dict:
 def tiny_unet(num_class_embeds: int | None = None) -> UNet2DModel:
     torch.manual_seed(0)
     return UNet2DModel(
-        sample_size=28, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+        sample_size=28,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
         num_class_embeds=num_class_embeds,
-    ).eval()  # fmt: skip
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +109,11 @@ def test_uniform_noise_is_rarely_classified_confidently(noise_scores):
 @pytest.mark.parametrize("kind", ["gaussian", "blank", "gray"])
 def test_non_digits_the_classifier_never_saw_are_not_confident_digits(classifier, kind):
     g = torch.Generator().manual_seed(1)
-    images = {"gaussian": (0.5 + 0.3 * torch.randn(200, 1, 28, 28, generator=g)).clamp(0, 1),
-              "blank": torch.zeros(200, 1, 28, 28), "gray": torch.full((200, 1, 28, 28), 0.5)}[kind]  # fmt: skip
+    images = {
+        "gaussian": (0.5 + 0.3 * torch.randn(200, 1, 28, 28, generator=g)).clamp(0, 1),
+        "blank": torch.zeros(200, 1, 28, 28),
+        "gray": torch.full((200, 1, 28, 28), 0.5),
+    }[kind]
     assert score_digits(images, classifier=classifier)["confident_fraction"] < 0.1
 
 
@@ -228,20 +237,34 @@ def test_evaluate_folder_on_a_tiny_pixel_ddpm_reports_sample_scores_and_bits_per
 
 def test_a_bundled_guide_is_used_at_the_asked_weight_and_recorded(tiny_ddpm_folder, tmp_path):
     torch.manual_seed(1)
-    guide = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, block_out_channels=(8,), layers_per_block=1,
-                        down_block_types=("DownBlock2D",), up_block_types=("UpBlock2D",), norm_num_groups=4).eval()  # fmt: skip
-    DDPMPipeline(tiny_unet(), DDPMScheduler(num_train_timesteps=50), guide_unet=guide).save_pretrained(tmp_path / "guided")
+    guide = UNet2DModel(
+        sample_size=28,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8,),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D",),
+        up_block_types=("UpBlock2D",),
+        norm_num_groups=4,
+    ).eval()
+    DDPMPipeline(tiny_unet(), DDPMScheduler(num_train_timesteps=50), guide_unet=guide).save_pretrained(
+        tmp_path / "guided"
+    )
     kwargs = {"num_samples": 20, "steps": 3, "bits_per_dim": False}
     guided = evaluate_folder(tmp_path / "guided", autoguidance_scale=3.0, **kwargs)
     plain = evaluate_folder(tmp_path / "guided", autoguidance_scale=1.0, **kwargs)
     assert guided["autoguidance_scale"] == 3.0 and plain["autoguidance_scale"] == 1.0
     assert guided["frechet_distance"] != plain["frechet_distance"]  # the guide changed the samples
-    assert "autoguidance_scale" not in evaluate_folder(tiny_ddpm_folder, autoguidance_scale=3.0, **kwargs)  # no guide: not used
+    assert "autoguidance_scale" not in evaluate_folder(
+        tiny_ddpm_folder, autoguidance_scale=3.0, **kwargs
+    )  # no guide: not used
 
 
 def test_cli_writes_the_metrics_json(tiny_ddpm_folder, tmp_path, capsys):
     out = tmp_path / "e.json"
-    returned = evaluate.main([str(tiny_ddpm_folder), "--num_samples", "10", "--steps", "2", "--no_bits_per_dim", "--out", str(out)])
+    returned = evaluate.main(
+        [str(tiny_ddpm_folder), "--num_samples", "10", "--steps", "2", "--no_bits_per_dim", "--out", str(out)]
+    )
     written = json.loads(out.read_text())
     assert written["num_samples"] == 10 and written["steps"] == 2
     assert "test_bits_per_dim" not in written

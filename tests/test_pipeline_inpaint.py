@@ -18,10 +18,16 @@ T, STEPS, NUM_CLASSES = 100, 5, 3
 def tiny_unet(num_class_embeds: int | None = None) -> UNet2DModel:
     torch.manual_seed(0)
     return UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-        norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
         num_class_embeds=num_class_embeds,
-    ).eval()  # fmt: skip
+    ).eval()
 
 
 def make_pipe(unet=None, scheduler=None):
@@ -46,7 +52,9 @@ def inpaint(pipe, image, mask, seed=0, **kwargs):
 @pytest.mark.parametrize("resample_steps", [1, 3])
 def test_known_pixels_equal_the_input_exactly(scheduler, resample_steps):
     image, mask = image_and_mask()
-    out = inpaint(make_pipe(scheduler=scheduler(num_train_timesteps=T)), image, mask, resample_steps=resample_steps).images
+    out = inpaint(
+        make_pipe(scheduler=scheduler(num_train_timesteps=T)), image, mask, resample_steps=resample_steps
+    ).images
     known = mask.bool().expand_as(image)
     assert out.shape == image.shape
     assert torch.equal(out[known], image[known])
@@ -57,15 +65,27 @@ def test_every_input_and_output_format_keeps_the_known_pixels():
     image, mask = image_and_mask(batch=1)
     pipe = make_pipe()
     expected = inpaint(pipe, image, mask, output_type="np").images
-    for name, (im, m) in {"nhwc-array": (image.permute(0, 2, 3, 1).numpy(), mask[0, 0].numpy()), "chw-tensor": (image[0], mask[0])}.items():
+    for name, (im, m) in {
+        "nhwc-array": (image.permute(0, 2, 3, 1).numpy(), mask[0, 0].numpy()),
+        "chw-tensor": (image[0], mask[0]),
+    }.items():
         np.testing.assert_array_equal(inpaint(pipe, im, m, output_type="np").images, expected, err_msg=name)
     # 8-bit inputs (PIL, uint8 array or tensor) are read as value / 255 and give the same images
-    pixels_u8, mask_u8 = (image[0, 0].numpy() * 255).round().astype(np.uint8), (mask[0, 0].numpy() * 255).astype(np.uint8)
-    from_pil = inpaint(pipe, PIL.Image.fromarray(pixels_u8, mode="L"), PIL.Image.fromarray(mask_u8, mode="L"), output_type="np").images
+    pixels_u8, mask_u8 = (
+        (image[0, 0].numpy() * 255).round().astype(np.uint8),
+        (mask[0, 0].numpy() * 255).astype(np.uint8),
+    )
+    from_pil = inpaint(
+        pipe, PIL.Image.fromarray(pixels_u8, mode="L"), PIL.Image.fromarray(mask_u8, mode="L"), output_type="np"
+    ).images
     assert from_pil.shape == (1, 8, 8, 1)
     np.testing.assert_array_equal(inpaint(pipe, pixels_u8, mask_u8, output_type="np").images, from_pil)
-    np.testing.assert_array_equal(inpaint(pipe, torch.from_numpy(pixels_u8), torch.from_numpy(mask_u8), output_type="np").images, from_pil)
-    pil_out = inpaint(pipe, PIL.Image.fromarray(pixels_u8, mode="L"), PIL.Image.fromarray(mask_u8, mode="L"), output_type="pil").images[0]
+    np.testing.assert_array_equal(
+        inpaint(pipe, torch.from_numpy(pixels_u8), torch.from_numpy(mask_u8), output_type="np").images, from_pil
+    )
+    pil_out = inpaint(
+        pipe, PIL.Image.fromarray(pixels_u8, mode="L"), PIL.Image.fromarray(mask_u8, mode="L"), output_type="pil"
+    ).images[0]
     np.testing.assert_array_equal(np.asarray(pil_out)[:, :5], pixels_u8[:, :5])
 
 

@@ -70,7 +70,7 @@ def test_zero_terminal_snr_gives_zero_last_alpha_bar_and_keeps_the_first(schedul
 def test_cosine_schedule_follows_squared_cosine_until_the_cap():
     T = 1000
     betas = schedules.make_betas("squaredcos_cap_v2", T).double()
-    f = lambda t: math.cos((t / T + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    f = lambda t: math.cos((t / T + 0.008) / 1.008 * math.pi / 2) ** 2
     ab = schedules.alphas_cumprod(betas)
     uncapped = int((betas < 0.999).sum())
     want = torch.tensor([f(t + 1) / f(0) for t in range(uncapped)], dtype=torch.float64)
@@ -108,7 +108,7 @@ def test_posterior_is_the_gaussian_product(schedule):
     """q(z_{t'} | z_t, x) ∝ N(z_{t'}; √ᾱ_{t'}·x, 1 − ᾱ_{t'}) · N(z_t; √α·z_{t'}, β) with α = ᾱ_t/ᾱ_{t'}."""
     ab = schedules.alphas_cumprod(betas64(schedule))
     for gap in (1, 7, 100):
-        ab_t, ab_prev = ab[gap:-1], ab[:-gap - 1]  # skip the zero-SNR-like last step of the cosine schedule
+        ab_t, ab_prev = ab[gap:-1], ab[: -gap - 1]  # skip the zero-SNR-like last step of the cosine schedule
         alpha, beta = ab_t / ab_prev, 1 - ab_t / ab_prev
         precision = 1 / (1 - ab_prev) + alpha / beta
         c_0, c_t = schedules.posterior_coefficients(ab_t, ab_prev)
@@ -148,7 +148,9 @@ def test_predictions_invert_the_training_target(prediction_type, t, seed):
     timesteps = torch.full((4,), t)
     z = schedules.closed_form_sample(x, eps, ab, timesteps)
     target = schedules.diffusion_loss_target(x, eps, ab, timesteps, prediction_type)
-    torch.testing.assert_close(schedules.predict_original_sample(target, z, ab[t], prediction_type), x, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        schedules.predict_original_sample(target, z, ab[t], prediction_type), x, rtol=1e-6, atol=1e-6
+    )
     torch.testing.assert_close(schedules.predict_noise(target, z, ab[t], prediction_type), eps, rtol=1e-6, atol=1e-6)
 
 
@@ -189,7 +191,12 @@ def test_make_betas_rejects_bad_arguments_and_passes_trained_betas_through():
 
 
 @settings(max_examples=40, deadline=None)
-@given(prediction_type=st.sampled_from(PREDICTION_TYPES), t=st.integers(0, 999), gamma=st.sampled_from([0.5, 5.0, 1e6]), seed=st.integers(0, 2**16))
+@given(
+    prediction_type=st.sampled_from(PREDICTION_TYPES),
+    t=st.integers(0, 999),
+    gamma=st.sampled_from([0.5, 5.0, 1e6]),
+    seed=st.integers(0, 2**16),
+)
 def test_min_snr_weights_make_every_prediction_type_the_clipped_x_space_loss(prediction_type, t, gamma, seed):
     """A network that believes x̂_0 (and so ε̂, both consistent with z_t) pays, once weighted, min(SNR, γ)·‖x̂_0 − x‖²
     whatever it predicts: ‖ε̂ − ε‖² = SNR·‖x̂_0 − x‖² and ‖v̂ − v‖² = (SNR + 1)·‖x̂_0 − x‖²."""

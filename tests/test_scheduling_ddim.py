@@ -105,4 +105,6 @@ def test_generator_and_variance_noise_together_raise():
     scheduler.set_timesteps(5)
     sample = torch.randn(SHAPE)
     with pytest.raises(ValueError, match="variance_noise"):
-        scheduler.step(fake_model(sample, 600), 600, sample, eta=0.5, generator=torch.Generator(), variance_noise=sample)
+        scheduler.step(
+            fake_model(sample, 600), 600, sample, eta=0.5, generator=torch.Generator(), variance_noise=sample
+        )

@@ -26,16 +26,51 @@ from training.loop import list_checkpoints, resolve_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_UNET = [
-    "--data", "sklearn-digits", "--image_size", "8", "--batch_size", "16", "--block_out_channels", "8,16",
-    "--attention_levels", "", "--layers_per_block", "1", "--norm_num_groups", "4", "--num_train_timesteps", "50",
-    "--sample_every", "0", "--lr_warmup_steps", "2", "--learning_rate", "3e-3", "--sample_steps", "4",
-    "--ema_decay", "0.9", "--num_threads", "1",
-]  # fmt: skip
+    "--data",
+    "sklearn-digits",
+    "--image_size",
+    "8",
+    "--batch_size",
+    "16",
+    "--block_out_channels",
+    "8,16",
+    "--attention_levels",
+    "",
+    "--layers_per_block",
+    "1",
+    "--norm_num_groups",
+    "4",
+    "--num_train_timesteps",
+    "50",
+    "--sample_every",
+    "0",
+    "--lr_warmup_steps",
+    "2",
+    "--learning_rate",
+    "3e-3",
+    "--sample_steps",
+    "4",
+    "--ema_decay",
+    "0.9",
+    "--num_threads",
+    "1",
+]
 STEPS = 20
 
 
 def ddpm_args(out: Path, *extra: str, steps: int = STEPS, every: int = 10) -> list[str]:
-    return ["--output_dir", str(out), *TINY_UNET, "--max_steps", str(steps), "--checkpoint_every", str(every), "--log_every", "1", *extra]
+    return [
+        "--output_dir",
+        str(out),
+        *TINY_UNET,
+        "--max_steps",
+        str(steps),
+        "--checkpoint_every",
+        str(every),
+        "--log_every",
+        "1",
+        *extra,
+    ]
 
 
 def logged_losses(out: Path) -> list[float]:
@@ -67,7 +102,9 @@ def assert_same_state(a: Path, b: Path) -> None:
 
 def sample_images(pipe, **kwargs) -> torch.Tensor:
     pipe.set_progress_bar_config(disable=True)
-    return pipe(batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).images
+    return pipe(
+        batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs
+    ).images
 
 
 @pytest.fixture(scope="module")
@@ -102,18 +139,69 @@ def test_conditional_ddpm_trains_and_samples_requested_classes(tmp_path):
 
 
 def tiny_vae_args(out: Path, *extra: str, steps: int = 60) -> list[str]:
-    return ["--output_dir", str(out), "--data", "sklearn-digits", "--image_size", "8", "--batch_size", "32", "--max_steps", str(steps),
-            "--block_out_channels", "8,8", "--sample_every", "0", "--checkpoint_every", str(steps), "--eval_every", "20",
-            "--log_every", "1", "--lr_warmup_steps", "0", "--learning_rate", "3e-3", "--num_threads", "1", *extra]  # fmt: skip
+    return [
+        "--output_dir",
+        str(out),
+        "--data",
+        "sklearn-digits",
+        "--image_size",
+        "8",
+        "--batch_size",
+        "32",
+        "--max_steps",
+        str(steps),
+        "--block_out_channels",
+        "8,8",
+        "--sample_every",
+        "0",
+        "--checkpoint_every",
+        str(steps),
+        "--eval_every",
+        "20",
+        "--log_every",
+        "1",
+        "--lr_warmup_steps",
+        "0",
+        "--learning_rate",
+        "3e-3",
+        "--num_threads",
+        "1",
+        *extra,
+    ]
 
 
 def test_latent_ddpm_trains_on_a_trained_vae_and_samples_images(tmp_path):
     from training import train_vae
 
-    vae_dir = train_vae.main(tiny_vae_args(tmp_path / "vae", "--latent_type", "spatial", "--latent_channels", "4", "--beta", "0.05", "--binarize", "none", steps=40))
+    vae_dir = train_vae.main(
+        tiny_vae_args(
+            tmp_path / "vae",
+            "--latent_type",
+            "spatial",
+            "--latent_channels",
+            "4",
+            "--beta",
+            "0.05",
+            "--binarize",
+            "none",
+            steps=40,
+        )
+    )
     out = tmp_path / "latent"
     # One UNet level (2×2 latents cannot be downsampled); a cosine schedule, since 50 linear steps barely noise.
-    args = ddpm_args(out, "--space", "latent", "--vae", str(vae_dir), "--block_out_channels", "16", "--beta_schedule", "squaredcos_cap_v2", steps=60, every=60)
+    args = ddpm_args(
+        out,
+        "--space",
+        "latent",
+        "--vae",
+        str(vae_dir),
+        "--block_out_channels",
+        "16",
+        "--beta_schedule",
+        "squaredcos_cap_v2",
+        steps=60,
+        every=60,
+    )
     model_dir = train_ddpm.main(args)
     assert_loss_falls(out, factor=0.9)  # the latents are near-Gaussian: the reachable loss is higher than on pixels
     pipe = LatentDDPMPipeline.from_pretrained(model_dir)
@@ -124,10 +212,23 @@ def test_latent_ddpm_trains_on_a_trained_vae_and_samples_images(tmp_path):
     images = sample_images(pipe)
     assert images.shape == (2, 1, 8, 8) and torch.isfinite(images).all()
     # a guide for autoguidance: a smaller latent UNet on the same VAE's latents attaches; one on other latents does not
-    guide_args = ddpm_args(tmp_path / "guide", "--space", "latent", "--vae", str(vae_dir), "--block_out_channels", "8",
-                           "--beta_schedule", "squaredcos_cap_v2", steps=2, every=2)  # fmt: skip
+    guide_args = ddpm_args(
+        tmp_path / "guide",
+        "--space",
+        "latent",
+        "--vae",
+        str(vae_dir),
+        "--block_out_channels",
+        "8",
+        "--beta_schedule",
+        "squaredcos_cap_v2",
+        steps=2,
+        every=2,
+    )
     guide_dir = train_ddpm.main(guide_args)
-    guided = LatentDDPMPipeline.from_pretrained(attach_guide.main([str(model_dir), str(guide_dir), "--output", str(tmp_path / "guided")]))
+    guided = LatentDDPMPipeline.from_pretrained(
+        attach_guide.main([str(model_dir), str(guide_dir), "--output", str(tmp_path / "guided")])
+    )
     assert sample_images(guided, autoguidance_scale=2.0).shape == (2, 1, 8, 8)
     other = LatentDDPMPipeline.from_pretrained(guide_dir)
     with torch.no_grad():
@@ -151,7 +252,9 @@ def test_vae_training_loss_falls_and_the_export_loads(tmp_path):
     assert "val_neg_elbo" in json.loads((model_dir / "training_state.json").read_text())
 
 
-def interrupt_at(monkeypatch, step: int, error: type[BaseException] = KeyboardInterrupt, value: float | None = None) -> None:
+def interrupt_at(
+    monkeypatch, step: int, error: type[BaseException] = KeyboardInterrupt, value: float | None = None
+) -> None:
     """Make DDPMTask.loss raise ``error`` (or return ``value``) from ``step`` on."""
     original = train_ddpm.DDPMTask.loss
 
@@ -249,9 +352,14 @@ def test_snr_gamma_weights_the_loss_and_a_huge_gamma_is_the_plain_loss(tmp_path)
 
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
-    [("--snr_gamma", "-1", "snr_gamma must be ≥ 0"), ("--log_every", "0", "log_every must be ≥ 1"),
-     ("--batch_size", "0", "batch_size must be ≥ 1"), ("--learning_rate", "0", "learning_rate must be > 0"),
-     ("--ema_decay", "1", "ema_decay must be in"), ("--gradient_accumulation_steps", "3", "multiple of gradient_accumulation_steps")],
+    [
+        ("--snr_gamma", "-1", "snr_gamma must be ≥ 0"),
+        ("--log_every", "0", "log_every must be ≥ 1"),
+        ("--batch_size", "0", "batch_size must be ≥ 1"),
+        ("--learning_rate", "0", "learning_rate must be > 0"),
+        ("--ema_decay", "1", "ema_decay must be in"),
+        ("--gradient_accumulation_steps", "3", "multiple of gradient_accumulation_steps"),
+    ],
 )
 def test_impossible_config_values_are_clear_errors_naming_the_field(tmp_path, flag, value, message):
     with pytest.raises(ValueError, match=message):
@@ -267,14 +375,18 @@ def test_checkpoint_every_zero_saves_only_at_the_end(tmp_path):
 
 def test_init_from_starts_from_the_saved_unet_and_checks_it_fits(uninterrupted, tmp_path):
     saved = DDPMPipeline.from_pretrained(uninterrupted / "model").unet
-    task = train_ddpm.DDPMTask(parse_config(DDPMTrainConfig, ddpm_args(tmp_path / "ft", "--init_from", str(uninterrupted / "model"))))
+    task = train_ddpm.DDPMTask(
+        parse_config(DDPMTrainConfig, ddpm_args(tmp_path / "ft", "--init_from", str(uninterrupted / "model")))
+    )
     start = task.build_model()
     assert all(torch.equal(a, b) for a, b in zip(start.parameters(), saved.parameters(), strict=True))
     out = tmp_path / "ft"
     train_ddpm.main(ddpm_args(out, "--init_from", str(uninterrupted / "model"), steps=2, every=2))
     assert DDPMPipeline.from_pretrained(out / "model").unet.config.block_out_channels == saved.config.block_out_channels
     with pytest.raises(ValueError, match="class rows"):
-        train_ddpm.main(ddpm_args(tmp_path / "cond", "--num_classes", "10", "--init_from", str(uninterrupted / "model")))
+        train_ddpm.main(
+            ddpm_args(tmp_path / "cond", "--num_classes", "10", "--init_from", str(uninterrupted / "model"))
+        )
     with pytest.raises(ValueError, match="is not a folder"):
         train_ddpm.main(ddpm_args(tmp_path / "x", "--init_from", str(tmp_path / "nowhere")))
 
@@ -282,7 +394,9 @@ def test_init_from_starts_from_the_saved_unet_and_checks_it_fits(uninterrupted, 
 def test_attach_guide_adds_a_smaller_model_that_autoguides_sampling(uninterrupted, tmp_path):
     guide_run = tmp_path / "guide"
     train_ddpm.main(ddpm_args(guide_run, "--block_out_channels", "4,8", steps=3, every=3))
-    guided = attach_guide.main([str(uninterrupted / "model"), str(guide_run / "model"), "--output", str(tmp_path / "guided")])
+    guided = attach_guide.main(
+        [str(uninterrupted / "model"), str(guide_run / "model"), "--output", str(tmp_path / "guided")]
+    )
     pipe = DDPMPipeline.from_pretrained(guided)
     assert tuple(pipe.guide_unet.config.block_out_channels) == (4, 8)
     plain = sample_images(DDPMPipeline.from_pretrained(uninterrupted / "model"))
@@ -292,7 +406,9 @@ def test_attach_guide_adds_a_smaller_model_that_autoguides_sampling(uninterrupte
 
 def test_attach_guide_refuses_a_guide_of_another_schedule_or_a_conditional_model(uninterrupted, tmp_path):
     other = tmp_path / "other-schedule"
-    train_ddpm.main(ddpm_args(other, "--block_out_channels", "4,8", "--beta_schedule", "squaredcos_cap_v2", steps=2, every=2))
+    train_ddpm.main(
+        ddpm_args(other, "--block_out_channels", "4,8", "--beta_schedule", "squaredcos_cap_v2", steps=2, every=2)
+    )
     with pytest.raises(ValueError, match="another noise schedule"):
         attach_guide.main([str(uninterrupted / "model"), str(other / "model"), "--output", str(tmp_path / "x")])
     conditional = tmp_path / "conditional"
@@ -334,7 +450,14 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights(tmp_path):
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     killed_at = resolve_checkpoint(out, "latest")
     assert killed_at is not None and int(killed_at.name.split("-")[1]) < steps
-    subprocess.run([*command, "--resume_from_checkpoint", "latest"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [*command, "--resume_from_checkpoint", "latest"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert_same_state(out / f"checkpoint-{steps}", reference / f"checkpoint-{steps}")
     exported = load_file(out / "model" / "unet" / "diffusion_pytorch_model.safetensors")
     expected = load_file(reference / "model" / "unet" / "diffusion_pytorch_model.safetensors")

@@ -26,16 +26,24 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 def tiny_unet(sample_size: int, channels: int) -> UNet2DModel:
     torch.manual_seed(0)
     return UNet2DModel(
-        sample_size=sample_size, in_channels=channels, out_channels=channels, block_out_channels=(8,),
-        layers_per_block=1, norm_num_groups=4, down_block_types=("DownBlock2D",), up_block_types=("UpBlock2D",),
-    ).eval()  # fmt: skip
+        sample_size=sample_size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=(8,),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D",),
+        up_block_types=("UpBlock2D",),
+    ).eval()
 
 
 def tiny_vae(latent_type: str) -> VAE:
     torch.manual_seed(0)
     if latent_type == "vector":
         return VAE(sample_size=8, block_out_channels=(8, 8), latent_dim=4, norm_num_groups=4).eval()
-    return VAE(sample_size=8, block_out_channels=(8, 8), latent_type="spatial", latent_channels=4, norm_num_groups=4).eval()
+    return VAE(
+        sample_size=8, block_out_channels=(8, 8), latent_type="spatial", latent_channels=4, norm_num_groups=4
+    ).eval()
 
 
 def build(kind: str):
@@ -136,7 +144,10 @@ def _reshape_first_matrix(tensors: dict) -> None:
 
 
 TAMPERINGS = {
-    "garbage-header": (lambda p: p.write_bytes(p.read_bytes()[:8] + b"{not json at all" + p.read_bytes()[24:]), OSError),
+    "garbage-header": (
+        lambda p: p.write_bytes(p.read_bytes()[:8] + b"{not json at all" + p.read_bytes()[24:]),
+        OSError,
+    ),
     "header-length-huge": (lambda p: p.write_bytes(struct.pack("<Q", 2**62) + p.read_bytes()[8:]), OSError),
     "truncated-half": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), OSError),
     "truncated-last-byte": (lambda p: p.write_bytes(p.read_bytes()[:-1]), OSError),
@@ -147,7 +158,10 @@ TAMPERINGS = {
     ),
     "wrong-shape": (lambda p: _edit_tensors(p, _reshape_first_matrix), ValueError),
     "missing-tensor": (lambda p: _edit_tensors(p, lambda t: t.pop(sorted(t)[0])), ValueError),
-    "extra-tensor": (lambda p: _edit_tensors(p, lambda t: t.__setitem__("injected.weight", torch.zeros(3))), ValueError),
+    "extra-tensor": (
+        lambda p: _edit_tensors(p, lambda t: t.__setitem__("injected.weight", torch.zeros(3))),
+        ValueError,
+    ),
     "integer-weights": (lambda p: _edit_tensors(p, lambda t: t.update({k: v.int() for k, v in t.items()})), ValueError),
 }
 
@@ -191,9 +205,8 @@ PATH_FREE_COMPONENTS = {"Slider", "Number", "Dropdown", "Radio", "CheckboxGroup"
 
 def test_no_app_endpoint_takes_a_path_or_repo_id_and_models_come_from_a_fixed_list():
     import app
-    from playground import models
-
     from bench.bench_fuzz import public_endpoints
+    from playground import models
 
     endpoints = public_endpoints(app.demo)
     assert endpoints
@@ -201,11 +214,15 @@ def test_no_app_endpoint_takes_a_path_or_repo_id_and_models_come_from_a_fixed_li
         kinds = {type(component).__name__ for component in inputs}
         assert kinds <= PATH_FREE_COMPONENTS, f"/{name} takes {kinds - PATH_FREE_COMPONENTS}"  # no Textbox/File
         for component in inputs:
-            if type(component).__name__ in ("Dropdown", "Radio") and any(k in str(component.choices) for k in models.SPECS):
+            if type(component).__name__ in ("Dropdown", "Radio") and any(
+                k in str(component.choices) for k in models.SPECS
+            ):
                 assert {value for _, value in component.choices} <= set(models.SPECS), f"/{name}: {component.choices}"
 
 
-@pytest.mark.parametrize("hostile", ["../models/ddpm-pixel", "/etc", "user/some-repo", "{folder}", "ddpm-pixel", "pixel "])
+@pytest.mark.parametrize(
+    "hostile", ["../models/ddpm-pixel", "/etc", "user/some-repo", "{folder}", "ddpm-pixel", "pixel "]
+)
 def test_app_refuses_a_model_named_by_path_or_repo_id_without_loading_anything(tmp_path, monkeypatch, hostile):
     import gradio as gr
 
@@ -218,7 +235,11 @@ def test_app_refuses_a_model_named_by_path_or_repo_id_without_loading_anything(t
     write_pickle(folder / "unet" / "diffusion_pytorch_model.bin", marker, "torch.save")  # a hostile folder
     loads = []
     original = SafeFromPretrainedMixin.from_pretrained.__func__
-    monkeypatch.setattr(SafeFromPretrainedMixin, "from_pretrained", classmethod(lambda cls, path, **kw: loads.append(path) or original(cls, path, **kw)))
+    monkeypatch.setattr(
+        SafeFromPretrainedMixin,
+        "from_pretrained",
+        classmethod(lambda cls, path, **kw: loads.append(path) or original(cls, path, **kw)),
+    )
     model = hostile.format(folder=folder)
     with pytest.raises(gr.Error, match="model must be one of"):
         list(sampling.sample_stream(model, "DDIM", 3, 0.0, 0, 1, 0, 1.0))

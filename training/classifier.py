@@ -29,12 +29,16 @@ class DigitClassifier(ModelMixin, ConfigMixin):
         super().__init__()
         c = channels
         self.body = nn.Sequential(
-            nn.Conv2d(1, c, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(1, c, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1),
+            nn.SiLU(),
             nn.Flatten(),
             nn.Dropout(0.3),
-            nn.Linear(2 * c * (sample_size // 4) ** 2, feature_dim), nn.SiLU(),
+            nn.Linear(2 * c * (sample_size // 4) ** 2, feature_dim),
+            nn.SiLU(),
         )
         self.head = nn.Linear(feature_dim, num_classes)
 
@@ -59,7 +63,9 @@ def non_digits(digits: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return torch.stack(kinds)[quarter, torch.arange(n)]
 
 
-def train_classifier(output_dir: str, steps: int = 1500, batch_size: int = 128, seed: int = 0, outlier_weight: float = 0.5) -> dict:
+def train_classifier(
+    output_dir: str, steps: int = 1500, batch_size: int = 128, seed: int = 0, outlier_weight: float = 0.5
+) -> dict:
     """Train on the 4,500 train+val digits (random shifts of up to 2 px), report held-out test accuracy.
 
     Outlier exposure (Hendrycks et al. 2019, https://arxiv.org/abs/1812.04606): on ``non_digits`` the loss pulls

@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 import json
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -40,9 +40,22 @@ class TrainConfig:
 
     def __post_init__(self):
         """Reject values the loop cannot honour, naming the field, before any data or model is loaded."""
-        at_least = {"batch_size": 1, "max_steps": 1, "gradient_accumulation_steps": 1, "log_every": 1, "keep_checkpoints": 1,
-                    "image_size": 1, "max_minutes": 0, "sample_every": 0, "eval_every": 0, "checkpoint_every": 0,
-                    "lr_warmup_steps": 0, "weight_decay": 0, "max_grad_norm": 0, "num_threads": 0}
+        at_least = {
+            "batch_size": 1,
+            "max_steps": 1,
+            "gradient_accumulation_steps": 1,
+            "log_every": 1,
+            "keep_checkpoints": 1,
+            "image_size": 1,
+            "max_minutes": 0,
+            "sample_every": 0,
+            "eval_every": 0,
+            "checkpoint_every": 0,
+            "lr_warmup_steps": 0,
+            "weight_decay": 0,
+            "max_grad_norm": 0,
+            "num_threads": 0,
+        }
         for name, low in at_least.items():
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be ≥ {low}, got {getattr(self, name)}.")
@@ -51,8 +64,10 @@ class TrainConfig:
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1) (0 turns EMA off), got {self.ema_decay}.")
         if self.batch_size % self.gradient_accumulation_steps:
-            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of gradient_accumulation_steps "
-                             f"({self.gradient_accumulation_steps}).")
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of gradient_accumulation_steps "
+                f"({self.gradient_accumulation_steps})."
+            )
 
 
 @dataclass
@@ -112,7 +127,9 @@ def _parse_value(kind, text: str):
 def parse_config(cls: type[TrainConfig], argv: list[str] | None = None) -> TrainConfig:
     """Build ``cls`` from ``--config FILE`` (JSON or YAML) and ``--field value`` flags; unknown keys are errors."""
     hints = typing.get_type_hints(cls)
-    parser = argparse.ArgumentParser(description=f"Train with {cls.__name__}. Every field can be given as --name value.")
+    parser = argparse.ArgumentParser(
+        description=f"Train with {cls.__name__}. Every field can be given as --name value."
+    )
     parser.add_argument("--config", help="a JSON or YAML file of field: value pairs")
     for f in dataclasses.fields(cls):
         choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else None

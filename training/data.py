@@ -47,7 +47,10 @@ def load_data(source: str = "mnist", split: Split = "train", image_size: int | N
     if len(data) == 0:
         raise ValueError(f"data source {source!r} (split {split!r}) holds no images.")
     if image_size is not None and data.images.shape[-1] != image_size:
-        data = ImageData(F.interpolate(data.images, size=(image_size, image_size), mode="bilinear", antialias=True).clamp(0, 1), data.labels)
+        data = ImageData(
+            F.interpolate(data.images, size=(image_size, image_size), mode="bilinear", antialias=True).clamp(0, 1),
+            data.labels,
+        )
     return data
 
 
@@ -86,7 +89,9 @@ def _folder(path: Path, split: Split) -> ImageData:
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_dir():
-        raise ValueError(f"data source {str(path)!r} is neither a known name (mnist, sklearn-digits, hf:<name>) nor a folder.")
+        raise ValueError(
+            f"data source {str(path)!r} is neither a known name (mnist, sklearn-digits, hf:<name>) nor a folder."
+        )
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"image folder {str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
@@ -101,7 +106,10 @@ def _folder(path: Path, split: Split) -> ImageData:
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         size = max(shapes)
-        images = [np.asarray(Image.fromarray((im * 255).astype(np.uint8)).resize(size[::-1]), dtype=np.float32) / 255.0 for im in images]
+        images = [
+            np.asarray(Image.fromarray((im * 255).astype(np.uint8)).resize(size[::-1]), dtype=np.float32) / 255.0
+            for im in images
+        ]
     stacked = np.stack(images)[:, None]
     if split == "all":
         return ImageData(torch.from_numpy(stacked), torch.tensor(labels))
@@ -112,7 +120,9 @@ def _hub_dataset(name: str, split: Split) -> ImageData:
     try:
         import datasets
     except ImportError as err:
-        raise ValueError("data source 'hf:...' needs the `datasets` package (pip install datasets) and network access.") from err
+        raise ValueError(
+            "data source 'hf:...' needs the `datasets` package (pip install datasets) and network access."
+        ) from err
     try:
         ds = datasets.load_dataset(name, split="train")
     except Exception as err:  # offline, unknown name, ...
@@ -131,7 +141,9 @@ class BatchSampler:
 
     def __init__(self, num_examples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         if batch_size <= 0 or batch_size % world_size:
-            raise ValueError(f"batch_size ({batch_size}) must be positive and divisible by the number of processes ({world_size}).")
+            raise ValueError(
+                f"batch_size ({batch_size}) must be positive and divisible by the number of processes ({world_size})."
+            )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, {world_size}) (world_size {world_size}).")
         if num_examples < batch_size:

@@ -20,7 +20,13 @@ import torch
 from scipy import linalg
 
 from pipelines import schedules
-from pipelines.defaults import DEFAULT_AUTOGUIDANCE_SCALE, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER
+from pipelines.defaults import (
+    DEFAULT_AUTOGUIDANCE_SCALE,
+    DEFAULT_DDIM_ETA,
+    DEFAULT_DDIM_STEPS,
+    DEFAULT_GUIDANCE_SCALE,
+    DEFAULT_SAMPLER,
+)
 
 from .classifier import load_classifier
 from .data import load_data
@@ -71,8 +77,16 @@ def load_pipeline(folder: Path):
 
 
 @torch.no_grad()
-def evaluate_sampler(pipe, num_samples: int, sampler: str, steps: int, eta: float, guidance_scale: float, batch_size: int = 250,
-                     autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE) -> dict:
+def evaluate_sampler(
+    pipe,
+    num_samples: int,
+    sampler: str,
+    steps: int,
+    eta: float,
+    guidance_scale: float,
+    batch_size: int = 250,
+    autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE,
+) -> dict:
     """Sample ``num_samples`` images (seeded per batch) and score them; autoguidance applies where the pipeline has a guide."""
     from pipelines import DDIMScheduler, DDPMScheduler
 
@@ -80,14 +94,23 @@ def evaluate_sampler(pipe, num_samples: int, sampler: str, steps: int, eta: floa
     pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
     conditional = bool(pipe.unet.config.num_class_embeds)
     guided = getattr(pipe, "guide_unet", None) is not None
-    requested = torch.arange(num_samples) % (pipe.unet.config.num_class_embeds - 1) if conditional else None  # the last row: "no class"
+    requested = (
+        torch.arange(num_samples) % (pipe.unet.config.num_class_embeds - 1) if conditional else None
+    )  # the last row: "no class"
     images, start = [], time.perf_counter()
     for i, lo in enumerate(range(0, num_samples, batch_size)):
         n = min(batch_size, num_samples - lo)
         kwargs = {"class_labels": requested[lo : lo + n], "guidance_scale": guidance_scale} if conditional else {}
         if guided:
             kwargs["autoguidance_scale"] = autoguidance_scale
-        out = pipe(batch_size=n, generator=torch.Generator().manual_seed(i), num_inference_steps=steps, eta=eta, output_type="pt", **kwargs)
+        out = pipe(
+            batch_size=n,
+            generator=torch.Generator().manual_seed(i),
+            num_inference_steps=steps,
+            eta=eta,
+            output_type="pt",
+            **kwargs,
+        )
         images.append(out.images)
     metrics = score_digits(torch.cat(images), requested)
     metrics.update(sampler=sampler, steps=steps, eta=eta, seconds=time.perf_counter() - start)
@@ -103,7 +126,7 @@ def vae_bounds(vae, iwae_k: int = 100) -> dict:
     """Held-out −ELBO and −IWAE bound (nats) on the binarized test digits, and −ELBO on continuous intensities."""
     test = load_data("mnist", "test").images
     binary = binarize(test, torch.Generator().manual_seed(BINARIZE_SEED))
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    g = lambda: torch.Generator().manual_seed(0)
     return {
         "test_neg_elbo_binarized": -vae.elbo(binary, generator=g()).elbo.mean().item(),
         f"test_neg_iwae{iwae_k}_binarized": -vae.iwae_bound(binary, iwae_k, generator=g()).mean().item(),
@@ -119,7 +142,7 @@ def _gaussian_kl(mean1, logvar1, mean2, logvar2):
 def _discretized_gaussian_nll(x, mean, logvar):
     """−ln ∫_bin N(u; mean, σ²) du over the 8-bit bin of x ∈ [−1, 1] (Ho et al. 2020, §3.3)."""
     std, half = (0.5 * logvar).exp(), 1 / 255
-    cdf = lambda v: 0.5 * (1 + torch.erf(v / math.sqrt(2)))  # noqa: E731
+    cdf = lambda v: 0.5 * (1 + torch.erf(v / math.sqrt(2)))
     upper = torch.where(x > 0.999, torch.ones_like(x), cdf((x + half - mean) / std))
     lower = torch.where(x < -0.999, torch.zeros_like(x), cdf((x - half - mean) / std))
     return -torch.log((upper - lower).clamp(min=1e-12))
@@ -140,7 +163,11 @@ def ddpm_bits_per_dim(pipe, num_images: int = 200, t_per_image: int = 4, seed: i
     classes = pipe.unet.config.num_class_embeds  # a conditional model is scored as p(x): its "no class" row
     no_class = torch.full((len(x),), classes - 1) if classes else None
     # L_T = KL(q(z_T|x) ‖ N(0, I)), closed form
-    L_T = _gaussian_kl(ab[-1].sqrt() * x, torch.log(1 - ab[-1]).expand_as(x), torch.zeros_like(x), torch.zeros_like(x)).flatten(1).sum(1)
+    L_T = (
+        _gaussian_kl(ab[-1].sqrt() * x, torch.log(1 - ab[-1]).expand_as(x), torch.zeros_like(x), torch.zeros_like(x))
+        .flatten(1)
+        .sum(1)
+    )
     per_step = []
     for _ in range(t_per_image):
         t = torch.randint(0, T, (len(x),), generator=g)
@@ -155,28 +182,50 @@ def ddpm_bits_per_dim(pipe, num_images: int = 200, t_per_image: int = 4, seed: i
         logvar = torch.log(schedules.posterior_variance(a_t, a_prev).clamp(min=1e-20))
         kl = _gaussian_kl(mean_true, logvar, mean_model, logvar).flatten(1).sum(1)
         # t = 0 (the notes' t = 1): the decoder term −ln p(x | z_1), discretized, with σ² = β_1
-        nll0 = _discretized_gaussian_nll(x, mean_model, torch.log(sched.betas[0].double()).expand_as(x)).flatten(1).sum(1)
+        nll0 = (
+            _discretized_gaussian_nll(x, mean_model, torch.log(sched.betas[0].double()).expand_as(x)).flatten(1).sum(1)
+        )
         per_step.append(torch.where(t > 0, kl, nll0) * T)
     terms = torch.stack(per_step, 1).mean(1) + L_T  # nats per image
     bpd = terms / (D * math.log(2))
-    return {"test_bits_per_dim": bpd.mean().item(), "test_bits_per_dim_stderr": (bpd.std() / math.sqrt(len(bpd))).item(),
-            "bpd_images": num_images, "bpd_t_per_image": t_per_image}
+    return {
+        "test_bits_per_dim": bpd.mean().item(),
+        "test_bits_per_dim_stderr": (bpd.std() / math.sqrt(len(bpd))).item(),
+        "bpd_images": num_images,
+        "bpd_t_per_image": t_per_image,
+    }
 
 
-def evaluate_folder(folder: str | Path, num_samples: int = 1000, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_DDIM_STEPS,
-                    eta: float = DEFAULT_DDIM_ETA, guidance_scale: float = DEFAULT_GUIDANCE_SCALE, bits_per_dim: bool = True,
-                    autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE) -> dict:
+def evaluate_folder(
+    folder: str | Path,
+    num_samples: int = 1000,
+    sampler: str = DEFAULT_SAMPLER,
+    steps: int = DEFAULT_DDIM_STEPS,
+    eta: float = DEFAULT_DDIM_ETA,
+    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+    bits_per_dim: bool = True,
+    autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE,
+) -> dict:
     folder = Path(folder)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"{str(folder)!r} is not a saved pipeline folder (no model_index.json).")
     pipe = load_pipeline(folder)
     if hasattr(pipe, "unet"):
-        metrics = evaluate_sampler(pipe, num_samples, sampler, steps, eta, guidance_scale, autoguidance_scale=autoguidance_scale)
+        metrics = evaluate_sampler(
+            pipe, num_samples, sampler, steps, eta, guidance_scale, autoguidance_scale=autoguidance_scale
+        )
         if bits_per_dim and not hasattr(pipe, "vae"):
             metrics.update(ddpm_bits_per_dim(pipe))
     else:
         metrics = vae_bounds(pipe.vae)
-        metrics.update({f"prior_samples_{k}": v for k, v in score_digits(pipe(batch_size=num_samples, generator=torch.Generator().manual_seed(0), output_type="pt").images).items()})
+        metrics.update(
+            {
+                f"prior_samples_{k}": v
+                for k, v in score_digits(
+                    pipe(batch_size=num_samples, generator=torch.Generator().manual_seed(0), output_type="pt").images
+                ).items()
+            }
+        )
     return metrics
 
 
@@ -188,12 +237,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=DEFAULT_DDIM_STEPS)
     parser.add_argument("--eta", type=float, default=DEFAULT_DDIM_ETA)
     parser.add_argument("--guidance_scale", type=float, default=DEFAULT_GUIDANCE_SCALE)
-    parser.add_argument("--autoguidance_scale", type=float, default=DEFAULT_AUTOGUIDANCE_SCALE, help="used when the pipeline ships a guide_unet")
+    parser.add_argument(
+        "--autoguidance_scale",
+        type=float,
+        default=DEFAULT_AUTOGUIDANCE_SCALE,
+        help="used when the pipeline ships a guide_unet",
+    )
     parser.add_argument("--no_bits_per_dim", action="store_true")
     parser.add_argument("--out", help="where to write the JSON (default: <folder>/evaluation.json)")
     args = parser.parse_args(argv)
-    metrics = evaluate_folder(args.folder, args.num_samples, args.sampler, args.steps, args.eta, args.guidance_scale,
-                              not args.no_bits_per_dim, args.autoguidance_scale)
+    metrics = evaluate_folder(
+        args.folder,
+        args.num_samples,
+        args.sampler,
+        args.steps,
+        args.eta,
+        args.guidance_scale,
+        not args.no_bits_per_dim,
+        args.autoguidance_scale,
+    )
     Path(args.out or Path(args.folder) / "evaluation.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
     return metrics

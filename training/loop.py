@@ -45,7 +45,9 @@ class TrainingTask:
     def build_model(self) -> torch.nn.Module:
         raise NotImplementedError
 
-    def loss(self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, step: int) -> torch.Tensor:
+    def loss(
+        self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, step: int
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def export(self, model: torch.nn.Module, path: Path) -> None:
@@ -106,7 +108,9 @@ def train(task: TrainingTask) -> Path:
     model = task.build_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     lr_scheduler = get_scheduler(
-        cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps * accelerator.num_processes,
+        cfg.lr_scheduler,
+        optimizer,
+        num_warmup_steps=cfg.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=cfg.max_steps * accelerator.num_processes,
     )
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
@@ -162,8 +166,13 @@ def train(task: TrainingTask) -> Path:
 
         if step % cfg.log_every == 0 or done:
             now = time.perf_counter()
-            record = {"step": step, "loss": loss.item(), "lr": lr_scheduler.get_last_lr()[0],
-                      "images_per_s": images_seen * accelerator.num_processes / (now - last_log), "minutes": elapsed / 60}
+            record = {
+                "step": step,
+                "loss": loss.item(),
+                "lr": lr_scheduler.get_last_lr()[0],
+                "images_per_s": images_seen * accelerator.num_processes / (now - last_log),
+                "minutes": elapsed / 60,
+            }
             last_log, images_seen = now, 0
             _log(accelerator, metrics_path, record)
         if accelerator.is_main_process and cfg.sample_every and (step % cfg.sample_every == 0 or done):
@@ -188,7 +197,7 @@ def train(task: TrainingTask) -> Path:
 
 def _has_tensorboard() -> bool:
     try:
-        import tensorboard  # noqa: F401
+        import tensorboard  # noqa: F401  (only checks that it is installed)
     except ImportError:
         return False
     return True
@@ -240,7 +249,9 @@ def _evaluate_and_export(accelerator, task, model, ema, out: Path, step: int, be
     return best
 
 
-def _save_checkpoint(accelerator: Accelerator, out: Path, step: int, seconds: float, best: float, ema, keep: int) -> None:
+def _save_checkpoint(
+    accelerator: Accelerator, out: Path, step: int, seconds: float, best: float, ema, keep: int
+) -> None:
     """Write checkpoint-<step> atomically: into a .tmp folder first, renamed only once complete."""
     final = out / f"{CHECKPOINT_PREFIX}{step}"
     tmp = out / f"{CHECKPOINT_PREFIX}{step}{TMP_SUFFIX}"
@@ -250,9 +261,16 @@ def _save_checkpoint(accelerator: Accelerator, out: Path, step: int, seconds: fl
     accelerator.save_state(str(tmp), safe_serialization=True)
     if accelerator.is_main_process:
         if ema is not None:
-            save_file({f"shadow.{i}": p.detach().contiguous() for i, p in enumerate(ema.shadow_params)}, tmp / "ema.safetensors")
-        state = {"step": step, "train_seconds": seconds, "best": best if math.isfinite(best) else None,
-                 "ema_optimization_step": ema.optimization_step if ema is not None else None}
+            save_file(
+                {f"shadow.{i}": p.detach().contiguous() for i, p in enumerate(ema.shadow_params)},
+                tmp / "ema.safetensors",
+            )
+        state = {
+            "step": step,
+            "train_seconds": seconds,
+            "best": best if math.isfinite(best) else None,
+            "ema_optimization_step": ema.optimization_step if ema is not None else None,
+        }
         _write_json(tmp / "state.json", state)  # written last: its presence marks a complete checkpoint
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)

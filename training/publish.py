@@ -19,10 +19,14 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("folder", help="a saved pipeline folder (model_index.json, safetensors weights)")
     parser.add_argument("--repo-id", required=True, help="the Hub repo, 'user/name'")
     parser.add_argument("--private", action="store_true", help="create the repo as private")
-    parser.add_argument("--dry-run", action="store_true", help="write the folder that would be uploaded; upload nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="write the folder that would be uploaded; upload nothing"
+    )
     parser.add_argument("--dry-run-dir", default="hub-upload", help="where --dry-run writes (must be new or empty)")
     args = parser.parse_args(argv)
-    result = publish(args.folder, args.repo_id, private=args.private, dry_run_dir=args.dry_run_dir if args.dry_run else None)
+    result = publish(
+        args.folder, args.repo_id, private=args.private, dry_run_dir=args.dry_run_dir if args.dry_run else None
+    )
     print(f"Dry run: wrote the upload to {result}" if args.dry_run else f"Published {args.folder} to {result}")
     return result
 

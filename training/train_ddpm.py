@@ -29,9 +29,14 @@ def build_unet(cfg: DDPMTrainConfig, sample_size: int, channels: int) -> UNet2DM
     down = tuple("AttnDownBlock2D" if i in cfg.attention_levels else "DownBlock2D" for i in levels)
     up = tuple("AttnUpBlock2D" if i in cfg.attention_levels else "UpBlock2D" for i in reversed(levels))
     return UNet2DModel(
-        sample_size=sample_size, in_channels=channels, out_channels=channels,
-        block_out_channels=cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
-        down_block_types=down, up_block_types=up, norm_num_groups=cfg.norm_num_groups,
+        sample_size=sample_size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=cfg.block_out_channels,
+        layers_per_block=cfg.layers_per_block,
+        down_block_types=down,
+        up_block_types=up,
+        norm_num_groups=cfg.norm_num_groups,
         num_class_embeds=cfg.num_classes + 1 if cfg.num_classes else None,
     )
 
@@ -40,7 +45,9 @@ class DDPMTask(TrainingTask):
     def __init__(self, cfg: DDPMTrainConfig):
         self.config = cfg
         self.scheduler = DDPMScheduler(
-            num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type,
+            num_train_timesteps=cfg.num_train_timesteps,
+            beta_schedule=cfg.beta_schedule,
+            prediction_type=cfg.prediction_type,
             clip_sample=cfg.space == "pixel",  # x̂_0 ∈ [−1, 1] holds for pixels only; clipping latents ruins them
         )
         data = load_data(cfg.data, cfg.split, cfg.image_size)
@@ -82,7 +89,9 @@ class DDPMTask(TrainingTask):
         expected = (channels, shape[-1], self.config.num_classes + 1 if self.config.num_classes else None)
         found = (unet.config.in_channels, unet.config.sample_size, unet.config.num_class_embeds)
         if found != expected:
-            raise ValueError(f"init_from={str(path)!r} has (channels, size, class rows) {found}; this data needs {expected}.")
+            raise ValueError(
+                f"init_from={str(path)!r} has (channels, size, class rows) {found}; this data needs {expected}."
+            )
         return unet
 
     def loss(self, model, images, labels, generator, step):
@@ -99,11 +108,15 @@ class DDPMTask(TrainingTask):
         noisy = self.scheduler.add_noise(images, noise, t)
         class_labels = self._dropped_labels(labels, generator) if self.config.num_classes else None
         prediction = model(noisy, t, class_labels=class_labels).sample
-        target = schedules.diffusion_loss_target(images, noise, self.scheduler.alphas_cumprod, t, self.config.prediction_type)
+        target = schedules.diffusion_loss_target(
+            images, noise, self.scheduler.alphas_cumprod, t, self.config.prediction_type
+        )
         if not self.config.snr_gamma:
             return F.mse_loss(prediction.float(), target)
         per_example = F.mse_loss(prediction.float(), target, reduction="none").flatten(1).mean(1)
-        weight = schedules.min_snr_loss_weight(self.scheduler.alphas_cumprod, t, self.config.snr_gamma, self.config.prediction_type)
+        weight = schedules.min_snr_loss_weight(
+            self.scheduler.alphas_cumprod, t, self.config.snr_gamma, self.config.prediction_type
+        )
         return (weight * per_example).mean()
 
     def _dropped_labels(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -129,8 +142,14 @@ class DDPMTask(TrainingTask):
         except ImportError as err:  # the pipelines are optional for a grid
             print(f"(no sample grid: {err})")
             return None
-        kwargs = {"class_labels": torch.arange(16) % self.config.num_classes, "guidance_scale": 3.0} if self.config.num_classes else {}
-        return pipe(batch_size=16, generator=generator, num_inference_steps=self.config.sample_steps, output_type="pt", **kwargs).images
+        kwargs = (
+            {"class_labels": torch.arange(16) % self.config.num_classes, "guidance_scale": 3.0}
+            if self.config.num_classes
+            else {}
+        )
+        return pipe(
+            batch_size=16, generator=generator, num_inference_steps=self.config.sample_steps, output_type="pt", **kwargs
+        ).images
 
     def export(self, model, path):
         """Save the pipeline with the training scheduler (DDPM); users can swap in DDIM at load time."""

@@ -1,7 +1,7 @@
 """Train the VAE by maximising the ELBO (β-VAE with --beta), with early stopping on the validation split.
 
-    accelerate launch -m training.train_vae --output_dir runs/vae --max_steps 3000
-    python -m training.train_vae --latent_type spatial --beta 0.25 --binarize none   # the latent-diffusion VAE
+accelerate launch -m training.train_vae --output_dir runs/vae --max_steps 3000
+python -m training.train_vae --latent_type spatial --beta 0.25 --binarize none   # the latent-diffusion VAE
 """
 
 from __future__ import annotations
@@ -33,14 +33,20 @@ class VAETask(TrainingTask):
         self.config = cfg
         self.data = load_data(cfg.data, cfg.split, cfg.image_size)
         val = load_data(cfg.data, "val", cfg.image_size).images
-        self.val_images = binarize(val, torch.Generator().manual_seed(BINARIZE_SEED)) if cfg.binarize == "dynamic" else val
+        self.val_images = (
+            binarize(val, torch.Generator().manual_seed(BINARIZE_SEED)) if cfg.binarize == "dynamic" else val
+        )
 
     def build_model(self) -> VAE:
         c = self.config
         return VAE(
-            in_channels=self.data.images.shape[1], sample_size=self.data.images.shape[-1],
-            block_out_channels=c.block_out_channels, latent_type=c.latent_type, latent_dim=c.latent_dim,
-            latent_channels=c.latent_channels, likelihood=c.likelihood,
+            in_channels=self.data.images.shape[1],
+            sample_size=self.data.images.shape[-1],
+            block_out_channels=c.block_out_channels,
+            latent_type=c.latent_type,
+            latent_dim=c.latent_dim,
+            latent_channels=c.latent_channels,
+            likelihood=c.likelihood,
         )
 
     def loss(self, model, images, labels, generator, step):
@@ -53,7 +59,11 @@ class VAETask(TrainingTask):
 
     def evaluate(self, model) -> dict[str, float]:
         out = model.elbo(self.val_images, beta=self.config.beta, generator=torch.Generator().manual_seed(0))
-        return {"val_loss": out.loss.mean().item(), "val_neg_elbo": -out.elbo.mean().item(), "val_kl": out.kl.mean().item()}
+        return {
+            "val_loss": out.loss.mean().item(),
+            "val_neg_elbo": -out.elbo.mean().item(),
+            "val_kl": out.kl.mean().item(),
+        }
 
     def sample_grid(self, model, generator):
         return VAEPipeline(vae=model)(batch_size=16, generator=generator, output_type="pt").images

@@ -1,0 +1,42 @@
+"""The package layers point one way: pipelines ← training ← playground ← app (nothing imports upwards)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# package → the project packages it must never import
+FORBIDDEN = {
+    "pipelines": {"training", "playground", "app", "tests", "bench"},
+    "training": {"playground", "app", "tests", "bench"},
+    "playground": {"app", "tests", "bench"},
+}
+
+
+def imported_top_levels(path: Path) -> set[str]:
+    """The top-level module names a file imports (relative imports stay inside the package)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_module_imports_a_higher_layer(package):
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(imported_top_levels(path) & FORBIDDEN[package])
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_check_sees_an_upward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\nfrom training.data import load_data\n\ndef f():\n    import playground.models\n")
+    assert imported_top_levels(bad) == {"os", "training", "playground"}
