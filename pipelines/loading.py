@@ -194,7 +194,8 @@ def check_weights_file(component_folder: Path, module: torch.nn.Module, variant:
     if not weights.is_file():
         return  # sharded weights: diffusers checks each shard's header
     with safe_open(str(weights), framework="pt") as file:
-        saved = {key: (tuple(file.get_slice(key).get_shape()), file.get_slice(key).get_dtype()) for key in file}
+        names = file.keys()  # a safetensors file handle is not iterable: keys() lists its tensors
+        saved = {key: (tuple(file.get_slice(key).get_shape()), file.get_slice(key).get_dtype()) for key in names}
     expected = module.state_dict()
     missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
     wrong = sorted(
