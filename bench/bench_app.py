@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.defaults import DEFAULT_DDIM_STEPS
-from playground.testing import launch_app, stop_app
+from tests.app_server import launch_app, stop_app
 
 CHROMIUM = "/usr/bin/chromium"
 NUM_IMAGES = 16

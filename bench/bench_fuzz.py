@@ -451,7 +451,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(2)
-    from playground.testing import make_tiny_models
+    from tests.app_server import make_tiny_models
 
     models_dir = args.models_dir or str(make_tiny_models(Path(tempfile.mkdtemp(prefix="fuzz-models-"))))
     os.environ["PLAYGROUND_MODELS_DIR"] = str(Path(models_dir).resolve())

@@ -299,7 +299,7 @@ def main() -> int:
     args = parser.parse_args()
     models_dir = args.models_dir
     if args.tiny_models:
-        from playground.testing import make_tiny_models
+        from tests.app_server import make_tiny_models
 
         models_dir = str(make_tiny_models(Path(tempfile.mkdtemp(prefix="load-models-"))))
     print(f"models: {models_dir} (bundled: {sorted(available_keys(models_dir))})")

@@ -51,7 +51,7 @@ def test_digit(index) -> tuple[torch.Tensor, int]:
     return data.images[index : index + 1].clone(), int(data.labels[index])
 
 
-def _editor_array(value) -> np.ndarray | None:
+def editor_array(value) -> np.ndarray | None:
     """The picture of an ImageEditor/Sketchpad value (dict with composite/background/layers), an array or a path."""
     if value is None:
         return None
@@ -120,7 +120,7 @@ def to_mnist(array: np.ndarray) -> torch.Tensor:
 
 def has_drawing(value) -> bool:
     """Whether an editor value holds a picture with any content (a blank canvas does not count)."""
-    array = _editor_array(value)
+    array = editor_array(value)
     if array is None:
         return False
     gray = to_gray(array)
@@ -130,6 +130,6 @@ def has_drawing(value) -> bool:
 def input_digit(test_index, drawing) -> tuple[torch.Tensor, str]:
     """The drawn/uploaded digit when there is one, else test digit ``test_index``; and a caption."""
     if has_drawing(drawing):
-        return to_mnist(_editor_array(drawing)), "your drawing/upload"
+        return to_mnist(editor_array(drawing)), "your drawing/upload"
     image, label = test_digit(test_index)
     return image, f"test digit #{int(test_index)} (a {label})"

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -24,26 +25,47 @@ from pipelines.scheduling_ddpm import DDPMScheduler
 ROOT = Path(__file__).resolve().parents[1]
 
 
+ModelKind = Literal["ddpm", "latent-ddpm", "vae"]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
+    """One bundled model: its key on the page, its folder under the models directory, how to load it, and what it is.
+
+    ``conditional`` marks the class-conditional DDPM (digit and guidance inputs); ``beta`` is the KL weight a VAE was
+    trained with (the VAE tab offers one choice per bundled β).
+    """
+
     key: str
     folder: str
     pipeline_class: type
     label: str
+    kind: ModelKind
+    conditional: bool = False
+    beta: float | None = None
 
 
+# The bundled models, one entry each: a new model is one line here (plus its folder under models/).
 SPECS = {
     spec.key: spec
     for spec in (
-        ModelSpec("pixel", "ddpm-pixel", DDPMPipeline, "Pixel DDPM (28×28)"),
-        ModelSpec("latent", "ddpm-latent", LatentDDPMPipeline, "Latent DDPM (VAE latents 4×7×7)"),
-        ModelSpec("conditional", "ddpm-conditional", LatentDDPMPipeline, "Class-conditional latent DDPM"),
-        ModelSpec("vae", "vae", VAEPipeline, "VAE (16-d latent)"),
-        ModelSpec("vae-beta0.25", "vae-beta0.25", VAEPipeline, "β-VAE with β = 0.25 (16-d latent)"),
-        ModelSpec("vae-beta4", "vae-beta4", VAEPipeline, "β-VAE with β = 4 (16-d latent)"),
+        ModelSpec("pixel", "ddpm-pixel", DDPMPipeline, "Pixel DDPM (28×28)", "ddpm"),
+        ModelSpec("latent", "ddpm-latent", LatentDDPMPipeline, "Latent DDPM (VAE latents 4×7×7)", "latent-ddpm"),
+        ModelSpec(
+            "conditional",
+            "ddpm-conditional",
+            LatentDDPMPipeline,
+            "Class-conditional latent DDPM",
+            "latent-ddpm",
+            conditional=True,
+        ),
+        ModelSpec("vae", "vae", VAEPipeline, "VAE (16-d latent)", "vae", beta=1.0),
+        ModelSpec("vae-beta0.25", "vae-beta0.25", VAEPipeline, "β-VAE with β = 0.25 (16-d latent)", "vae", beta=0.25),
+        ModelSpec("vae-beta4", "vae-beta4", VAEPipeline, "β-VAE with β = 4 (16-d latent)", "vae", beta=4.0),
     )
 }
-VAE_BY_BETA = {0.25: "vae-beta0.25", 1.0: "vae", 4.0: "vae-beta4"}  # the β each VAE was trained with → its key
+DIFFUSION_MODELS = tuple(key for key, spec in SPECS.items() if spec.kind != "vae")  # the Sample tab's choices
+VAE_BY_BETA = {spec.beta: key for key, spec in SPECS.items() if spec.kind == "vae"}  # trained β → its key
 SAMPLERS = ("DDIM", "DDPM")
 _lock = threading.Lock()
 
@@ -142,7 +164,7 @@ def has_guide(key: str) -> bool:
 
 
 def is_conditional(key: str) -> bool:
-    return bool(getattr(load(key).unet.config, "num_class_embeds", None))
+    return SPECS[key].conditional
 
 
 @lru_cache(maxsize=1)

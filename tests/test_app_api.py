@@ -1,6 +1,6 @@
 """The playground's API: every named endpoint through gradio_client against `python app.py` on a free port.
 
-The app runs in a subprocess on tiny random models (playground.testing) so the tests are fast and need no
+The app runs in a subprocess on tiny random models (tests/app_server.py) so the tests are fast and need no
 trained weights; they check behaviour (shapes, determinism, the maths shown agreeing), not picture quality.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from playground.testing import launch_app, make_tiny_models, stop_app
+from tests.app_server import launch_app, make_tiny_models, stop_app
 
 gradio_client = pytest.importorskip("gradio_client")
 ENDPOINTS = {

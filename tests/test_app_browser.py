@@ -1,7 +1,7 @@
 """The playground in a real browser: Debian's chromium driven by Playwright opens each tab, triggers its main
 action, waits for the result and saves a screenshot to tests/screenshots/ (look at them).
 
-Runs on tiny random models (playground.testing); skipped when /usr/bin/chromium is missing
+Runs on tiny random models (tests/app_server.py); skipped when /usr/bin/chromium is missing
 (`apt-get install -y chromium`).
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from playground.testing import launch_app, make_tiny_models, stop_app
+from tests.app_server import launch_app, make_tiny_models, stop_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"

@@ -23,7 +23,7 @@ from bench.bench_fuzz import (
     run_case,
 )
 from bench.bench_load import serve_app
-from playground.testing import make_tiny_models
+from tests.app_server import make_tiny_models
 
 COUNT = 25  # inputs per endpoint in CI
 

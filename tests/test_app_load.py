@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("gradio_client")
 
 from bench.bench_load import PeakMemory, resident_bytes, run_load, serve_app
-from playground.testing import make_tiny_models
+from tests.app_server import make_tiny_models
 
 USERS, REQUESTS = 4, 2
 

@@ -152,7 +152,7 @@ def test_same_seed_gives_bit_identical_images_through_the_app(tmp_path):
     import app
     from bench.bench_fuzz import public_endpoints
     from bench.bench_load import serve_app
-    from playground.testing import make_tiny_models
+    from tests.app_server import make_tiny_models
 
     names = {}
     for name, (fn, _, _) in public_endpoints(app.demo).items():

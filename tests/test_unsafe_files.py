@@ -227,7 +227,8 @@ def test_app_refuses_a_model_named_by_path_or_repo_id_without_loading_anything(t
     import gradio as gr
 
     from pipelines.loading import SafeFromPretrainedMixin
-    from playground import inpaint, sampling
+    from playground.tabs import inpaint
+    from playground.tabs import sample as sampling
 
     folder = tmp_path / "hostile"
     build("ddpm")[0].save_pretrained(folder)
@@ -255,7 +256,7 @@ def test_the_served_app_refuses_a_server_file_path_sent_as_an_image(tmp_path):
     from PIL import Image
 
     from bench.bench_load import serve_app
-    from playground.testing import make_tiny_models
+    from tests.app_server import make_tiny_models
 
     secret = tmp_path / "outside" / "secret.png"
     secret.parent.mkdir()

@@ -17,8 +17,7 @@ from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
 from pipelines.pipeline_vae import VAEPipeline
 from pipelines.scheduling_ddpm import DDPMScheduler
 from pipelines.vae import VAE
-
-from .models import ROOT, SPECS
+from playground.models import ROOT, SPECS
 
 
 def _unet(sample_size: int, channels: int, blocks: tuple[int, ...], num_class_embeds: int | None = None) -> UNet2DModel:

@@ -11,10 +11,13 @@ import torch
 
 from pipelines import schedules
 
-from .images import input_digit, to_pils
-from .plots import schedule_figure
-from .validation import check_float, check_int, check_seed
+from ..images import input_digit, to_pils
+from ..plots import schedule_figure
+from ..validation import check_float, check_int, check_seed
+from ..widgets import digit_inputs, seed_input
 
+TITLE = "Noise schedules & forward process"
+ID = "schedules"
 SCHEDULE_LABELS = {
     "linear": "linear",
     "squaredcos_cap_v2": "cosine",
@@ -120,3 +123,61 @@ def forward_process(names, num_steps, beta_start, beta_end, test_index, drawing,
         "then averaged over the pixels: the chain and the closed form agree with the theory up to sampling noise."
     )
     return gallery, rows, note
+
+
+def build(demo: gr.Blocks) -> None:
+    """The tab's layout and events; the schedule plot is drawn when the page opens."""
+    with gr.Row():
+        names = gr.CheckboxGroup(
+            [(SCHEDULE_LABELS[n], n) for n in schedules.BETA_SCHEDULES],
+            value=["linear", "squaredcos_cap_v2"],
+            label="β schedules",
+        )
+        num_steps = gr.Number(1000, precision=0, minimum=2, maximum=MAX_T, label="T")
+        beta_start = gr.Number(1e-4, minimum=1e-6, maximum=0.5, label="β_start (not used by cosine)")
+        beta_end = gr.Number(0.02, minimum=1e-6, maximum=0.999, label="β_end (not used by cosine)")
+    plot = gr.Plot(label="β_t, ᾱ_t and log SNR(t)", elem_id="schedule-plot")
+    gr.Markdown("### The forward process on a digit: step-by-step chain vs. closed form at the same t")
+    with gr.Row():
+        with gr.Column():
+            index, drawing = digit_inputs("forward-sketchpad")
+        with gr.Column():
+            t = gr.Slider(1, 1000, value=200, step=1, label="t (≤ T)")
+            seed = seed_input()
+            run = gr.Button("Show z_t", variant="primary", elem_id="forward-button")
+            gallery = gr.Gallery(
+                format="png",
+                label="z_t under each schedule (shown from [−1, 1])",
+                columns=5,
+                height=340,
+                elem_id="forward-gallery",
+            )
+            note = gr.Markdown(label="Note", elem_id="forward-note")
+    stats = gr.Dataframe(
+        headers=STATS_HEADERS, label="Empirical mean and std of z_t vs. theory", elem_id="forward-stats"
+    )
+    schedule_inputs = [names, num_steps, beta_start, beta_end]
+    for component in schedule_inputs:
+        component.change(
+            schedule_plot, schedule_inputs, plot, api_name="ui_schedule_plot_live", api_visibility="private"
+        )
+    num_steps.change(
+        lambda n: gr.update(maximum=max(2, min(int(n or 2), MAX_T))),
+        num_steps,
+        t,
+        api_name="ui_t_range",
+        api_visibility="private",
+    )
+    forward_inputs = [*schedule_inputs, index, drawing, t, seed]
+    run.click(forward_process, forward_inputs, [gallery, stats, note], api_name="forward_process")
+    t.release(
+        forward_process,
+        forward_inputs,
+        [gallery, stats, note],
+        api_name="ui_forward_live",
+        api_visibility="private",
+    )
+    # a named API endpoint for the plot (also drawn when the page loads)
+    plot_button = gr.Button(visible=False)
+    plot_button.click(schedule_plot, schedule_inputs, plot, api_name="schedule_plot")
+    demo.load(schedule_plot, schedule_inputs, plot, api_name="ui_schedule_plot_load", api_visibility="private")

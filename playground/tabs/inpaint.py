@@ -7,10 +7,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import models
-from .images import SIZE, _editor_array, test_digit, to_gray, to_pils
-from .validation import check_choice, check_int, check_seed, check_steps
+from .. import models
+from ..images import SIZE, editor_array, test_digit, to_gray, to_pils
+from ..validation import MAX_DDPM_STEPS, check_choice, check_int, check_seed, check_steps
+from ..widgets import DIGIT_HELP, NUM_TEST, missing_banner, seed_input
 
+TITLE = "Inpaint"
+ID = "inpaint"
 EDITOR_SCALE = 10  # the digit is shown at 280×280 in the editor
 MASK_PRESETS = ("drawn", "left half", "right half", "top half", "bottom half", "centre square")
 MAX_RESAMPLE = 10
@@ -54,7 +57,7 @@ def drawn_mask(editor) -> torch.Tensor:
     layers = editor.get("layers") if isinstance(editor, dict) else None
     painted = None
     for layer in layers or []:
-        array = _editor_array({"composite": layer})
+        array = editor_array({"composite": layer})
         if array is None:
             continue
         if array.ndim == 3 and array.shape[-1] == 4:
@@ -70,7 +73,7 @@ def drawn_mask(editor) -> torch.Tensor:
 
 def editor_digit(editor, test_index) -> torch.Tensor:
     """The editor's background (the digit, possibly uploaded) as 28×28 white-on-black; else the test digit."""
-    background = _editor_array({"composite": editor.get("background")}) if isinstance(editor, dict) else None
+    background = editor_array({"composite": editor.get("background")}) if isinstance(editor, dict) else None
     if background is None:
         return test_digit(test_index)[0]
     gray = to_gray(background)
@@ -110,3 +113,46 @@ def inpaint(test_index, editor, mask_preset, sampler, steps, resample_steps, num
     ).images
     shown = torch.where(keep > 0, image, torch.full_like(image, 0.5))
     return to_pils(shown, scale=6)[0], to_pils(images, scale=4)
+
+
+def build(demo: gr.Blocks) -> None:
+    """The Inpaint tab's layout and events; the editor opens on a test digit."""
+    missing_banner("pixel")
+    gr.Markdown(
+        "Paint over part of the digit (any colour): the pixel DDPM fills the painted pixels in, keeping the rest "
+        "exactly (RePaint). Or pick a preset mask."
+    )
+    with gr.Row():
+        with gr.Column():
+            index = gr.Slider(0, NUM_TEST - 1, value=7, step=1, label=DIGIT_HELP)
+            editor = gr.ImageEditor(
+                value=None,
+                type="numpy",
+                image_mode="RGBA",
+                canvas_size=(280, 280),
+                height=320,
+                brush=gr.Brush(default_size=28, colors=["#ff3366"], color_mode="fixed"),
+                sources=("upload",),
+                label="Digit (paint the pixels to fill in)",
+                elem_id="inpaint-editor",
+            )
+            mask = gr.Radio(list(MASK_PRESETS), value="drawn", label="Mask")
+        with gr.Column():
+            with gr.Row():
+                sampler = gr.Radio(list(models.SAMPLERS), value="DDIM", label="Sampler")
+                steps = gr.Slider(1, MAX_DDPM_STEPS, value=50, step=1, label="Steps")
+                resample = gr.Slider(1, MAX_RESAMPLE, value=2, step=1, label="Resample steps U")
+            with gr.Row():
+                variants = gr.Slider(1, MAX_VARIANTS, value=4, step=1, label="Variants")
+                seed = seed_input()
+            run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
+            masked = gr.Image(label="Kept pixels (grey = to fill)", type="pil", format="png", elem_id="inpaint-masked")
+            result = gr.Gallery(format="png", label="Filled in", columns=4, height=200, elem_id="inpaint-gallery")
+    index.change(editor_value, index, editor, api_name="ui_inpaint_digit", api_visibility="private")
+    run.click(
+        inpaint,
+        [index, editor, mask, sampler, steps, resample, variants, seed],
+        [masked, result],
+        api_name="inpaint",
+    )
+    demo.load(editor_value, index, editor, api_name="ui_inpaint_digit_load", api_visibility="private")

@@ -1,4 +1,5 @@
-"""The Sample tab: run a DDPM/DDIM pipeline in a worker thread and stream z_t and x̂_0 to the page as it goes."""
+"""The Sample tab: pick a DDPM, a sampler and its settings; the pipeline runs in a worker thread and the page is
+streamed z_t and x̂_0 as it goes, then the samples and a GIF of the trajectory."""
 
 from __future__ import annotations
 
@@ -11,12 +12,32 @@ import gradio as gr
 import torch
 from PIL import Image, ImageDraw
 
-from pipelines.defaults import DEFAULT_AUTOGUIDANCE_SCALE
+from pipelines.defaults import (
+    DEFAULT_AUTOGUIDANCE_SCALE,
+    DEFAULT_DDIM_ETA,
+    DEFAULT_DDIM_STEPS,
+    DEFAULT_DDPM_STEPS,
+    DEFAULT_GUIDANCE_SCALE,
+    DEFAULT_SAMPLER,
+)
 
-from . import models
-from .images import grid, save_gif, to_pils
-from .validation import check_choice, check_float, check_int, check_num_images, check_seed, check_steps
+from .. import models
+from ..images import grid, save_gif, to_pils
+from ..validation import (
+    MAX_DDIM_STEPS,
+    MAX_DDPM_STEPS,
+    MAX_IMAGES,
+    check_choice,
+    check_float,
+    check_int,
+    check_num_images,
+    check_seed,
+    check_steps,
+)
+from ..widgets import missing_banner, seed_input
 
+TITLE = "Sample"
+ID = "sample"
 STREAM_UPDATES = 10  # about this many z_t / x̂_0 pictures per run
 MAX_GUIDANCE = 20.0
 
@@ -38,7 +59,7 @@ def trajectory_frame(z_t: torch.Tensor, x0: torch.Tensor | None, t: int, step: i
 
 def validate(model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance=DEFAULT_AUTOGUIDANCE_SCALE):
     """Every Sample input checked; returns them converted. The model must be bundled."""
-    model = check_choice("model", model, tuple(models.SPECS)[:3])
+    model = check_choice("model", model, models.DIFFUSION_MODELS)
     sampler = check_choice("sampler", sampler, models.SAMPLERS)
     if not models.is_available(model):
         raise gr.Error(models.missing_message(model))
@@ -133,3 +154,89 @@ def sample_stream(
     )
     images = result["output"].images
     yield to_pils(images), frames[-1] if frames else None, status, save_gif(frames)
+
+
+def default_model() -> str:
+    return "latent" if models.is_available("latent") else "pixel"
+
+
+def shows_autoguidance(model: str | None) -> bool:
+    return model in models.DIFFUSION_MODELS and not models.SPECS[model].conditional and models.has_guide(model)
+
+
+def build(demo: gr.Blocks) -> None:
+    """The Sample tab's layout and events."""
+    missing_banner(*models.DIFFUSION_MODELS)
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = gr.Dropdown(
+                [(models.SPECS[k].label, k) for k in models.DIFFUSION_MODELS],
+                value=default_model(),
+                label="Model",
+            )
+            sampler = gr.Radio(list(models.SAMPLERS), value=DEFAULT_SAMPLER.upper(), label="Sampler")
+            steps = gr.Slider(
+                1,
+                MAX_DDPM_STEPS,
+                value=DEFAULT_DDIM_STEPS,
+                step=1,
+                label=f"Steps (DDIM ≤ {MAX_DDIM_STEPS}, DDPM ≤ {MAX_DDPM_STEPS})",
+                elem_id="sample-steps",
+            )
+            eta = gr.Slider(
+                0, 1, value=DEFAULT_DDIM_ETA, step=0.05, label="DDIM η (0 = deterministic, 1 = DDPM-like noise)"
+            )
+            num_images = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
+            seed = seed_input()
+            with gr.Group(visible=models.SPECS[default_model()].conditional) as conditional_inputs:
+                digit = gr.Slider(0, 9, value=3, step=1, label="Digit (class-conditional model only)")
+                guidance = gr.Slider(
+                    0,
+                    MAX_GUIDANCE,
+                    value=DEFAULT_GUIDANCE_SCALE,
+                    step=0.5,
+                    label="Guidance scale w (class-conditional model only)",
+                )
+            with gr.Group(visible=shows_autoguidance(default_model())) as autoguidance_inputs:
+                autoguidance = gr.Slider(
+                    0,
+                    MAX_GUIDANCE,
+                    value=DEFAULT_AUTOGUIDANCE_SCALE,
+                    step=0.25,
+                    elem_id="sample-autoguidance",
+                    label="Autoguidance w: steer away from a small, briefly trained guide model (1 = off)",
+                )
+            run = gr.Button("Sample", variant="primary", elem_id="sample-button")
+        with gr.Column(scale=2):
+            status = gr.Markdown(label="Status", elem_id="sample-status")
+            gallery = gr.Gallery(format="png", label="Samples", columns=6, height=420, elem_id="sample-gallery")
+            trajectory = gr.Image(
+                label="Reverse process: z_t (left) and the predicted x̂_0 (right), streamed",
+                type="pil",
+                format="png",
+                elem_id="sample-trajectory",
+            )
+            gif = gr.File(label="Trajectory GIF (download)", elem_id="sample-gif")
+    sampler.change(
+        lambda s: gr.update(value=DEFAULT_DDIM_STEPS if s == "DDIM" else DEFAULT_DDPM_STEPS),
+        sampler,
+        steps,
+        api_name="ui_default_steps",
+        api_visibility="private",
+    )
+    model.change(
+        lambda m: (
+            gr.update(visible=m in models.SPECS and models.SPECS[m].conditional),
+            gr.update(visible=shows_autoguidance(m)),
+        ),
+        model,
+        [conditional_inputs, autoguidance_inputs],
+        api_name="ui_conditional_inputs",
+        api_visibility="private",
+    )
+    run.click(
+        sample_stream,
+        [model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance],
+        [gallery, trajectory, status, gif],
+        api_name="sample",
+    )
