@@ -19,7 +19,7 @@ from huggingface_hub import HfApi
 
 from pipelines.hub_code import stale_hub_code, write_hub_code
 from pipelines.image_grid import make_grid
-from pipelines.loading import check_pipeline_folder, folder_classes
+from pipelines.loading import folder_classes
 
 from .model_card import SAMPLES_FILE, build_model_card, evaluation_metrics, sampling_kwargs
 
@@ -53,9 +53,8 @@ def stage_folder(
 ) -> Path:
     """Write into ``target`` exactly what would be uploaded. Refuses a folder with pickle weights (checked first)."""
     folder, target = Path(folder), Path(target)
-    index = check_pipeline_folder(folder)
+    card = build_model_card(folder, repo_id, license, source_url)  # checks the folder first
     classes = folder_classes(folder)
-    card = build_model_card(folder, repo_id, index, license, source_url)
     if target.exists() and any(target.iterdir()):
         raise ValueError(f"dry-run folder {str(target)!r} is not empty; choose a new --dry-run-dir.")
     target.mkdir(parents=True, exist_ok=True)

