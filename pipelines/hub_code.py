@@ -28,6 +28,7 @@ from typing import Literal
 CodeMode = Literal["copy", "symlink"]  # real files (a staged or saved folder) or relative links (models/ in git)
 CODE_MODES = ("copy", "symlink")
 PIPELINE_ENTRY = "hub_pipeline"
+MODEL_ENTRY = "hub_model"
 PROJECT = "the VAE & diffusion playground"
 
 
@@ -102,14 +103,9 @@ def code_modules(pipeline_class: type, component_classes: Mapping[str, type | No
     return module_closure({_module_name(c) for c in ours}, _source_dir(pipeline_class))
 
 
-def pipeline_entry_source(
-    pipeline_class: type, component_classes: Mapping[str, type | None], modules: list[str]
-) -> str:
-    """``hub_pipeline.py``: imports each carried module directly (the only imports diffusers copies)."""
-    classes = {_module_name(pipeline_class): {pipeline_class.__name__}}
-    for cls in component_classes.values():
-        if cls is not None and _is_ours(cls):
-            classes.setdefault(_module_name(cls), set()).add(cls.__name__)
+def entry_source(how: str, classes: Mapping[str, set[str]], modules: list[str], package: str) -> str:
+    """An entry module: imports each carried module directly (the only imports diffusers copies), exporting
+    ``classes`` (module → class names). ``how`` is the call that runs it; ``package`` where the modules come from."""
     imports = [
         f"from .{m} import {', '.join(sorted(classes[m]))}" if m in classes else f"from .{m} import __name__ as _{m}"
         for m in modules
@@ -118,11 +114,11 @@ def pipeline_entry_source(
     exported = json.dumps(sorted(set().union(*classes.values())))
     return "\n".join(
         [
-            '"""diffusers\' entry point to this folder\'s code: `DiffusionPipeline.from_pretrained(folder_or_repo_id,',
-            "trust_remote_code=True)` runs this file, which imports the pipeline class named in model_index.json.",
+            '"""diffusers\' entry point to this folder\'s code, which runs this file on',
+            f"{how}.",
             "",
             f"Written by {PROJECT}'s `pipelines/hub_code.py`; do not edit. The other .py files",
-            "here are that project's own `pipelines/` modules, unchanged. diffusers copies into its module cache only",
+            f"here are that project's own `{package}/` modules, unchanged. diffusers copies into its module cache only",
             "the files an entry module imports directly (`from .name import ...`), not the files those import in turn,",
             'so each one is imported here."""',
             "",
@@ -133,6 +129,18 @@ def pipeline_entry_source(
             "",
         ]
     )
+
+
+def pipeline_entry_source(
+    pipeline_class: type, component_classes: Mapping[str, type | None], modules: list[str]
+) -> str:
+    """``hub_pipeline.py``, which exports the pipeline class and our component classes."""
+    classes = {_module_name(pipeline_class): {pipeline_class.__name__}}
+    for cls in component_classes.values():
+        if cls is not None and _is_ours(cls):
+            classes.setdefault(_module_name(cls), set()).add(cls.__name__)
+    how = "`DiffusionPipeline.from_pretrained(folder_or_repo_id, trust_remote_code=True)`"
+    return entry_source(how, classes, modules, _source_dir(pipeline_class).name)
 
 
 def component_entry_source(component: str, cls: type) -> str:
@@ -237,4 +245,30 @@ def write_hub_code(
     index_file = folder / "model_index.json"
     index = hub_model_index(json.loads(index_file.read_text()), pipeline_class, component_classes)
     index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return sorted(files)
+
+
+def model_files(model_class: type) -> dict[str, str | Path]:
+    """A single model's code files (``AutoModel`` route): its module's import closure and ``hub_model.py``."""
+    source = _source_dir(model_class)
+    modules = module_closure([_module_name(model_class)], source)
+    files: dict[str, str | Path] = {f"{m}.py": source / f"{m}.py" for m in modules}
+    how = "`diffusers.AutoModel.from_pretrained(folder_or_repo_id, trust_remote_code=True)`"
+    classes = {_module_name(model_class): {model_class.__name__}}
+    files[f"{MODEL_ENTRY}.py"] = entry_source(how, classes, modules, source.name)
+    return files
+
+
+def write_model_code(folder: str | os.PathLike, model_class: type) -> list[str]:
+    """Make a saved model folder (config.json, safetensors) loadable by ``diffusers.AutoModel`` with
+    ``trust_remote_code=True``: copy its code and point config.json's ``auto_map`` at the entry."""
+    folder = Path(folder)
+    files = model_files(model_class)
+    for relative, content in files.items():
+        _, text = _wanted(folder / relative, content, "copy")
+        (folder / relative).write_text(text, encoding="utf-8")
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text())
+    config["auto_map"] = {"AutoModel": f"{MODEL_ENTRY}.{model_class.__name__}"}
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return sorted(files)

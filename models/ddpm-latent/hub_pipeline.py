@@ -1,5 +1,5 @@
-"""diffusers' entry point to this folder's code: `DiffusionPipeline.from_pretrained(folder_or_repo_id,
-trust_remote_code=True)` runs this file, which imports the pipeline class named in model_index.json.
+"""diffusers' entry point to this folder's code, which runs this file on
+`DiffusionPipeline.from_pretrained(folder_or_repo_id, trust_remote_code=True)`.
 
 Written by the VAE & diffusion playground's `pipelines/hub_code.py`; do not edit. The other .py files
 here are that project's own `pipelines/` modules, unchanged. diffusers copies into its module cache only
