@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from huggingface_hub import HfApi, ModelCard
-from test_hub_native import populate_hub_cache, run_plain_diffusers
+from test_hub_native import SHA, populate_hub_cache, run_plain_diffusers
 from test_loading import SAMPLE_SOURCE, sample, saved_pipelines
 
 from pipelines.pipeline_ddpm import DDPMPipeline
@@ -22,6 +23,7 @@ from training import publish as publish_cli
 from training.config import DDPMTrainConfig, config_to_dict, parse_config
 from training.hub import GITATTRIBUTES, build_model_card, publish
 
+ROOT = Path(__file__).resolve().parents[1]
 REPO = "someone/tiny-mnist-ddpm"
 TOKEN = "hf_NotARealTokenButLooksLikeOne1234567890"
 METRICS = {"confident_fraction": 0.9312, "min_digit_fraction": 0.081, "test_bits_per_dim": 1.234}
@@ -214,3 +216,33 @@ def test_the_staged_folder_runs_its_cards_snippet_with_plain_diffusers_from_the_
     ours = DDPMPipeline.from_pretrained(model_folder)
     ours.set_progress_bar_config(disable=True)
     np.testing.assert_array_equal(np.load(tmp_path / "hub.npy"), sample(ours, "ddim"))
+
+
+# diffusers' AutoModel asks the Hub for the commit of a repo's code even when the code is cached (model_info); offline,
+# the test answers with the cached commit. Everything else comes from the local Hub cache.
+ANSWER_MODEL_INFO = (
+    "import types, diffusers.utils.dynamic_modules_utils as dynamic_modules\n"
+    "dynamic_modules.model_info = lambda repo_id, **kwargs: types.SimpleNamespace(sha=SHA)\n"
+)
+
+
+@pytest.mark.slow
+def test_the_published_classifier_scores_images_with_plain_diffusers_as_ours_does(tmp_path):
+    from training.classifier import load_classifier
+
+    staged = Path(
+        publish(ROOT / "models" / "mnist-classifier", "someone/mnist-classifier", dry_run_dir=tmp_path / "dry")
+    )
+    config = json.loads((staged / "config.json").read_text())
+    assert config["auto_map"] == {"AutoModel": "hub_model.DigitClassifier"} and (staged / "classifier.py").is_file()
+    card = ModelCard.load(staged / "README.md")
+    assert card.data.pipeline_tag == "image-classification"
+    snippet = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
+    populate_hub_cache(tmp_path / "hub-cache", "someone/mnist-classifier", staged)
+    images = "torch.linspace(0, 1, 4 * 28 * 28).reshape(4, 1, 28, 28)"
+    parity = f"np_logits = classifier({images}).detach().numpy()\nimport numpy as np\nnp.save({str(tmp_path / 'logits.npy')!r}, np_logits)\n"
+    run_plain_diffusers(tmp_path, f"SHA = {SHA!r}\n" + ANSWER_MODEL_INFO + snippet + parity)
+    ours = load_classifier(ROOT / "models" / "mnist-classifier")
+    with torch.no_grad():
+        expected = ours(torch.linspace(0, 1, 4 * 28 * 28).reshape(4, 1, 28, 28)).numpy()
+    np.testing.assert_array_equal(np.load(tmp_path / "logits.npy"), expected)

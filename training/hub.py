@@ -17,11 +17,22 @@ from pathlib import Path
 import torch
 from huggingface_hub import HfApi
 
-from pipelines.hub_code import stale_hub_code, write_hub_code
+from pipelines.folder_checks import (
+    check_config_bounds,
+    check_weights,
+    expected_tensors,
+    find_pickles,
+    read_json,
+    weight_files,
+)
+from pipelines.hub_code import model_files, stale_hub_code, write_hub_code, write_model_code
 from pipelines.image_grid import make_grid
 from pipelines.loading import folder_classes
 
-from .model_card import SAMPLES_FILE, build_model_card, evaluation_metrics, sampling_kwargs
+from .classifier import DigitClassifier
+from .model_card import SAMPLES_FILE, build_classifier_card, build_model_card, evaluation_metrics, sampling_kwargs
+
+PUBLISHABLE_MODELS = {"DigitClassifier": DigitClassifier}  # single models (no pipeline) that can be published
 
 # Files the Hub stores with LFS/Xet instead of in git: the weights and the sample grid.
 GITATTRIBUTES = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.png filter=lfs diff=lfs merge=lfs -text\n"
@@ -71,6 +82,57 @@ def stage_folder(
     return target
 
 
+def stage_model(
+    folder: str | Path, target: str | Path, repo_id: str, license: str = "mit", source_url: str | None = None
+) -> Path:
+    """A single model (the scoring classifier): config, weights, metrics, its code for ``diffusers.AutoModel``."""
+    folder, target = Path(folder), Path(target)
+    model_class, config = check_model_folder(folder)
+    modules = [
+        f"{Path(p).parent.name}/{Path(p).name}" for p in model_files(model_class).values() if isinstance(p, Path)
+    ]
+    card = build_classifier_card(folder, repo_id, config, modules, license, source_url)
+    if target.exists() and any(target.iterdir()):
+        raise ValueError(f"dry-run folder {str(target)!r} is not empty; choose a new --dry-run-dir.")
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix != ".py" and path.name not in SKIPPED_NAMES:
+            shutil.copy2(path, target / path.name)
+    write_model_code(target, model_class)
+    (target / ".gitattributes").write_text(GITATTRIBUTES)
+    card.save(target / "README.md")
+    return target
+
+
+def check_model_folder(folder: Path) -> tuple[type, dict]:
+    """A saved single model: a known class, a bounded config, safetensors matching the class, no pickles."""
+    if find_pickles(folder):
+        raise ValueError(
+            f"model folder {str(folder)!r} holds pickle files {find_pickles(folder)}; only safetensors load."
+        )
+    config = read_json(folder / "config.json")
+    check_config_bounds(config, folder / "config.json")
+    model_class = PUBLISHABLE_MODELS.get(config.get("_class_name"))
+    if model_class is None:
+        raise ValueError(
+            f"{folder / 'config.json'} names {config.get('_class_name')!r}, not one of {sorted(PUBLISHABLE_MODELS)}."
+        )
+    check_weights(
+        weight_files(folder), expected_tensors(model_class, config, folder / "config.json"), model_class.__name__
+    )
+    return model_class, config
+
+
+STAGERS = {"pipeline": stage_folder, "model": stage_model}  # what a folder holds → how it is staged
+
+
+def folder_kind(folder: Path) -> str:
+    """ "pipeline" (a model_index.json) or "model" (a config.json alone)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"folder {str(folder)!r} does not exist.")
+    return "pipeline" if (folder / "model_index.json").is_file() or not (folder / "config.json").is_file() else "model"
+
+
 def publish(
     folder: str | Path,
     repo_id: str,
@@ -82,10 +144,11 @@ def publish(
     Returns the repo URL, or the dry-run folder."""
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ValueError(f"repo_id must look like 'user/name', got {repo_id!r}.")
+    stage = STAGERS[folder_kind(Path(folder))]
     if dry_run_dir is not None:
-        return str(stage_folder(folder, dry_run_dir, repo_id, source_url=source_url))
+        return str(stage(folder, dry_run_dir, repo_id, source_url=source_url))
     with tempfile.TemporaryDirectory() as tmp:
-        staged = stage_folder(folder, Path(tmp) / "upload", repo_id, source_url=source_url)
+        staged = stage(folder, Path(tmp) / "upload", repo_id, source_url=source_url)
         api = HfApi()  # token from HF_TOKEN or the saved login; never passed or printed here
         url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         api.upload_folder(

