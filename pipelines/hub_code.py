@@ -1,4 +1,4 @@
-"""The code a saved pipeline folder carries, so that plain diffusers loads it with ``trust_remote_code=True``.
+"""The code a saved folder carries, so that plain diffusers loads it with ``trust_remote_code=True``.
 
 diffusers' custom-code mechanism (``diffusers/utils/dynamic_modules_utils.py``, ``get_cached_module_file``):
 
@@ -13,6 +13,8 @@ pipeline's and its components' modules, computed here from the source) plus one 
 ``hub_pipeline.py``, that imports each of them directly. A component of ours gets a generated entry
 ``<component>/hub_<component>.py`` that takes its class from the root module the pipeline already imported,
 so that the pipeline and diffusers see the same class. Components from diffusers stay ``["diffusers", class]``.
+A single model (``diffusers.AutoModel``) carries its module's closure and ``hub_model.py``, named by config.json's
+``auto_map``.
 """
 
 from __future__ import annotations

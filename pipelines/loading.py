@@ -267,29 +267,7 @@ class SafeFromPretrainedMixin:
         )
         index = check_pipeline_folder(folder, cls)
         model_kwargs = {k: kwargs.pop(k) for k in MODEL_KWARGS if k in kwargs}
-        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        unknown = set(kwargs) - accepted
-        if unknown:
-            raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(unknown)}.")
-        components = dict(kwargs)  # components passed in are used as given
-        for name, (library, class_name) in _components(index):
-            if name in components:
-                continue
-            if name not in accepted:
-                raise ValueError(
-                    f"{folder / 'model_index.json'} lists component {name!r}, which {cls.__name__} does not take."
-                )
-            components[name] = (
-                None
-                if library is None
-                else load_component(folder, name, component_class(folder, name, library, class_name), model_kwargs)
-            )
-        try:
-            pipeline = cls(**components)
-        except TypeError as error:  # a required component missing from model_index.json
-            raise ValueError(
-                f"{folder / 'model_index.json'} does not list what {cls.__name__} needs: {error}"
-            ) from None
+        pipeline = _build(cls, folder, index, given=kwargs, model_kwargs=model_kwargs)
         pipeline.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
         return pipeline
 
@@ -302,6 +280,32 @@ class SafeFromPretrainedMixin:
             raise ValueError("push_to_hub is not supported here; publish with `python -m training.publish`.")
         super().save_pretrained(save_directory, **kwargs)
         write_hub_code(save_directory, type(self), {name: _class_of(c) for name, c in self.components.items()})
+
+
+def _build(cls: type, folder: Path, index: dict, given: dict, model_kwargs: dict):
+    """``cls`` from the components ``given`` (passed to from_pretrained) and those model_index.json lists."""
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = set(given) - accepted
+    if unknown:
+        raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(unknown)}.")
+    components = dict(given)  # components passed in are used as given
+    for name, (library, class_name) in _components(index):
+        if name in components:
+            continue
+        if name not in accepted:
+            raise ValueError(
+                f"{folder / 'model_index.json'} lists component {name!r}, which {cls.__name__} does not take."
+            )
+        if library is None:
+            components[name] = None  # saved as absent
+        else:
+            components[name] = load_component(
+                folder, name, component_class(folder, name, library, class_name), model_kwargs
+            )
+    try:
+        return cls(**components)
+    except TypeError as error:  # a required component missing from model_index.json
+        raise ValueError(f"{folder / 'model_index.json'} does not list what {cls.__name__} needs: {error}") from None
 
 
 def _components(index: dict) -> list[tuple[str, list]]:

@@ -234,3 +234,13 @@ def test_the_project_is_not_importable_where_the_plain_diffusers_tests_run(tmp_p
     code = "import importlib.util as u; print(u.find_spec('pipelines'), u.find_spec('diffusers') is not None)"
     result = run_plain_diffusers(tmp_path, code)
     assert result.stdout.split() == ["None", "True"]
+
+
+@pytest.mark.parametrize("folder", ["ddpm-pixel", "vae"])
+def test_diffusers_never_substitutes_its_own_class_of_the_same_name_even_beside_our_package(folder):
+    """In this process `pipelines` is imported; diffusers has a DDPMPipeline too. Without trust_remote_code it must
+    refuse (naming the fix) instead of returning its own class and dropping the guide UNet."""
+    from diffusers import DiffusionPipeline
+
+    with pytest.raises(ValueError, match=r"custom code.*\n?.*trust_remote_code=True"):
+        DiffusionPipeline.from_pretrained(MODELS / folder)
