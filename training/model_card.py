@@ -51,13 +51,14 @@ SETTINGS = (
 HELD_OUT_PREFIXES = ("test_",)
 
 
-def read_json(path: Path) -> dict:
+def read_optional_json(path: Path) -> dict:
+    """A JSON file the publisher's own run wrote, or {} if absent."""
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def evaluation_metrics(folder: Path) -> dict:
     """Metrics from evaluation.json and metrics.json (evaluation.json wins on a clash)."""
-    metrics = {**read_json(folder / "metrics.json"), **read_json(folder / "evaluation.json")}
+    metrics = {**read_optional_json(folder / "metrics.json"), **read_optional_json(folder / "evaluation.json")}
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, list)) and not isinstance(v, bool)}
 
 
@@ -139,12 +140,12 @@ def eval_results(metrics: dict, task: str) -> list[EvalResult] | None:
 def training_command(folder: Path, index: dict) -> str | None:
     """``training.json``'s "command", else one rebuilt from the run's ``train_config.json`` (folder/.. or folder):
     each field with a value as ``--field value`` (shell-quoted), so that the command re-runs."""
-    info = read_json(folder / "training.json")
+    info = read_optional_json(folder / "training.json")
     if info.get("command"):
         return str(info["command"])
     script = "training.train_vae" if pipeline_class_name(index) == "VAEPipeline" else "training.train_ddpm"
     for candidate in (folder / "train_config.json", folder.parent / "train_config.json"):
-        config = read_json(candidate)
+        config = read_optional_json(candidate)
         if config:
             flags = []
             for key, value in config.items():
@@ -158,7 +159,7 @@ def training_command(folder: Path, index: dict) -> str | None:
 
 def cpu_minutes(folder: Path) -> float | None:
     """From training.json ("cpu_minutes"), else the last "minutes" of the run's metrics.jsonl."""
-    info = read_json(folder / "training.json")
+    info = read_optional_json(folder / "training.json")
     if "cpu_minutes" in info:
         return float(info["cpu_minutes"])
     log = folder.parent / "metrics.jsonl"
@@ -231,7 +232,7 @@ def build_model_card(
     index = check_pipeline_folder(folder)
     pipeline = pipeline_class_name(index)
     metrics = evaluation_metrics(folder)
-    unet_config = read_json(folder / "unet" / "config.json")
+    unet_config = read_optional_json(folder / "unet" / "config.json")
     conditional, unet = bool(unet_config.get("num_class_embeds")), "unet" in index
     task = "unconditional-image-generation"
     data = ModelCardData(
@@ -268,7 +269,7 @@ def build_model_card(
 
 def training_section(folder: Path, index: dict) -> list[str]:
     command, minutes = training_command(folder, index), cpu_minutes(folder)
-    state = read_json(folder / "training_state.json")
+    state = read_optional_json(folder / "training_state.json")
     lines = ["## Training", ""]
     lines += ["```bash", command, "```", ""] if command else ["(training command not recorded)", ""]
     if minutes is not None:
@@ -358,25 +359,29 @@ def build_classifier_card(
         "",
         DATA_DESCRIPTION,
         "",
+        *classifier_measurements(metrics),
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def classifier_measurements(metrics: dict) -> list[str]:
+    """The classifier card's training and evaluation sections (from its metrics.json)."""
+    minutes = f"CPU minutes: {metrics['cpu_minutes']:.1f} (2 CPU cores), {metrics.get('train_steps')} steps"
+    return [
         "## Training",
         "",
         "```bash",
         "python -m training.classifier --output_dir models/mnist-classifier",
         "```",
         "",
-        *(
-            [f"CPU minutes: {metrics['cpu_minutes']:.1f} (2 CPU cores), {metrics.get('train_steps')} steps", ""]
-            if "cpu_minutes" in metrics
-            else []
-        ),
+        *([minutes, ""] if "cpu_minutes" in metrics else []),
         "## Evaluation",
         "",
         f"`test_accuracy` and `test_confident_fraction` are measured on the {HELD_OUT}; "
-        "`non_digits_confident_fraction` on 500 non-digit images (noise, blobs, shuffled test digits).",
+        f"`non_digits_confident_fraction` on {TEST_DIGITS} non-digit images (noise, blobs, shuffled test digits).",
         "",
         "| metric | value |",
         "|---|---|",
         *(f"| {k} | {display(k, v, metrics)} |" for k, v in metrics.items() if _is_result(k, v)),
         "",
     ]
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
