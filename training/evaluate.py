@@ -27,6 +27,7 @@ from pipelines.defaults import (
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_SAMPLER,
 )
+from pipelines.loading import pipeline_class_name
 
 from .classifier import load_classifier
 from .data import load_data
@@ -68,7 +69,7 @@ def score_digits(images: torch.Tensor, requested: torch.Tensor | None = None, cl
 
 def load_pipeline(folder: Path):
     """The project pipeline class that `folder`/model_index.json names, loaded from `folder` (safetensors only)."""
-    name = json.loads((folder / "model_index.json").read_text())["_class_name"]
+    name = pipeline_class_name(json.loads((folder / "model_index.json").read_text()))
     import pipelines
 
     if not hasattr(pipelines, name):

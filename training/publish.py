@@ -1,9 +1,10 @@
-"""Publish a saved pipeline folder to the Hugging Face Hub with a model card.
+"""Publish a saved pipeline folder to the Hugging Face Hub, as a repository plain diffusers loads.
 
-    python -m training.publish models/ddpm-pixel --repo-id user/mnist-ddpm [--private]
+    python -m training.publish models/ddpm-pixel --repo-id user/mnist-ddpm [--private] [--source-url URL]
     python -m training.publish models/ddpm-pixel --repo-id user/mnist-ddpm --dry-run --dry-run-dir /tmp/upload
+    python -m training.publish --refresh-bundled models/     # after pipelines/ changed: rewrite the folders' code
 
-The token comes from HF_TOKEN or `huggingface-cli login`; it is never written anywhere.
+The token comes from HF_TOKEN or `hf auth login`; it is never written anywhere.
 """
 
 from __future__ import annotations
@@ -11,21 +12,37 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .hub import publish
+from .hub import publish, refresh_bundled
 
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", help="a saved pipeline folder (model_index.json, safetensors weights)")
-    parser.add_argument("--repo-id", required=True, help="the Hub repo, 'user/name'")
+    parser.add_argument("folder", nargs="?", help="a saved pipeline folder (model_index.json, safetensors weights)")
+    parser.add_argument("--repo-id", help="the Hub repo, 'user/name'")
     parser.add_argument("--private", action="store_true", help="create the repo as private")
     parser.add_argument(
         "--dry-run", action="store_true", help="write the folder that would be uploaded; upload nothing"
     )
     parser.add_argument("--dry-run-dir", default="hub-upload", help="where --dry-run writes (must be new or empty)")
+    parser.add_argument("--source-url", help="where the project's source lives, linked from the model card")
+    parser.add_argument(
+        "--refresh-bundled",
+        metavar="MODELS_DIR",
+        help="rewrite the code and model_index.json of every pipeline folder in MODELS_DIR; publish nothing",
+    )
     args = parser.parse_args(argv)
+    if args.refresh_bundled:
+        folders = refresh_bundled(args.refresh_bundled)
+        print(f"Rewrote the code of {len(folders)} folders: {', '.join(str(f) for f in folders)}")
+        return args.refresh_bundled
+    if not args.folder or not args.repo_id:
+        parser.error("a folder and --repo-id are needed to publish")
     result = publish(
-        args.folder, args.repo_id, private=args.private, dry_run_dir=args.dry_run_dir if args.dry_run else None
+        args.folder,
+        args.repo_id,
+        private=args.private,
+        dry_run_dir=args.dry_run_dir if args.dry_run else None,
+        source_url=args.source_url,
     )
     print(f"Dry run: wrote the upload to {result}" if args.dry_run else f"Published {args.folder} to {result}")
     return result

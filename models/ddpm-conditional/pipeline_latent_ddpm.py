@@ -1,0 +1,1 @@
+../../pipelines/pipeline_latent_ddpm.py

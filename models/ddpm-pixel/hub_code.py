@@ -1,0 +1,1 @@
+../../pipelines/hub_code.py

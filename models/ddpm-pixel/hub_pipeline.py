@@ -1,0 +1,31 @@
+"""diffusers' entry point to this folder's code, which runs this file on
+`DiffusionPipeline.from_pretrained(folder_or_repo_id, trust_remote_code=True)`.
+
+Written by the VAE & diffusion playground's `pipelines/hub_code.py`; do not edit. The other .py files
+here are that project's own `pipelines/` modules, unchanged. diffusers copies into its module cache only
+the files an entry module imports directly (`from .name import ...`), not the files those import in turn,
+so each one is imported here."""
+
+from .folder_checks import __name__ as _folder_checks
+from .guidance import __name__ as _guidance
+from .hub_code import __name__ as _hub_code
+from .loading import __name__ as _loading
+from .pipeline_ddpm import DDPMPipeline
+from .sampling_loop import __name__ as _sampling_loop
+from .schedules import __name__ as _schedules
+from .scheduling_ddpm import DDPMScheduler
+from .scheduling_utils import __name__ as _scheduling_utils
+from .timesteps import __name__ as _timesteps
+
+__all__ = ["DDPMPipeline", "DDPMScheduler"]
+# the helper modules, one per file
+CARRIED_MODULES = (
+    _folder_checks,
+    _guidance,
+    _hub_code,
+    _loading,
+    _sampling_loop,
+    _schedules,
+    _scheduling_utils,
+    _timesteps,
+)

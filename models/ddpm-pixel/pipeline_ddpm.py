@@ -1,0 +1,1 @@
+../../pipelines/pipeline_ddpm.py

@@ -1,0 +1,1 @@
+../../pipelines/folder_checks.py
