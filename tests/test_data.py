@@ -220,7 +220,7 @@ def test_different_seeds_give_different_orders():
     assert not torch.equal(BatchSampler(100, 10, seed=0).indices(0), BatchSampler(100, 10, seed=1).indices(0))
 
 
-def test_two_ranks_get_disjoint_halves_of_the_global_batch():
+def test_two_ranks_get_disjoint_halves_of_the_global_batch_and_of_its_random_numbers():
     n, batch = 64, 16
     single = BatchSampler(n, batch, seed=5)
     ranks = [BatchSampler(n, batch, seed=5, rank=r, world_size=2) for r in range(2)]
@@ -229,10 +229,26 @@ def test_two_ranks_get_disjoint_halves_of_the_global_batch():
         assert [len(h) for h in halves] == [batch // 2] * 2
         assert not set(halves[0].tolist()) & set(halves[1].tolist())
         assert torch.equal(torch.cat(halves), single.indices(k))  # --batch_size is the global batch
-    # each rank draws its own noise
-    assert not torch.equal(
-        torch.randn(4, generator=ranks[0].generator(0)), torch.randn(4, generator=ranks[1].generator(0))
-    )
+    # the ranks' random numbers are their rows of the single process's: noise, integers, per-row generators
+    for draw in (lambda d: d.randn(3, 2), lambda d: d.rand(), lambda d: d.randint(1000, 2)):
+        whole = draw(single.draws(4))
+        assert torch.equal(torch.cat([draw(r.draws(4)) for r in ranks]), whole)
+    per_row = [torch.randn(3, generator=g) for g in single.draws(4).row_generators()]
+    split = [torch.randn(3, generator=g) for r in ranks for g in r.draws(4).row_generators()]
+    assert all(torch.equal(a, b) for a, b in zip(per_row, split, strict=True))
+    assert not torch.equal(single.draws(4).randn(3), single.draws(5).randn(3))  # each batch its own numbers
+
+
+def test_batch_draws_head_and_global_mean_split_a_global_mean_across_ranks():
+    values = torch.arange(16.0)
+    single = BatchSampler(64, 16, seed=0).draws(0)
+    ranks = [BatchSampler(64, 16, seed=0, rank=r, world_size=2).draws(0) for r in range(2)]
+    head = [d.head(8) for d in ranks]
+    assert [len(h.rows) for h in head] == [8, 0]  # the global batch's first half lies with rank 0
+    # each rank's share, averaged over the ranks as DDP averages gradients, is the single process's mean
+    shares = [h.global_mean(values[h.rows.start : h.rows.stop]) for h in head]
+    torch.testing.assert_close(sum(shares) / 2, single.head(8).global_mean(values[:8]))
+    torch.testing.assert_close(single.head(8).global_mean(values[:8]), values[:8].mean())
 
 
 @pytest.mark.parametrize(

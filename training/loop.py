@@ -1,14 +1,15 @@
 """The one training loop every model uses, through Accelerate.
 
-A model plugs in as a :class:`TrainingTask` (its network, its loss, how to export it as a pipeline); the
-loop owns the rest: mixed precision, gradient accumulation, EMA (diffusers' ``EMAModel``), LR warm-up and
-decay (diffusers' ``get_scheduler``), atomic checkpoints with ``Accelerator.save_state`` (safetensors),
-``--resume_from_checkpoint latest``, sample grids, a JSON-lines metrics log (and TensorBoard if installed),
-early stopping on a validation metric, a NaN guard and a wall-clock budget.
+A model plugs in as a :class:`TrainingTask` (its network, its loss, how to export it); the loop owns the rest:
+mixed precision, gradient accumulation, EMA (diffusers' ``EMAModel``), LR warm-up and decay (diffusers'
+``get_scheduler``), atomic checkpoints (:mod:`training.checkpoints`), ``--resume_from_checkpoint latest``,
+sample grids, a JSON-lines metrics log, early stopping on a validation metric, a NaN guard and a wall-clock
+budget. :func:`train` reads as the recipe: start, then per step train, log, sample, checkpoint, evaluate and
+export; finish.
 
 Resuming is exact: batches, noise and augmentation are pure functions of (seed, batch number)
-(:class:`training.data.BatchSampler`), so a run killed and resumed from a checkpoint ends with the weights
-an uninterrupted run would have had.
+(:class:`training.data.BatchSampler`, :class:`training.data.BatchDraws`), so a run killed and resumed from a
+checkpoint ends with the weights an uninterrupted run would have had.
 """
 
 from __future__ import annotations
@@ -19,24 +20,31 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from .checkpoints import (
+    TMP_SUFFIX,
+    list_checkpoints,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+    write_json,
+)
 from .config import TrainConfig, config_to_dict
-from .data import BatchSampler, ImageData, random_shift
+from .data import BatchDraws, BatchSampler, ImageData, random_shift
 
-CHECKPOINT_PREFIX = "checkpoint-"
-TMP_SUFFIX = ".tmp"
+__all__ = ["TrainingTask", "list_checkpoints", "resolve_checkpoint", "train"]
 
 
 class TrainingTask:
-    """What a model contributes to the loop. Subclasses set ``data`` and implement the methods."""
+    """What a model contributes to the loop. Subclasses set ``config`` and ``data`` and implement the methods."""
 
     config: TrainConfig
     data: ImageData
@@ -46,8 +54,9 @@ class TrainingTask:
         raise NotImplementedError
 
     def loss(
-        self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, step: int
+        self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, draws: BatchDraws, step: int
     ) -> torch.Tensor:
+        """The loss of this process's rows of the batch; every random number comes from ``draws``."""
         raise NotImplementedError
 
     def export(self, model: torch.nn.Module, path: Path) -> None:
@@ -62,162 +71,220 @@ class TrainingTask:
         return {}
 
 
-def list_checkpoints(output_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first. A folder still being written carries TMP_SUFFIX and is ignored."""
-    found = []
-    for p in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}*"):
-        if p.is_dir() and not p.name.endswith(TMP_SUFFIX) and (p / "state.json").is_file():
-            found.append(p)
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+@dataclass
+class Run:
+    """What one training run holds between the steps of :func:`train`."""
 
+    task: TrainingTask
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: EMAModel | None
+    sampler: BatchSampler
+    step: int = 0
+    best: float = math.inf  # the best selection metric so far
+    seconds_before: float = 0.0  # training time before a resume
+    started: float = field(default_factory=time.perf_counter)
+    last_log: float = field(default_factory=time.perf_counter)
+    images_seen: int = 0  # by this process since the last log
 
-def resolve_checkpoint(output_dir: Path, which: str) -> Path | None:
-    if which == "latest":
-        found = list_checkpoints(output_dir)
-        return found[-1] if found else None
-    path = Path(which)
-    if not (path / "state.json").is_file():
-        raise ValueError(f"resume_from_checkpoint={which!r} is not a complete checkpoint folder (no state.json).")
-    return path
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.task.config
 
+    @property
+    def out(self) -> Path:
+        return Path(self.task.config.output_dir)
 
-def _write_json(path: Path, obj: dict) -> None:
-    path.write_text(json.dumps(obj, indent=2))
+    @property
+    def elapsed(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
 
 
 def train(task: TrainingTask) -> Path:
-    """Train ``task``; returns the folder of the exported pipeline (``output_dir/model``)."""
+    """Train ``task``; returns the folder of the exported model (``output_dir/model`` unless ``export_dir``)."""
+    run = start(task)
+    cfg = run.cfg
+    bar = tqdm(
+        total=cfg.max_steps, initial=run.step, disable=not run.accelerator.is_local_main_process, desc=run.out.name
+    )
+    while run.step < cfg.max_steps:
+        loss = training_step(run)
+        done = run.step >= cfg.max_steps or out_of_time(run)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if run.step % cfg.log_every == 0 or done:
+            log_progress(run, loss)
+        if cfg.sample_every and _due(run.step, cfg.sample_every, done):
+            save_sample_grid(run)
+        if _due(run.step, cfg.checkpoint_every, done):
+            save_checkpoint(run.accelerator, run.out, run.step, run.elapsed, run.best, run.ema, cfg.keep_checkpoints)
+        if _due(run.step, cfg.eval_every, done):
+            evaluate_and_export(run)
+        if done:
+            break
+    bar.close()
+    return finish(run)
+
+
+def _due(step: int, every: int, done: bool) -> bool:
+    """Every ``every`` steps (0: never on the way) and always at the end."""
+    return done or (every > 0 and step % every == 0)
+
+
+# ------------------------------------------------------------------------------------------------- start
+
+
+def start(task: TrainingTask) -> Run:
+    """Accelerator, output folder, model, optimizer, LR schedule and EMA; resumed from a checkpoint if asked."""
     cfg = task.config
-    out = Path(cfg.output_dir)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    log_with = "tensorboard" if _has_tensorboard() else None
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        log_with=log_with,
-        project_dir=str(out),
+        step_scheduler_with_optimizer=False,  # stepped once per optimizer step: the schedule follows the global step
+        project_dir=cfg.output_dir,
     )
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "train_config.json", config_to_dict(cfg))
-    if log_with:
-        accelerator.init_trackers("logs", config={k: str(v) for k, v in config_to_dict(cfg).items()})
-
-    torch.manual_seed(cfg.seed)  # the initial weights
-    model = task.build_model()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    lr_scheduler = get_scheduler(
-        cfg.lr_scheduler,
-        optimizer,
-        num_warmup_steps=cfg.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=cfg.max_steps * accelerator.num_processes,
-    )
-    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
-
-    step, seconds_before, best = 0, 0.0, math.inf
-    if cfg.resume_from_checkpoint:
-        ckpt = resolve_checkpoint(out, cfg.resume_from_checkpoint)
-        if ckpt is None:
-            accelerator.print(f"No checkpoint in {out}; starting from scratch.")
-        else:
-            step, seconds_before, best = _load_checkpoint(accelerator, ckpt, ema)
-            accelerator.print(f"Resumed from {ckpt} at step {step}.")
-
     micro_batch = cfg.batch_size // cfg.gradient_accumulation_steps
     sampler = BatchSampler(len(task.data), micro_batch, cfg.seed, accelerator.process_index, accelerator.num_processes)
-    metrics_path = out / "metrics.jsonl"
-    start = time.perf_counter()
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_local_main_process, desc=out.name)
-    last_log, images_seen = time.perf_counter(), 0
-    while step < cfg.max_steps:
-        model.train()
-        for micro in range(cfg.gradient_accumulation_steps):
-            batch_number = step * cfg.gradient_accumulation_steps + micro
-            idx = sampler.indices(batch_number)
-            generator = sampler.generator(batch_number)
-            images = random_shift(task.data.images[idx], cfg.augment_shift, generator).to(accelerator.device)
-            labels = task.data.labels[idx].to(accelerator.device)
-            with accelerator.accumulate(model):
-                with accelerator.autocast():  # the forward pass only: backward and the optimizer run outside autocast
-                    loss = task.loss(model, images, labels, generator, step)
-                if not torch.isfinite(loss):
-                    latest = resolve_checkpoint(out, "latest")
-                    raise FloatingPointError(
-                        f"The loss became {loss.item()} at step {step}: training stopped. Nothing was saved after "
-                        f"the last good checkpoint ({latest or 'none yet'}). Lower --learning_rate or check the data."
-                    )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            images_seen += len(idx)
-        step += 1
-        if ema is not None:
-            ema.step(accelerator.unwrap_model(model).parameters())
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        elapsed = seconds_before + time.perf_counter() - start
-        out_of_time = cfg.max_minutes > 0 and elapsed >= cfg.max_minutes * 60
-        done = step >= cfg.max_steps or out_of_time
-
-        if step % cfg.log_every == 0 or done:
-            now = time.perf_counter()
-            record = {
-                "step": step,
-                "loss": loss.item(),
-                "lr": lr_scheduler.get_last_lr()[0],
-                "images_per_s": images_seen * accelerator.num_processes / (now - last_log),
-                "minutes": elapsed / 60,
-            }
-            last_log, images_seen = now, 0
-            _log(accelerator, metrics_path, record)
-        if accelerator.is_main_process and cfg.sample_every and (step % cfg.sample_every == 0 or done):
-            with _ema_weights(accelerator, model, ema) as m:
-                grid = task.sample_grid(m, torch.Generator().manual_seed(cfg.seed))
-            if grid is not None:
-                from pipelines.image_grid import make_grid
-
-                (out / "samples").mkdir(exist_ok=True)
-                make_grid(grid).save(out / "samples" / f"step-{step:07d}.png")
-        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or done:
-            _save_checkpoint(accelerator, out, step, elapsed, best, ema, cfg.keep_checkpoints)
-        if (cfg.eval_every and step % cfg.eval_every == 0) or done:
-            best = _evaluate_and_export(accelerator, task, model, ema, out, step, best, metrics_path)
-        if out_of_time:
-            accelerator.print(f"Stopping at step {step}: the {cfg.max_minutes}-minute budget is spent.")
-            break
-    bar.close()
-    accelerator.end_training()
-    return out / "model"
-
-
-def _has_tensorboard() -> bool:
-    try:
-        import tensorboard  # noqa: F401  (only checks that it is installed)
-    except ImportError:
-        return False
-    return True
-
-
-def _log(accelerator: Accelerator, path: Path, record: dict) -> None:
     if accelerator.is_main_process:
-        with path.open("a") as f:
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        write_json(Path(cfg.output_dir) / "train_config.json", config_to_dict(cfg))
+    torch.manual_seed(cfg.seed)  # the initial weights
+    model = task.build_model()
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=cfg.learning_rate,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        eps=cfg.adam_epsilon,
+        weight_decay=cfg.weight_decay,
+    )
+    lr_scheduler = build_lr_scheduler(cfg, optimizer)
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
+    run = Run(task, accelerator, model, optimizer, lr_scheduler, ema, sampler)
+    if cfg.resume_from_checkpoint:
+        resume(run)
+    return run
+
+
+def _one_cycle(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """torch's one-cycle policy (Smith & Topor 2017, https://arxiv.org/abs/1708.07120): the LR rises to
+    learning_rate over lr_warmup_steps and anneals to ~0; Adam's β₁ cycles inversely between 0.95 and 0.85."""
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.learning_rate, total_steps=cfg.max_steps, pct_start=cfg.lr_warmup_steps / cfg.max_steps
+    )
+
+
+def _diffusers_schedule(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    return get_scheduler(
+        cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps, num_training_steps=cfg.max_steps
+    )
+
+
+LR_SCHEDULERS = {
+    "one_cycle": _one_cycle,
+    **dict.fromkeys(
+        ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"),
+        _diffusers_schedule,
+    ),
+}
+
+
+def build_lr_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The LR schedule over max_steps optimizer steps, from the LR_SCHEDULERS table."""
+    return LR_SCHEDULERS[cfg.lr_scheduler](cfg, optimizer)
+
+
+def resume(run: Run) -> None:
+    ckpt = resolve_checkpoint(run.out, run.cfg.resume_from_checkpoint)
+    if ckpt is None:
+        run.accelerator.print(f"No checkpoint in {run.out}; starting from scratch.")
+        return
+    run.step, run.seconds_before, run.best = load_checkpoint(run.accelerator, ckpt, run.ema)
+    run.accelerator.print(f"Resumed from {ckpt} at step {run.step}.")
+
+
+# ------------------------------------------------------------------------------------------------- steps
+
+
+def training_step(run: Run) -> float:
+    """One optimizer step over gradient_accumulation_steps micro-batches; returns its mean loss."""
+    cfg, accelerator = run.cfg, run.accelerator
+    run.model.train()
+    losses = []
+    for micro in range(cfg.gradient_accumulation_steps):
+        batch_number = run.step * cfg.gradient_accumulation_steps + micro
+        idx, draws = run.sampler.indices(batch_number), run.sampler.draws(batch_number, accelerator.device)
+        images = random_shift(run.task.data.images[idx].to(accelerator.device), cfg.augment_shift, draws)
+        labels = run.task.data.labels[idx].to(accelerator.device)
+        with accelerator.accumulate(run.model):
+            with accelerator.autocast():  # the forward pass only: backward and the optimizer run outside autocast
+                loss = run.task.loss(run.model, images, labels, draws, run.step)
+            losses.append(_finite_loss(run, loss))
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        run.images_seen += len(idx)
+    if not run.optimizer.step_was_skipped:  # an fp16 overflow skips the optimizer step: the schedule waits too
+        run.lr_scheduler.step()
+    if run.ema is not None:
+        run.ema.step(accelerator.unwrap_model(run.model).parameters())
+    run.step += 1
+    return sum(losses) / len(losses)
+
+
+def _finite_loss(run: Run, loss: torch.Tensor) -> float:
+    """The loss as a number; a NaN or infinite loss stops training before it reaches the weights."""
+    value = loss.item()
+    if not math.isfinite(value):
+        latest = resolve_checkpoint(run.out, "latest")
+        raise FloatingPointError(
+            f"The loss became {value} at step {run.step}: training stopped. Nothing was saved after "
+            f"the last good checkpoint ({latest or 'none yet'}). Lower --learning_rate or check the data."
+        )
+    return value
+
+
+def out_of_time(run: Run) -> bool:
+    minutes = run.cfg.max_minutes
+    if minutes > 0 and run.elapsed >= minutes * 60:
+        run.accelerator.print(f"Stopping at step {run.step}: the {minutes}-minute budget is spent.")
+        return True
+    return False
+
+
+def log_progress(run: Run, loss: float) -> None:
+    now = time.perf_counter()
+    record = {
+        "step": run.step,
+        "loss": loss,
+        "lr": run.lr_scheduler.get_last_lr()[0],
+        "images_per_s": run.images_seen * run.accelerator.num_processes / (now - run.last_log),
+        "minutes": run.elapsed / 60,
+    }
+    run.last_log, run.images_seen = now, 0
+    write_metrics(run, record)
+
+
+def write_metrics(run: Run, record: dict) -> None:
+    """Append ``record`` to output_dir/metrics.jsonl (main process)."""
+    if run.accelerator.is_main_process:
+        with (run.out / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
-    if accelerator.trackers:
-        accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
 
 class _ema_weights:
     """Context: an eval-mode copy of the unwrapped model holding the EMA weights (the training weights stay)."""
 
-    def __init__(self, accelerator: Accelerator, model: torch.nn.Module, ema: EMAModel | None):
-        self.model = copy.deepcopy(accelerator.unwrap_model(model)).float()
-        if ema is not None:
-            ema.copy_to(self.model.parameters())
+    def __init__(self, run: Run):
+        self.model = copy.deepcopy(run.accelerator.unwrap_model(run.model)).float()
+        if run.ema is not None:
+            run.ema.copy_to(self.model.parameters())
         self.model.eval()
 
     def __enter__(self) -> torch.nn.Module:
@@ -229,65 +296,44 @@ class _ema_weights:
         torch.set_grad_enabled(self._grad)
 
 
-def _evaluate_and_export(accelerator, task, model, ema, out: Path, step: int, best: float, metrics_path: Path) -> float:
+def save_sample_grid(run: Run) -> None:
+    """samples/step-<step>.png: a grid drawn from the EMA model with a fixed seed (main process)."""
+    if not run.accelerator.is_main_process:
+        return
+    with _ema_weights(run) as model:
+        grid = run.task.sample_grid(model, torch.Generator().manual_seed(run.cfg.seed))
+    if grid is not None:
+        from pipelines.image_grid import make_grid
+
+        (run.out / "samples").mkdir(exist_ok=True)
+        make_grid(grid).save(run.out / "samples" / f"step-{run.step:07d}.png")
+
+
+def export_path(cfg: TrainConfig) -> Path:
+    return Path(cfg.export_dir) if cfg.export_dir else Path(cfg.output_dir) / "model"
+
+
+def evaluate_and_export(run: Run) -> None:
     """Evaluate the EMA model; export it when it is the best so far (or always, without a selection metric)."""
-    if not accelerator.is_main_process:
-        return best
-    with _ema_weights(accelerator, model, ema) as m:
-        metrics = task.evaluate(m)
+    if not run.accelerator.is_main_process:
+        return
+    with _ema_weights(run) as model:
+        metrics = run.task.evaluate(model)
         if metrics:
-            _log(accelerator, metrics_path, {"step": step, **metrics})
-        key = task.selection_metric
-        if key is None or metrics.get(key, math.inf) < best:
-            best = metrics.get(key, best) if key else best
-            tmp = out / f"model{TMP_SUFFIX}"
+            write_metrics(run, {"step": run.step, **metrics})
+        key = run.task.selection_metric
+        if key is None or metrics.get(key, math.inf) < run.best:
+            run.best = metrics.get(key, run.best) if key else run.best
+            final = export_path(run.cfg)
+            tmp = final.with_name(final.name + TMP_SUFFIX)
             shutil.rmtree(tmp, ignore_errors=True)
-            task.export(m, tmp)
-            _write_json(tmp / "training_state.json", {"step": step, **metrics})
-            shutil.rmtree(out / "model", ignore_errors=True)
-            os.replace(tmp, out / "model")
-    return best
+            run.task.export(model, tmp)
+            write_json(tmp / "training_state.json", {"step": run.step, "minutes": run.elapsed / 60, **metrics})
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
 
 
-def _save_checkpoint(
-    accelerator: Accelerator, out: Path, step: int, seconds: float, best: float, ema, keep: int
-) -> None:
-    """Write checkpoint-<step> atomically: into a .tmp folder first, renamed only once complete."""
-    final = out / f"{CHECKPOINT_PREFIX}{step}"
-    tmp = out / f"{CHECKPOINT_PREFIX}{step}{TMP_SUFFIX}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
-    if accelerator.is_main_process:
-        if ema is not None:
-            save_file(
-                {f"shadow.{i}": p.detach().contiguous() for i, p in enumerate(ema.shadow_params)},
-                tmp / "ema.safetensors",
-            )
-        state = {
-            "step": step,
-            "train_seconds": seconds,
-            "best": best if math.isfinite(best) else None,
-            "ema_optimization_step": ema.optimization_step if ema is not None else None,
-        }
-        _write_json(tmp / "state.json", state)  # written last: its presence marks a complete checkpoint
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
-def _load_checkpoint(accelerator: Accelerator, ckpt: Path, ema) -> tuple[int, float, float]:
-    accelerator.load_state(str(ckpt))
-    state = json.loads((ckpt / "state.json").read_text())
-    if ema is not None:
-        shadow = load_file(ckpt / "ema.safetensors")
-        if len(shadow) != len(ema.shadow_params):
-            raise ValueError(f"checkpoint {ckpt} holds EMA weights for a different model ({len(shadow)} tensors).")
-        for i, p in enumerate(ema.shadow_params):
-            p.copy_(shadow[f"shadow.{i}"])
-        ema.optimization_step = state["ema_optimization_step"]
-    best = state["best"] if state.get("best") is not None else math.inf
-    return state["step"], state["train_seconds"], best
+def finish(run: Run) -> Path:
+    run.accelerator.wait_for_everyone()
+    run.accelerator.end_training()
+    return export_path(run.cfg)
