@@ -13,10 +13,13 @@ import math
 import os
 import re
 import shutil
+import warnings
+import zipfile
 from pathlib import Path
 
 from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -39,13 +42,77 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
 
 
 def resolve_checkpoint(output_dir: Path, which: str) -> Path | None:
-    if which == "latest":
-        found = list_checkpoints(output_dir)
-        return found[-1] if found else None
-    path = Path(which)
-    if not (path / "state.json").is_file():
-        raise ValueError(f"resume_from_checkpoint={which!r} is not a complete checkpoint folder (no state.json).")
-    return path
+    """The checkpoint to resume from: ``which`` itself, or for "latest" the newest complete checkpoint that is
+    not damaged (a damaged one is skipped with a warning). None when there is none."""
+    if which != "latest":
+        path = Path(which)
+        if not (path / "state.json").is_file():
+            raise ValueError(f"resume_from_checkpoint={which!r} is not a complete checkpoint folder (no state.json).")
+        problem = checkpoint_problem(path)
+        if problem:
+            raise ValueError(f"resume_from_checkpoint={which!r} is damaged: {problem}.")
+        return path
+    for path in reversed(list_checkpoints(output_dir)):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        warnings.warn(f"skipping damaged checkpoint {path}: {problem}; trying the one before.", stacklevel=2)
+    return None
+
+
+REQUIRED_FILES = ("model.safetensors", "optimizer.bin", "scheduler.bin")
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """What makes the checkpoint ``path`` unreadable (a missing, truncated or corrupt file), or None. Reads the
+    safetensors headers and the torch archives' checksums; unpickles nothing."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"state.json is unreadable ({err})"
+    wants_ema = isinstance(state, dict) and state.get("ema_optimization_step") is not None
+    for name in (*REQUIRED_FILES, *(["ema.safetensors"] if wants_ema else [])):
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        try:
+            if name.endswith(".safetensors"):
+                with safe_open(file, "pt"):
+                    pass
+            else:
+                with zipfile.ZipFile(file) as archive:
+                    bad = archive.testzip()
+                if bad:
+                    return f"{name} fails its checksum ({bad})"
+        except (OSError, zipfile.BadZipFile, SafetensorError) as err:
+            return f"{name} is truncated or corrupt ({err})"
+    return None
+
+
+def read_state(path: Path) -> dict:
+    """state.json checked: a corrupt one (not what save_checkpoint writes) is refused, never guessed at."""
+    state = json.loads((path / "state.json").read_text())
+    number = CHECKPOINT_NAME.fullmatch(path.name)
+
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"checkpoint {str(path)!r} has a corrupt state.json ({why}); resume from another checkpoint.")
+
+    if not isinstance(state, dict):
+        raise refuse(f"not a JSON object: {state!r}")
+    step, seconds = state.get("step"), state.get("train_seconds")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 1:
+        raise refuse(f"step must be an integer ≥ 1, got {step!r}")
+    if number and int(number.group(1)) != step:
+        raise refuse(f"step {step} does not match the folder name")
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        raise refuse(f"train_seconds must be a finite number ≥ 0, got {seconds!r}")
+    best = state.get("best")
+    if best is not None and not (isinstance(best, (int, float)) and math.isfinite(best)):
+        raise refuse(f"best must be a finite number or null, got {best!r}")
+    ema_step = state.get("ema_optimization_step")
+    if ema_step is not None and not (isinstance(ema_step, int) and ema_step >= 0):
+        raise refuse(f"ema_optimization_step must be an integer ≥ 0 or null, got {ema_step!r}")
+    return state
 
 
 def save_checkpoint(
@@ -81,8 +148,13 @@ def save_checkpoint(
 
 def load_checkpoint(accelerator: Accelerator, ckpt: Path, ema: EMAModel | None) -> tuple[int, float, float]:
     """Restore model, optimizer, LR schedule and EMA from ``ckpt``; returns (step, train seconds, best metric)."""
+    state = read_state(ckpt)
+    if (ema is None) != (state.get("ema_optimization_step") is None):
+        raise ValueError(
+            f"checkpoint {ckpt} was written {'without' if ema is not None else 'with'} EMA: resume with the "
+            f"ema_decay it was trained with ({'0' if ema is not None else '> 0'})."
+        )
     accelerator.load_state(str(ckpt))
-    state = json.loads((ckpt / "state.json").read_text())
     if ema is not None:
         shadow = load_file(ckpt / "ema.safetensors")
         if len(shadow) != len(ema.shadow_params):

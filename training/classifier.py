@@ -19,7 +19,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
 from .config import ClassifierTrainConfig, parse_config
-from .data import BatchDraws, as_draws, load_data
+from .data import BatchDraws, as_draws, check_labels, load_data
 from .loop import TrainingTask, train
 
 CONFIDENT = 0.9  # a prediction is "confident" when one digit gets at least this probability
@@ -79,11 +79,8 @@ class ClassifierTask(TrainingTask):
         self.config = cfg
         self.data = load_data(cfg.data, cfg.split, cfg.image_size)
         self.test = load_data(cfg.data, "test", cfg.image_size)
-        for split, data in ((cfg.split, self.data), ("test", self.test)):
-            if (data.labels < 0).any() or int(data.labels.max()) >= cfg.num_classes:
-                raise ValueError(
-                    f"the classifier needs every image of {cfg.data!r} ({split}) labelled 0..{cfg.num_classes - 1}."
-                )
+        for data in (self.data, self.test):
+            check_labels(data, cfg.num_classes, cfg.data)
 
     def build_model(self) -> DigitClassifier:
         c = self.config

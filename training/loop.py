@@ -33,6 +33,7 @@ from .checkpoints import (
     TMP_SUFFIX,
     list_checkpoints,
     load_checkpoint,
+    read_state,
     resolve_checkpoint,
     save_checkpoint,
     write_json,
@@ -125,6 +126,8 @@ def train(task: TrainingTask) -> Path:
         if done:
             break
     bar.close()
+    if not export_path(cfg).is_dir():  # resumed from a checkpoint at max_steps, before its export was written
+        evaluate_and_export(run)
     return finish(run)
 
 
@@ -149,6 +152,7 @@ def start(task: TrainingTask) -> Run:
     )
     micro_batch = cfg.batch_size // cfg.gradient_accumulation_steps
     sampler = BatchSampler(len(task.data), micro_batch, cfg.seed, accelerator.process_index, accelerator.num_processes)
+    checkpoint = checkpoint_to_resume(task.config, accelerator)  # checked before anything is written
     if accelerator.is_main_process:
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         write_json(Path(cfg.output_dir) / "train_config.json", config_to_dict(cfg))
@@ -165,8 +169,9 @@ def start(task: TrainingTask) -> Run:
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
     run = Run(task, accelerator, model, optimizer, lr_scheduler, ema, sampler)
-    if cfg.resume_from_checkpoint:
-        resume(run)
+    if checkpoint is not None:
+        run.step, run.seconds_before, run.best = load_checkpoint(accelerator, checkpoint, ema)
+        accelerator.print(f"Resumed from {checkpoint} at step {run.step}.")
     return run
 
 
@@ -198,13 +203,16 @@ def build_lr_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> to
     return LR_SCHEDULERS[cfg.lr_scheduler](cfg, optimizer)
 
 
-def resume(run: Run) -> None:
-    ckpt = resolve_checkpoint(run.out, run.cfg.resume_from_checkpoint)
-    if ckpt is None:
-        run.accelerator.print(f"No checkpoint in {run.out}; starting from scratch.")
-        return
-    run.step, run.seconds_before, run.best = load_checkpoint(run.accelerator, ckpt, run.ema)
-    run.accelerator.print(f"Resumed from {ckpt} at step {run.step}.")
+def checkpoint_to_resume(cfg: TrainConfig, accelerator: Accelerator) -> Path | None:
+    """The checkpoint resume_from_checkpoint names (damaged ones skipped for "latest"), its state checked."""
+    if not cfg.resume_from_checkpoint:
+        return None
+    checkpoint = resolve_checkpoint(Path(cfg.output_dir), cfg.resume_from_checkpoint)
+    if checkpoint is None:
+        accelerator.print(f"No checkpoint in {cfg.output_dir}; starting from scratch.")
+        return None
+    read_state(checkpoint)
+    return checkpoint
 
 
 # ------------------------------------------------------------------------------------------------- steps

@@ -20,7 +20,7 @@ from pipelines.sampling_loop import to_model_range
 from pipelines.scheduling_ddpm import DDPMScheduler
 
 from .config import DDPMTrainConfig, parse_config
-from .data import BatchDraws, ImageData, load_data
+from .data import BatchDraws, ImageData, check_labels, load_data
 from .loop import TrainingTask, train
 
 
@@ -53,10 +53,8 @@ class DDPMTask(TrainingTask):
             clip_sample=cfg.space == "pixel",  # x̂_0 ∈ [−1, 1] holds for pixels only; clipping latents ruins them
         )
         data = load_data(cfg.data, cfg.split, cfg.image_size)
-        if cfg.num_classes and (data.labels < 0).any():
-            raise ValueError(f"num_classes={cfg.num_classes} needs labelled data; {cfg.data!r} has unlabelled images.")
-        if cfg.num_classes and int(data.labels.max()) >= cfg.num_classes:
-            raise ValueError(f"num_classes={cfg.num_classes} but the data has label {int(data.labels.max())}.")
+        if cfg.num_classes:
+            check_labels(data, cfg.num_classes, cfg.data)
         self.vae = None
         if cfg.space == "latent":
             self.vae, data = self._encode(data)
