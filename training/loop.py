@@ -40,6 +40,7 @@ from .checkpoints import (
 )
 from .config import TrainConfig, config_to_dict
 from .data import BatchDraws, BatchSampler, ImageData, random_shift
+from .launch import check_launch
 
 __all__ = ["TrainingTask", "list_checkpoints", "resolve_checkpoint", "train"]
 
@@ -150,6 +151,12 @@ def start(task: TrainingTask) -> Run:
         step_scheduler_with_optimizer=False,  # stepped once per optimizer step: the schedule follows the global step
         project_dir=cfg.output_dir,
     )
+    check_launch(os.environ, accelerator.num_processes, accelerator.distributed_type.name)
+    if cfg.batch_size % (cfg.gradient_accumulation_steps * accelerator.num_processes):
+        raise ValueError(
+            f"batch_size ({cfg.batch_size}) must be a multiple of gradient_accumulation_steps × processes "
+            f"({cfg.gradient_accumulation_steps} × {accelerator.num_processes}): it is the global batch."
+        )
     micro_batch = cfg.batch_size // cfg.gradient_accumulation_steps
     sampler = BatchSampler(len(task.data), micro_batch, cfg.seed, accelerator.process_index, accelerator.num_processes)
     checkpoint = checkpoint_to_resume(task.config, accelerator)  # checked before anything is written
@@ -231,7 +238,7 @@ def training_step(run: Run) -> float:
         with accelerator.accumulate(run.model):
             with accelerator.autocast():  # the forward pass only: backward and the optimizer run outside autocast
                 loss = run.task.loss(run.model, images, labels, draws, run.step)
-            losses.append(_finite_loss(run, loss))
+            losses.append(_global_loss(run, loss))
             accelerator.backward(loss)
             if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
@@ -246,9 +253,10 @@ def training_step(run: Run) -> float:
     return sum(losses) / len(losses)
 
 
-def _finite_loss(run: Run, loss: torch.Tensor) -> float:
-    """The loss as a number; a NaN or infinite loss stops training before it reaches the weights."""
-    value = loss.item()
+def _global_loss(run: Run, loss: torch.Tensor) -> float:
+    """The loss of the whole global batch: the mean of the processes' losses (each the mean over an equal share
+    of rows). A NaN or infinite loss on any process stops them all before it reaches the weights."""
+    value = run.accelerator.reduce(loss.detach().float(), "mean").item()
     if not math.isfinite(value):
         latest = resolve_checkpoint(run.out, "latest")
         raise FloatingPointError(
@@ -259,8 +267,13 @@ def _finite_loss(run: Run, loss: torch.Tensor) -> float:
 
 
 def out_of_time(run: Run) -> bool:
+    """Whether the max_minutes budget is spent; with several processes, on any of them (they stop together)."""
     minutes = run.cfg.max_minutes
-    if minutes > 0 and run.elapsed >= minutes * 60:
+    spent = minutes > 0 and run.elapsed >= minutes * 60
+    if minutes > 0 and run.accelerator.num_processes > 1:
+        votes = run.accelerator.reduce(torch.tensor(float(spent), device=run.accelerator.device), "sum")
+        spent = votes.item() > 0
+    if spent:
         run.accelerator.print(f"Stopping at step {run.step}: the {minutes}-minute budget is spent.")
         return True
     return False
