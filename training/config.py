@@ -9,6 +9,7 @@ involves several fields. All of it runs when a config is built, before any data,
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -31,6 +32,7 @@ __all__ = [
 LRSchedule = Literal[
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "one_cycle"
 ]
+REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 FRACTION = Range(0, 1)
 STEPS = Range(0)  # a number of steps, 0 allowed
 EVERY = Range(1)  # a period in steps
@@ -44,6 +46,9 @@ class TrainConfig:
     seed: int = 0
     batch_size: int = 64  # global batch per optimizer step (all processes, all accumulation micro-batches)
     max_steps: int = 10_000
+    num_epochs: int = (
+        0  # > 0: train this many passes over the data instead (max_steps = num_epochs × batches per epoch)
+    )
     max_minutes: float = 0.0  # stop (checkpoint, export) after this many minutes; 0 = no limit
     learning_rate: float = 2e-4
     lr_scheduler: LRSchedule = "cosine"
@@ -55,7 +60,12 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # 0 = no clipping
     gradient_accumulation_steps: int = 1
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    ema_decay: float = 0.999  # 0 turns EMA off
+    ema_decay: float = 0.999  # the EMA's decay (its maximum with a warm-up); 0 turns EMA off
+    # diffusers' EMAModel warm-up of the decay at optimizer step t: "ratio" min(ema_decay, (1 + t)/(10 + t)),
+    # "power" min(ema_decay, 1 − (1 + t/ema_inv_gamma)^−ema_power) (diffusers' --use_ema)
+    ema_warmup: Literal["ratio", "power"] = "ratio"
+    ema_inv_gamma: float = 1.0
+    ema_power: float = 0.75
     augment_shift: int = 0  # random translation by up to this many pixels
     log_every: int = 50
     sample_every: int = 1_000  # 0 = no sample grids
@@ -64,6 +74,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     resume_from_checkpoint: str | None = None  # a checkpoint folder, or "latest"
     export_dir: str = ""  # where the trained model is exported; "" = <output_dir>/model
+    report_to: Literal["none", "tensorboard"] = "none"  # metrics.jsonl always; tensorboard: scalars and sample grids
+    push_to_hub: Literal["no", "at_end"] = "no"  # at_end: publish the exported model with training.hub
+    hub_model_id: str = ""  # user/name on the Hugging Face Hub
+    hub_visibility: Literal["public", "private"] = "public"
     num_threads: int = 0  # torch threads; 0 = torch's default
 
     BOUNDS: ClassVar[dict[str, Range]] = {
@@ -71,6 +85,7 @@ class TrainConfig:
         "seed": Range(0, 2**32 - 1),
         "batch_size": Range(1),
         "max_steps": Range(1),
+        "num_epochs": Range(0),
         "max_minutes": Range(0),
         "learning_rate": Range(0, low_open=True),
         "lr_warmup_steps": STEPS,
@@ -81,6 +96,8 @@ class TrainConfig:
         "max_grad_norm": Range(0),
         "gradient_accumulation_steps": Range(1, 4096),
         "ema_decay": Range(0, 1, high_open=True),
+        "ema_inv_gamma": Range(0, low_open=True),
+        "ema_power": Range(0, low_open=True),
         "augment_shift": Range(0, 64),
         "log_every": EVERY,
         "sample_every": STEPS,
@@ -113,6 +130,8 @@ class TrainConfig:
         for name in ("output_dir", "data"):
             if not getattr(self, name).strip():
                 raise ValueError(f"{name} must not be empty.")
+        if self.push_to_hub == "at_end" and not REPO_ID.fullmatch(self.hub_model_id):
+            raise ValueError(f"push_to_hub needs hub_model_id as 'user/name', got {self.hub_model_id!r}.")
         self._check_folders()
 
     def _check_folders(self) -> None:
@@ -233,6 +252,11 @@ class ClassifierTrainConfig(TrainConfig):
         "feature_dim": Range(1, 65_536),
         "outlier_weight": Range(0),
     }
+
+    def check(self) -> None:
+        super().check()
+        if self.push_to_hub != "no":
+            raise ValueError("push_to_hub publishes pipelines; the classifier is not one (copy its export instead).")
 
 
 def config_to_dict(config: TrainConfig) -> dict:

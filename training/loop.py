@@ -15,6 +15,7 @@ checkpoint ends with the weights an uninterrupted run would have had.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -23,9 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
-from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
@@ -41,6 +42,7 @@ from .checkpoints import (
 from .config import TrainConfig, config_to_dict
 from .data import BatchDraws, BatchSampler, ImageData, random_shift
 from .launch import check_launch
+from .optimization import build_lr_scheduler, build_optimizer, make_ema
 
 __all__ = ["TrainingTask", "list_checkpoints", "resolve_checkpoint", "train"]
 
@@ -141,40 +143,23 @@ def _due(step: int, every: int, done: bool) -> bool:
 
 
 def start(task: TrainingTask) -> Run:
-    """Accelerator, output folder, model, optimizer, LR schedule and EMA; resumed from a checkpoint if asked."""
-    cfg = task.config
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        step_scheduler_with_optimizer=False,  # stepped once per optimizer step: the schedule follows the global step
-        project_dir=cfg.output_dir,
-    )
-    check_launch(os.environ, accelerator.num_processes, accelerator.distributed_type.name)
-    if cfg.batch_size % (cfg.gradient_accumulation_steps * accelerator.num_processes):
-        raise ValueError(
-            f"batch_size ({cfg.batch_size}) must be a multiple of gradient_accumulation_steps × processes "
-            f"({cfg.gradient_accumulation_steps} × {accelerator.num_processes}): it is the global batch."
-        )
-    micro_batch = cfg.batch_size // cfg.gradient_accumulation_steps
-    sampler = BatchSampler(len(task.data), micro_batch, cfg.seed, accelerator.process_index, accelerator.num_processes)
-    checkpoint = checkpoint_to_resume(task.config, accelerator)  # checked before anything is written
+    """Accelerator, output folder, model, optimizer, LR schedule and EMA; resumed from a checkpoint if asked.
+    Everything is checked (launch, batch split, checkpoint) before the first file is written."""
+    accelerator = make_accelerator(task.config)
+    sampler = make_sampler(task, accelerator)
+    cfg = task.config  # with max_steps from num_epochs
+    checkpoint = checkpoint_to_resume(cfg, accelerator)
     if accelerator.is_main_process:
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         write_json(Path(cfg.output_dir) / "train_config.json", config_to_dict(cfg))
+    if accelerator.log_with:
+        accelerator.init_trackers("logs", config={k: str(v) for k, v in config_to_dict(cfg).items()})
     torch.manual_seed(cfg.seed)  # the initial weights
     model = task.build_model()
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=cfg.learning_rate,
-        betas=(cfg.adam_beta1, cfg.adam_beta2),
-        eps=cfg.adam_epsilon,
-        weight_decay=cfg.weight_decay,
-    )
+    optimizer = build_optimizer(cfg, model)
     lr_scheduler = build_lr_scheduler(cfg, optimizer)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
+    ema = make_ema(cfg, accelerator.unwrap_model(model))
     run = Run(task, accelerator, model, optimizer, lr_scheduler, ema, sampler)
     if checkpoint is not None:
         run.step, run.seconds_before, run.best = load_checkpoint(accelerator, checkpoint, ema)
@@ -182,32 +167,38 @@ def start(task: TrainingTask) -> Run:
     return run
 
 
-def _one_cycle(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    """torch's one-cycle policy (Smith & Topor 2017, https://arxiv.org/abs/1708.07120): the LR rises to
-    learning_rate over lr_warmup_steps and anneals to ~0; Adam's β₁ cycles inversely between 0.95 and 0.85."""
-    return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.learning_rate, total_steps=cfg.max_steps, pct_start=cfg.lr_warmup_steps / cfg.max_steps
+TRACKERS = {"none": None, "tensorboard": "tensorboard"}  # report_to → Accelerate's log_with
+
+
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    """The Accelerator, after checking that it started the processes the launcher asked for."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        step_scheduler_with_optimizer=False,  # stepped once per optimizer step: the schedule follows the global step
+        log_with=TRACKERS[cfg.report_to],
+        project_dir=cfg.output_dir,
     )
+    check_launch(os.environ, accelerator.num_processes, accelerator.distributed_type.name)
+    return accelerator
 
 
-def _diffusers_schedule(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    return get_scheduler(
-        cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps, num_training_steps=cfg.max_steps
-    )
-
-
-LR_SCHEDULERS = {
-    "one_cycle": _one_cycle,
-    **dict.fromkeys(
-        ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"),
-        _diffusers_schedule,
-    ),
-}
-
-
-def build_lr_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    """The LR schedule over max_steps optimizer steps, from the LR_SCHEDULERS table."""
-    return LR_SCHEDULERS[cfg.lr_scheduler](cfg, optimizer)
+def make_sampler(task: TrainingTask, accelerator: Accelerator) -> BatchSampler:
+    """This process's batches; with num_epochs, max_steps becomes that many passes over the data."""
+    cfg, processes = task.config, accelerator.num_processes
+    if cfg.batch_size % (cfg.gradient_accumulation_steps * processes):
+        raise ValueError(
+            f"batch_size ({cfg.batch_size}) must be a multiple of gradient_accumulation_steps × processes "
+            f"({cfg.gradient_accumulation_steps} × {processes}): it is the global batch."
+        )
+    micro_batch = cfg.batch_size // cfg.gradient_accumulation_steps
+    sampler = BatchSampler(len(task.data), micro_batch, cfg.seed, accelerator.process_index, processes)
+    if cfg.num_epochs:
+        steps = math.ceil(cfg.num_epochs * sampler.per_epoch / cfg.gradient_accumulation_steps)
+        task.config = dataclasses.replace(cfg, max_steps=steps)
+    return sampler
 
 
 def checkpoint_to_resume(cfg: TrainConfig, accelerator: Accelerator) -> Path | None:
@@ -293,10 +284,12 @@ def log_progress(run: Run, loss: float) -> None:
 
 
 def write_metrics(run: Run, record: dict) -> None:
-    """Append ``record`` to output_dir/metrics.jsonl (main process)."""
+    """Append ``record`` to output_dir/metrics.jsonl (main process) and to the tracker of report_to."""
     if run.accelerator.is_main_process:
         with (run.out / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
+    if run.accelerator.trackers:
+        run.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
 
 class _ema_weights:
@@ -326,8 +319,12 @@ def save_sample_grid(run: Run) -> None:
     if grid is not None:
         from pipelines.image_grid import make_grid
 
+        image = make_grid(grid)
         (run.out / "samples").mkdir(exist_ok=True)
-        make_grid(grid).save(run.out / "samples" / f"step-{run.step:07d}.png")
+        image.save(run.out / "samples" / f"step-{run.step:07d}.png")
+        if run.cfg.report_to == "tensorboard":
+            writer = run.accelerator.get_tracker("tensorboard", unwrap=True)
+            writer.add_image("samples", np.asarray(image.convert("RGB")), run.step, dataformats="HWC")
 
 
 def export_path(cfg: TrainConfig) -> Path:
@@ -355,6 +352,12 @@ def evaluate_and_export(run: Run) -> None:
 
 
 def finish(run: Run) -> Path:
+    """Wait for every process, close the trackers and publish the export when push_to_hub asks."""
     run.accelerator.wait_for_everyone()
     run.accelerator.end_training()
+    if run.cfg.push_to_hub == "at_end" and run.accelerator.is_main_process:
+        from .hub import publish
+
+        url = publish(export_path(run.cfg), run.cfg.hub_model_id, private=run.cfg.hub_visibility == "private")
+        run.accelerator.print(f"Published {export_path(run.cfg)} to {url}.")
     return export_path(run.cfg)
