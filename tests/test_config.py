@@ -110,6 +110,8 @@ def test_output_and_export_folders_that_cannot_be_used_are_refused(tmp_path):
         DDPMTrainConfig(output_dir=" ")
     with pytest.raises(ValueError, match="max_steps must be an integer, got 2.5"):
         DDPMTrainConfig(max_steps=2.5)  # Python callers are checked the same way
+    with pytest.raises(ValueError, match=r"lr_warmup_steps \(1\) must be in \[2, max_steps = 1500\)"):
+        ClassifierTrainConfig(lr_warmup_steps=1)  # torch's one-cycle schedule needs a rise and a fall
 
 
 def test_good_values_come_back_typed_from_flags_files_and_python(tmp_path):

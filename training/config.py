@@ -122,10 +122,10 @@ class TrainConfig:
             )
         if self.augment_shift >= self.image_size:
             raise ValueError(f"augment_shift ({self.augment_shift}) must be below image_size ({self.image_size}).")
-        if self.lr_scheduler == "one_cycle" and not 0 < self.lr_warmup_steps < self.max_steps:
+        if self.lr_scheduler == "one_cycle" and not 2 <= self.lr_warmup_steps < self.max_steps:
             raise ValueError(
-                f"lr_warmup_steps ({self.lr_warmup_steps}) must be in (0, max_steps = {self.max_steps}) "
-                "for the one_cycle schedule."
+                f"lr_warmup_steps ({self.lr_warmup_steps}) must be in [2, max_steps = {self.max_steps}) "
+                "for the one_cycle schedule (it rises over them, then anneals)."
             )
         for name in ("output_dir", "data"):
             if not getattr(self, name).strip():
