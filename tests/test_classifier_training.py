@@ -60,6 +60,7 @@ def original_training(steps: int, batch_size: int, seed: int = 0, outlier_weight
     return model
 
 
+@pytest.mark.slow
 def test_classifier_task_reproduces_the_original_standalone_training(tmp_path):
     steps, batch = 10, 32  # 30% of 10 steps is a whole number of warm-up steps, as 30% of the recipe's 1,500
     reference = original_training(steps, batch).state_dict()

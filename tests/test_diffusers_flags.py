@@ -195,8 +195,9 @@ def test_the_power_ema_warmup_follows_diffusers_formula(tmp_path):
 
 def test_num_epochs_trains_that_many_passes_over_the_data(tmp_path):
     out = tmp_path / "epochs"
-    train_ddpm.main(ddpm_args(out, "--num_epochs", "1", "--gradient_accumulation_steps", "2", every=0))
-    batches = len(load_data("sklearn-digits", "train+val", 8)) // 8  # micro-batches of 16 / 2
+    args = ("--num_epochs", "1", "--batch_size", "64", "--gradient_accumulation_steps", "2")
+    train_ddpm.main(ddpm_args(out, *args, every=0))
+    batches = len(load_data("sklearn-digits", "train+val", 8)) // 32  # micro-batches of 64 / 2
     steps = math.ceil(batches / 2)
     assert json.loads((out / "train_config.json").read_text())["max_steps"] == steps
     assert [c.name for c in out.glob("checkpoint-*")] == [f"checkpoint-{steps}"]

@@ -66,7 +66,7 @@ def non_digits(digits: torch.Tensor, randomness: torch.Generator | BatchDraws) -
         digits.flatten(1)[:, torch.randperm(size * size, generator=draws.generator)].view_as(digits),
     ]
     kind = draws.global_rows % 4  # by position in the global batch: the same whatever the number of processes
-    return torch.stack(kinds)[kind, torch.arange(len(digits))]
+    return torch.stack(kinds)[kind, torch.arange(len(digits), device=digits.device)]
 
 
 class ClassifierTask(TrainingTask):
