@@ -174,6 +174,70 @@ def test_unreadable_image_is_a_clear_value_error_naming_the_file(tmp_path):
         load_data(str(tmp_path), "all")
 
 
+def png_claiming_size(path, width: int, height: int) -> None:
+    """A tiny PNG whose header claims width × height pixels (how a decompression bomb looks before decoding)."""
+    import struct
+    import zlib
+
+    write_png(path, np.zeros((1, 1)))
+    data = bytearray(path.read_bytes())
+    ihdr = data[12:29]  # b"IHDR" + width, height, bit depth, colour type, ...
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("width", "message"),
+    [(5_000, r"huge\.png' is 5000×5000 pixels, over the limit"), (20_000, r"huge\.png' is far too large to decode")],
+)
+def test_decompression_bombs_are_refused_naming_the_file_before_decoding(tmp_path, width, message):
+    write_png(tmp_path / "0" / "good.png", np.zeros((4, 4)))
+    png_claiming_size(tmp_path / "0" / "huge.png", width, width)
+    with pytest.raises(ValueError, match=message):
+        load_data(str(tmp_path), "all")
+
+
+def test_truncated_and_dangling_image_files_are_clear_errors_naming_the_file(tmp_path):
+    write_png(tmp_path / "0" / "good.png", np.random.default_rng(0).integers(0, 256, (64, 64)))
+    whole = (tmp_path / "0" / "good.png").read_bytes()
+    (tmp_path / "0" / "cut.png").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=r"cannot read image .*cut\.png"):
+        load_data(str(tmp_path), "all")
+    (tmp_path / "0" / "cut.png").unlink()
+    (tmp_path / "0" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(ValueError, match=r"cannot read image .*gone\.png"):
+        load_data(str(tmp_path), "all")
+
+
+def test_data_too_large_for_memory_is_refused_before_it_is_allocated(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"image_size=1024: 4,000 images of 1024×1024 would take 15\.6 GiB"):
+        load_data("mnist", "train", image_size=1024)
+    for i in range(3):
+        write_png(tmp_path / f"{i}.png", np.zeros((20, 20)))
+    monkeypatch.setattr("training.data.MAX_DATA_BYTES", 3 * 20 * 20 * 4 - 1)
+    with pytest.raises(ValueError, match=r"image folder .*: 3 images of 20×20 would take"):
+        load_data(str(tmp_path), "all")
+
+
+def test_labels_a_task_needs_name_the_unlabelled_file_and_impossible_labels_are_refused(tmp_path):
+    from training.data import check_labels
+
+    for label in range(3):
+        write_png(tmp_path / str(label) / "a.png", np.full((6, 6), label))
+    write_png(tmp_path / "seven" / "b.png", np.zeros((6, 6)))  # not a label: unlabelled
+    data = load_data(str(tmp_path), "all")
+    with pytest.raises(ValueError, match=r"num_classes=3 needs every image .*seven/b\.png' is unlabelled"):
+        check_labels(data, 3, str(tmp_path))
+    (tmp_path / "seven" / "b.png").unlink()
+    with pytest.raises(ValueError, match=r"2/a\.png' has label 2, beyond num_classes; 1 such image"):
+        check_labels(load_data(str(tmp_path), "all"), 2, str(tmp_path))
+    write_png(tmp_path / "123456789" / "c.png", np.zeros((6, 6)))
+    with pytest.raises(ValueError, match=r"c\.png' lies in subfolder '123456789': a class label must be 0\.\.99999"):
+        load_data(str(tmp_path), "all")
+
+
 # -------------------------------------------------------------------------------------------- BatchSampler
 
 
@@ -220,7 +284,7 @@ def test_different_seeds_give_different_orders():
     assert not torch.equal(BatchSampler(100, 10, seed=0).indices(0), BatchSampler(100, 10, seed=1).indices(0))
 
 
-def test_two_ranks_get_disjoint_halves_of_the_global_batch():
+def test_two_ranks_get_disjoint_halves_of_the_global_batch_and_of_its_random_numbers():
     n, batch = 64, 16
     single = BatchSampler(n, batch, seed=5)
     ranks = [BatchSampler(n, batch, seed=5, rank=r, world_size=2) for r in range(2)]
@@ -229,10 +293,26 @@ def test_two_ranks_get_disjoint_halves_of_the_global_batch():
         assert [len(h) for h in halves] == [batch // 2] * 2
         assert not set(halves[0].tolist()) & set(halves[1].tolist())
         assert torch.equal(torch.cat(halves), single.indices(k))  # --batch_size is the global batch
-    # each rank draws its own noise
-    assert not torch.equal(
-        torch.randn(4, generator=ranks[0].generator(0)), torch.randn(4, generator=ranks[1].generator(0))
-    )
+    # the ranks' random numbers are their rows of the single process's: noise, integers, per-row generators
+    for draw in (lambda d: d.randn(3, 2), lambda d: d.rand(), lambda d: d.randint(1000, 2)):
+        whole = draw(single.draws(4))
+        assert torch.equal(torch.cat([draw(r.draws(4)) for r in ranks]), whole)
+    per_row = [torch.randn(3, generator=g) for g in single.draws(4).row_generators()]
+    split = [torch.randn(3, generator=g) for r in ranks for g in r.draws(4).row_generators()]
+    assert all(torch.equal(a, b) for a, b in zip(per_row, split, strict=True))
+    assert not torch.equal(single.draws(4).randn(3), single.draws(5).randn(3))  # each batch its own numbers
+
+
+def test_batch_draws_head_and_global_mean_split_a_global_mean_across_ranks():
+    values = torch.arange(16.0)
+    single = BatchSampler(64, 16, seed=0).draws(0)
+    ranks = [BatchSampler(64, 16, seed=0, rank=r, world_size=2).draws(0) for r in range(2)]
+    head = [d.head(8) for d in ranks]
+    assert [len(h.rows) for h in head] == [8, 0]  # the global batch's first half lies with rank 0
+    # each rank's share, averaged over the ranks as DDP averages gradients, is the single process's mean
+    shares = [h.global_mean(values[h.rows.start : h.rows.stop]) for h in head]
+    torch.testing.assert_close(sum(shares) / 2, single.head(8).global_mean(values[:8]))
+    torch.testing.assert_close(single.head(8).global_mean(values[:8]), values[:8].mean())
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
 from training import attach_guide, train_ddpm
 from training.config import DDPMTrainConfig, parse_config
-from training.data import load_data
+from training.data import BatchDraws, load_data
 from training.loop import list_checkpoints, resolve_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,8 +258,8 @@ def interrupt_at(
     """Make DDPMTask.loss raise ``error`` (or return ``value``) from ``step`` on."""
     original = train_ddpm.DDPMTask.loss
 
-    def loss(self, model, images, labels, generator, current):
-        result = original(self, model, images, labels, generator, current)
+    def loss(self, model, images, labels, draws, current):
+        result = original(self, model, images, labels, draws, current)
         if current >= step:
             if value is not None:
                 return result * value
@@ -339,7 +339,7 @@ def test_snr_gamma_weights_the_loss_and_a_huge_gamma_is_the_plain_loss(tmp_path)
         task = train_ddpm.DDPMTask(parse_config(DDPMTrainConfig, ddpm_args(tmp_path / "t", "--snr_gamma", str(gamma))))
         torch.manual_seed(0)
         model = task.build_model()
-        return task.loss(model, images, labels, torch.Generator().manual_seed(1), 0).item()
+        return task.loss(model, images, labels, BatchDraws(torch.Generator().manual_seed(1), 16), 0).item()
 
     plain, huge, small = loss(0), loss(1e12), loss(0.01)
     assert huge == pytest.approx(plain, rel=1e-6)

@@ -1,15 +1,41 @@
 """Training configuration: one dataclass per model, all sharing :class:`TrainConfig`, read from the command
-line and/or a JSON/YAML file (``--config file.yaml``; command-line flags win)."""
+line and/or a JSON/YAML file (``--config file.yaml``; command-line flags win) by :func:`parse_config`.
+
+Every field is typed and bounded: :func:`training.fields.check_fields` checks each value against its
+annotation and the class's ``BOUNDS`` table (NaN and ±∞ are never accepted), then ``check`` tests what
+involves several fields. All of it runs when a config is built, before any data, model or file exists.
+"""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import typing
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
+
+from .cli import load_config_file, parse_config
+from .data import Split
+from .fields import Range, check_fields
+
+__all__ = [
+    "ClassifierTrainConfig",
+    "DDPMTrainConfig",
+    "TrainConfig",
+    "VAETrainConfig",
+    "config_to_dict",
+    "load_config_file",
+    "parse_config",
+]
+
+# diffusers' schedules (diffusers.optimization.get_scheduler) and torch's one-cycle policy
+LRSchedule = Literal[
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "one_cycle"
+]
+REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+FRACTION = Range(0, 1)
+STEPS = Range(0)  # a number of steps, 0 allowed
+EVERY = Range(1)  # a period in steps
 
 
 @dataclass
@@ -18,17 +44,28 @@ class TrainConfig:
     data: str = "mnist"  # mnist | sklearn-digits | a folder of images | hf:<dataset>
     image_size: int = 28
     seed: int = 0
-    batch_size: int = 64  # global batch per optimizer step, before gradient accumulation
+    batch_size: int = 64  # global batch per optimizer step (all processes, all accumulation micro-batches)
     max_steps: int = 10_000
+    num_epochs: int = (
+        0  # > 0: train this many passes over the data instead (max_steps = num_epochs × batches per epoch)
+    )
     max_minutes: float = 0.0  # stop (checkpoint, export) after this many minutes; 0 = no limit
     learning_rate: float = 2e-4
-    lr_scheduler: str = "cosine"  # any name diffusers.optimization.get_scheduler knows
+    lr_scheduler: LRSchedule = "cosine"
     lr_warmup_steps: int = 200
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0  # 0 = no clipping
     gradient_accumulation_steps: int = 1
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    ema_decay: float = 0.999  # 0 turns EMA off
+    ema_decay: float = 0.999  # the EMA's decay (its maximum with a warm-up); 0 turns EMA off
+    # diffusers' EMAModel warm-up of the decay at optimizer step t: "ratio" min(ema_decay, (1 + t)/(10 + t)),
+    # "power" min(ema_decay, 1 − (1 + t/ema_inv_gamma)^−ema_power) (diffusers' --use_ema)
+    ema_warmup: Literal["ratio", "power"] = "ratio"
+    ema_inv_gamma: float = 1.0
+    ema_power: float = 0.75
     augment_shift: int = 0  # random translation by up to this many pixels
     log_every: int = 50
     sample_every: int = 1_000  # 0 = no sample grids
@@ -36,38 +73,82 @@ class TrainConfig:
     checkpoint_every: int = 1_000  # 0 = only at the end
     keep_checkpoints: int = 2
     resume_from_checkpoint: str | None = None  # a checkpoint folder, or "latest"
+    export_dir: str = ""  # where the trained model is exported; "" = <output_dir>/model
+    report_to: Literal["none", "tensorboard"] = "none"  # metrics.jsonl always; tensorboard: scalars and sample grids
+    push_to_hub: Literal["no", "at_end"] = "no"  # at_end: publish the exported model with training.hub
+    hub_model_id: str = ""  # user/name on the Hugging Face Hub
+    hub_visibility: Literal["public", "private"] = "public"
     num_threads: int = 0  # torch threads; 0 = torch's default
+
+    BOUNDS: ClassVar[dict[str, Range]] = {
+        "image_size": Range(1, 1024),
+        "seed": Range(0, 2**32 - 1),
+        "batch_size": Range(1),
+        "max_steps": Range(1),
+        "num_epochs": Range(0),
+        "max_minutes": Range(0),
+        "learning_rate": Range(0, low_open=True),
+        "lr_warmup_steps": STEPS,
+        "weight_decay": Range(0),
+        "adam_beta1": Range(0, 1, high_open=True),
+        "adam_beta2": Range(0, 1, high_open=True),
+        "adam_epsilon": Range(0, 1, low_open=True),
+        "max_grad_norm": Range(0),
+        "gradient_accumulation_steps": Range(1, 4096),
+        "ema_decay": Range(0, 1, high_open=True),
+        "ema_inv_gamma": Range(0, low_open=True),
+        "ema_power": Range(0, low_open=True),
+        "augment_shift": Range(0, 64),
+        "log_every": EVERY,
+        "sample_every": STEPS,
+        "eval_every": STEPS,
+        "checkpoint_every": STEPS,
+        "keep_checkpoints": Range(1),
+        "num_threads": Range(0, 4096),
+    }
+    LENGTHS: ClassVar[dict[str, Range]] = {}
 
     def __post_init__(self):
         """Reject values the loop cannot honour, naming the field, before any data or model is loaded."""
-        at_least = {
-            "batch_size": 1,
-            "max_steps": 1,
-            "gradient_accumulation_steps": 1,
-            "log_every": 1,
-            "keep_checkpoints": 1,
-            "image_size": 1,
-            "max_minutes": 0,
-            "sample_every": 0,
-            "eval_every": 0,
-            "checkpoint_every": 0,
-            "lr_warmup_steps": 0,
-            "weight_decay": 0,
-            "max_grad_norm": 0,
-            "num_threads": 0,
-        }
-        for name, low in at_least.items():
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be ≥ {low}, got {getattr(self, name)}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1) (0 turns EMA off), got {self.ema_decay}.")
+        check_fields(self, self.BOUNDS, self.LENGTHS)
+        self.check()
+
+    def check(self) -> None:
+        """The conditions that involve several fields."""
         if self.batch_size % self.gradient_accumulation_steps:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be a multiple of gradient_accumulation_steps "
                 f"({self.gradient_accumulation_steps})."
             )
+        if self.augment_shift >= self.image_size:
+            raise ValueError(f"augment_shift ({self.augment_shift}) must be below image_size ({self.image_size}).")
+        if self.lr_scheduler == "one_cycle" and not 2 <= self.lr_warmup_steps < self.max_steps:
+            raise ValueError(
+                f"lr_warmup_steps ({self.lr_warmup_steps}) must be in [2, max_steps = {self.max_steps}) "
+                "for the one_cycle schedule (it rises over them, then anneals)."
+            )
+        for name in ("output_dir", "data"):
+            if not getattr(self, name).strip():
+                raise ValueError(f"{name} must not be empty.")
+        if self.push_to_hub == "at_end" and not REPO_ID.fullmatch(self.hub_model_id):
+            raise ValueError(f"push_to_hub needs hub_model_id as 'user/name', got {self.hub_model_id!r}.")
+        self._check_folders()
+
+    def _check_folders(self) -> None:
+        out = Path(self.output_dir)
+        for name in ("output_dir", "export_dir"):
+            path = Path(getattr(self, name))
+            if getattr(self, name) and path.exists() and not path.is_dir():
+                raise ValueError(f"{name}={str(path)!r} is a file, not a folder.")
+        if self.export_dir:
+            export = Path(self.export_dir).resolve()
+            if export == out.resolve() or export in out.resolve().parents:
+                raise ValueError(
+                    f"export_dir={self.export_dir!r} would replace the run folder output_dir={self.output_dir!r}: "
+                    "choose a folder outside it (or inside it)."
+                )
+        if self.resume_from_checkpoint is not None and not self.resume_from_checkpoint.strip():
+            raise ValueError("resume_from_checkpoint must be 'latest' or a checkpoint folder, got ''.")
 
 
 @dataclass
@@ -82,8 +163,18 @@ class VAETrainConfig(TrainConfig):
     kl_warmup_steps: int = 0  # β ramps linearly from 0 over these steps
     binarize: Literal["dynamic", "none"] = "dynamic"  # resample binary pixels x ~ Bernoulli(intensity) each batch
     learning_rate: float = 1e-3
-    split: str = "train"  # the VAE keeps `val` for early stopping
+    split: Split = "train"  # the VAE keeps `val` for early stopping
     eval_every: int = 250
+
+    BOUNDS: ClassVar[dict[str, Range]] = {
+        **TrainConfig.BOUNDS,
+        "latent_dim": Range(1, 4096),
+        "latent_channels": Range(1, 1024),
+        "block_out_channels": Range(1, 2048),
+        "beta": Range(0),
+        "kl_warmup_steps": STEPS,
+    }
+    LENGTHS: ClassVar[dict[str, Range]] = {"block_out_channels": Range(1, 8)}
 
 
 @dataclass
@@ -96,68 +187,76 @@ class DDPMTrainConfig(TrainConfig):
     label_dropout: float = 0.1  # P(label → "no class") while training a conditional model
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     layers_per_block: int = 2
-    attention_levels: tuple[int, ...] = (2,)  # which resolution levels get self-attention
+    attention_levels: tuple[int, ...] = (2,)  # which resolution levels get self-attention (beyond the last: none)
     norm_num_groups: int = 8
     num_train_timesteps: int = 1000
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"] = "linear"
     prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon"
     snr_gamma: float = 0.0  # 0: the notes' unweighted loss; γ > 0: min-SNR-γ loss weights (γ = 5 in Hang et al. 2023)
     sample_steps: int = 50  # DDIM steps for the sample grids
-    split: str = "train+val"
+    split: Split = "train+val"
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.snr_gamma < 0:
-            raise ValueError(f"snr_gamma must be ≥ 0 (0 turns the min-SNR weighting off), got {self.snr_gamma}.")
+    BOUNDS: ClassVar[dict[str, Range]] = {
+        **TrainConfig.BOUNDS,
+        "num_classes": Range(0, 10_000),
+        "label_dropout": FRACTION,
+        "block_out_channels": Range(1, 2048),
+        "layers_per_block": Range(1, 16),
+        "attention_levels": Range(0, 7),
+        "norm_num_groups": Range(1, 2048),
+        "num_train_timesteps": Range(2, 100_000),
+        "snr_gamma": Range(0),
+        "sample_steps": Range(1, 100_000),
+    }
+    LENGTHS: ClassVar[dict[str, Range]] = {"block_out_channels": Range(1, 8), "attention_levels": Range(0, 8)}
 
-
-def _parse_value(kind, text: str):
-    origin = typing.get_origin(kind)
-    if origin is tuple:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    if kind is bool:
-        return text.lower() in ("1", "true", "yes")
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        return None if text.lower() == "none" else text
-    if origin is Literal:
-        return text
-    return kind(text)
-
-
-def parse_config(cls: type[TrainConfig], argv: list[str] | None = None) -> TrainConfig:
-    """Build ``cls`` from ``--config FILE`` (JSON or YAML) and ``--field value`` flags; unknown keys are errors."""
-    hints = typing.get_type_hints(cls)
-    parser = argparse.ArgumentParser(
-        description=f"Train with {cls.__name__}. Every field can be given as --name value."
-    )
-    parser.add_argument("--config", help="a JSON or YAML file of field: value pairs")
-    for f in dataclasses.fields(cls):
-        choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else None
-        parser.add_argument(f"--{f.name}", type=str, default=None, choices=choices, help=f"default: {f.default}")
-    args = parser.parse_args(argv)
-    values: dict = {}
-    if args.config:
-        values.update(load_config_file(args.config))
-    unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-        raise ValueError(f"unknown config keys in {args.config}: {sorted(unknown)}")
-    for f in dataclasses.fields(cls):
-        text = getattr(args, f.name)
-        if text is not None:
-            values[f.name] = _parse_value(hints[f.name], text)
-    for name, value in values.items():
-        if typing.get_origin(hints[name]) is tuple and isinstance(value, list):
-            values[name] = tuple(value)
-    return cls(**values)
+    def check(self) -> None:
+        super().check()
+        if any(channels % self.norm_num_groups for channels in self.block_out_channels):
+            raise ValueError(
+                f"norm_num_groups ({self.norm_num_groups}) must divide every entry of block_out_channels "
+                f"{self.block_out_channels} (group normalisation splits the channels into equal groups)."
+            )
+        if self.sample_steps > self.num_train_timesteps:
+            raise ValueError(
+                f"sample_steps ({self.sample_steps}) must be ≤ num_train_timesteps ({self.num_train_timesteps})."
+            )
 
 
-def load_config_file(path: str) -> dict:
-    text = Path(path).read_text()
-    if path.endswith((".yaml", ".yml")):
-        import yaml
+@dataclass
+class ClassifierTrainConfig(TrainConfig):
+    """The bundled MNIST classifier's recipe (98.6% held-out accuracy in 1,500 steps)."""
 
-        return yaml.safe_load(text) or {}
-    return json.loads(text)
+    output_dir: str = "runs/classifier"
+    split: Split = "train+val"
+    num_classes: int = 10
+    channels: int = 32  # of the first convolution; the next two have twice as many
+    feature_dim: int = 128  # the penultimate layer, used for the Fréchet distance
+    outlier_weight: float = 0.5  # weight of the outlier-exposure term (non-digits → uniform)
+    batch_size: int = 128
+    max_steps: int = 1_500
+    learning_rate: float = 2e-3
+    lr_scheduler: LRSchedule = "one_cycle"
+    lr_warmup_steps: int = 450  # the one-cycle warm-up: 30% of the steps
+    weight_decay: float = 1e-4
+    max_grad_norm: float = 0.0
+    ema_decay: float = 0.0
+    augment_shift: int = 2
+    sample_every: int = 0
+    checkpoint_every: int = 500
+
+    BOUNDS: ClassVar[dict[str, Range]] = {
+        **TrainConfig.BOUNDS,
+        "num_classes": Range(2, 10_000),
+        "channels": Range(1, 1024),
+        "feature_dim": Range(1, 65_536),
+        "outlier_weight": Range(0),
+    }
+
+    def check(self) -> None:
+        super().check()
+        if self.push_to_hub != "no":
+            raise ValueError("push_to_hub publishes pipelines; the classifier is not one (copy its export instead).")
 
 
 def config_to_dict(config: TrainConfig) -> dict:

@@ -17,9 +17,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .batches import BatchDraws, BatchSampler, as_draws, random_shift
+
+__all__ = ["BatchDraws", "BatchSampler", "ImageData", "as_draws", "check_labels", "load_data", "random_shift"]
+
 Split = Literal["train", "val", "test", "train+val", "all"]
 SPLITS = ("train", "val", "test", "train+val", "all")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+MAX_IMAGE_PIXELS = 4096 * 4096  # one image's width × height; PIL's own decompression-bomb limit is ~179 M
+MAX_DATA_BYTES = 2 * 2**30  # a data source as float32 in memory
+MAX_LABEL = 99_999  # the largest class label a folder name may give
 _PER_CLASS = {"train": (0, 400), "val": (400, 450), "test": (450, 500), "train+val": (0, 450), "all": (0, 500)}
 
 
@@ -27,6 +34,7 @@ _PER_CLASS = {"train": (0, 400), "val": (400, 450), "test": (450, 500), "train+v
 class ImageData:
     images: torch.Tensor  # (N, 1, H, W) float32 in [0, 1]
     labels: torch.Tensor  # (N,) int64, −1 when unknown
+    files: list[str] | None = None  # where each image came from (an image folder), for error messages
 
     def __len__(self) -> int:
         return len(self.images)
@@ -47,6 +55,7 @@ def load_data(source: str = "mnist", split: Split = "train", image_size: int | N
     if len(data) == 0:
         raise ValueError(f"data source {source!r} (split {split!r}) holds no images.")
     if image_size is not None and data.images.shape[-1] != image_size:
+        _check_memory(len(data), image_size, image_size, f"data source {source!r} at image_size={image_size}")
         data = ImageData(
             F.interpolate(data.images, size=(image_size, image_size), mode="bilinear", antialias=True).clamp(0, 1),
             data.labels,
@@ -54,7 +63,9 @@ def load_data(source: str = "mnist", split: Split = "train", image_size: int | N
     return data
 
 
-def _split_by_class(images: np.ndarray, labels: np.ndarray, split: Split, seed: int = 0) -> ImageData:
+def _split_by_class(
+    images: np.ndarray, labels: np.ndarray, split: Split, seed: int = 0, names: np.ndarray | None = None
+) -> ImageData:
     """Shuffle with ``seed``, then take the split's slice of every class (the fixed split described above)."""
     order = np.random.default_rng(seed).permutation(len(labels))
     images, labels = images[order], labels[order]
@@ -65,7 +76,8 @@ def _split_by_class(images: np.ndarray, labels: np.ndarray, split: Split, seed: 
         idx = np.flatnonzero(labels == c)
         keep.extend(idx[round(scale[0] * len(idx)) : round(scale[1] * len(idx))])
     keep = np.sort(np.asarray(keep, dtype=np.int64))
-    return ImageData(torch.from_numpy(images[keep]).float(), torch.from_numpy(labels[keep]).long())
+    files = [str(n) for n in names[order][keep]] if names is not None else None
+    return ImageData(torch.from_numpy(images[keep]).float(), torch.from_numpy(labels[keep]).long(), files)
 
 
 def _mnist(split: Split) -> ImageData:
@@ -85,8 +97,8 @@ def _sklearn_digits(split: Split) -> ImageData:
 
 
 def _folder(path: Path, split: Split) -> ImageData:
-    """Every image below ``path``; a subfolder name that is an integer becomes the label."""
-    from PIL import Image, UnidentifiedImageError
+    """Every image below ``path`` (see :func:`_folder_labels` for the labels). Image sizes are read from the
+    headers first: an oversized image or folder is refused before anything is decoded."""
 
     if not path.is_dir():
         raise ValueError(
@@ -95,25 +107,81 @@ def _folder(path: Path, split: Split) -> ImageData:
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"image folder {str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-    images, labels = [], []
+    labels = _folder_labels(path, files)
+    height, width = max(_read_image(f, header_only=True).size[::-1] for f in files)
+    _check_memory(len(files), height, width, f"image folder {str(path)!r}")
+    images = []
     for f in files:
-        try:
-            with Image.open(f) as im:
-                images.append(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"cannot read image {str(f)!r}: {err}") from err
-        labels.append(int(f.parent.name) if f.parent.name.isdigit() else -1)
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        size = max(shapes)
-        images = [
-            np.asarray(Image.fromarray((im * 255).astype(np.uint8)).resize(size[::-1]), dtype=np.float32) / 255.0
-            for im in images
-        ]
-    stacked = np.stack(images)[:, None]
+        image = _read_image(f)
+        if image.size != (width, height):
+            image = image.resize((width, height))
+        images.append(np.asarray(image, dtype=np.float32) / 255.0)
+    stacked, names = np.stack(images)[:, None], [str(f) for f in files]
     if split == "all":
-        return ImageData(torch.from_numpy(stacked), torch.tensor(labels))
-    return _split_by_class(stacked, np.asarray(labels), split)
+        return ImageData(torch.from_numpy(stacked), torch.tensor(labels), names)
+    return _split_by_class(stacked, np.asarray(labels), split, names=np.asarray(names))
+
+
+def _folder_labels(root: Path, files: list[Path]) -> list[int]:
+    """A subfolder named by an integer 0..MAX_LABEL gives its images that label; any other image is unlabelled
+    (−1). A task that needs labels names the unlabelled files (:func:`check_labels`)."""
+    labels = []
+    for f in files:
+        name = f.parent.name
+        if f.parent == root or not (name.isascii() and name.isdecimal()):
+            labels.append(-1)
+        elif int(name) <= MAX_LABEL:
+            labels.append(int(name))
+        else:
+            raise ValueError(f"image {str(f)!r} lies in subfolder {name!r}: a class label must be 0..{MAX_LABEL}.")
+    return labels
+
+
+def check_labels(data: ImageData, num_classes: int, source: str) -> None:
+    """Every label in 0..num_classes − 1, or a clear error naming the first image that is not."""
+    bad = ((data.labels < 0) | (data.labels >= num_classes)).nonzero().flatten()
+    if len(bad) == 0:
+        return
+    first, label = int(bad[0]), int(data.labels[bad[0]])
+    where = f"image {data.files[first]!r}" if data.files else f"image number {first}"
+    why = (
+        "is unlabelled (its folder is not named by a label 0, 1, 2, ...)"
+        if label < 0
+        else f"has label {label}, beyond num_classes"
+    )
+    raise ValueError(
+        f"num_classes={num_classes} needs every image of {source!r} labelled 0..{num_classes - 1}: {where} {why}; "
+        f"{len(bad)} such image(s)."
+    )
+
+
+def _read_image(file: Path, header_only: bool = False):
+    """The image as 8-bit grey levels (PIL "L"), or only its header; a clear error naming the file for anything
+    unreadable, corrupt or larger than MAX_IMAGE_PIXELS (a decompression bomb)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise ValueError(
+                    f"image {str(file)!r} is {image.width}×{image.height} pixels, over the limit of {MAX_IMAGE_PIXELS:,} "
+                    "(a decompression bomb, or far too large to train on)."
+                )
+            return image if header_only else image.convert("L")
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"image {str(file)!r} is far too large to decode (a decompression bomb): {err}") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot read image {str(file)!r}: {err}") from err
+
+
+def _check_memory(count: int, height: int, width: int, what: str) -> None:
+    """Refuse data that would not fit the MAX_DATA_BYTES budget as float32, before allocating it."""
+    size = count * height * width * 4
+    if size > MAX_DATA_BYTES:
+        raise ValueError(
+            f"{what}: {count:,} images of {height}×{width} would take {size / 2**30:.1f} GiB as float32, over the "
+            f"{MAX_DATA_BYTES / 2**30:.0f} GiB limit; use fewer or smaller images (or a smaller image_size)."
+        )
 
 
 def _hub_dataset(name: str, split: Split) -> ImageData:
@@ -132,48 +200,3 @@ def _hub_dataset(name: str, split: Split) -> ImageData:
     images = np.stack([np.asarray(im.convert("L"), dtype=np.float32) / 255.0 for im in ds[image_key]])[:, None]
     labels = np.asarray(ds[label_key]) if label_key else np.full(len(images), -1)
     return _split_by_class(images, labels.astype(np.int64), split)
-
-
-class BatchSampler:
-    """Batches as a pure function of (seed, batch number): resuming at step k replays exactly what an
-    uninterrupted run would have seen, with no random state to save. Each epoch is a fresh permutation;
-    with several processes each takes its own slice of the global batch."""
-
-    def __init__(self, num_examples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
-        if batch_size <= 0 or batch_size % world_size:
-            raise ValueError(
-                f"batch_size ({batch_size}) must be positive and divisible by the number of processes ({world_size})."
-            )
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in [0, {world_size}) (world_size {world_size}).")
-        if num_examples < batch_size:
-            raise ValueError(f"the data holds {num_examples} examples, fewer than batch_size={batch_size}.")
-        self.n, self.batch_size, self.seed, self.rank, self.world = num_examples, batch_size, seed, rank, world_size
-        self.per_epoch = num_examples // batch_size
-        self._epoch, self._perm = -1, None
-
-    def indices(self, batch_number: int) -> torch.Tensor:
-        epoch, i = divmod(batch_number, self.per_epoch)
-        if epoch != self._epoch:
-            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-            self._epoch = epoch
-        batch = self._perm[i * self.batch_size : (i + 1) * self.batch_size]
-        per_rank = self.batch_size // self.world
-        return batch[self.rank * per_rank : (self.rank + 1) * per_rank]
-
-    def generator(self, batch_number: int) -> torch.Generator:
-        """The generator for this batch's noise, time steps, label dropout and augmentation."""
-        return torch.Generator().manual_seed((self.seed * 1_000_003 + batch_number) * self.world + self.rank)
-
-
-def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by a random whole number of pixels in [−max_shift, max_shift] (zero fill)."""
-    if max_shift <= 0:
-        return images
-    n, _, h, w = images.shape
-    padded = F.pad(images, (max_shift,) * 4)
-    dx, dy = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)
-    rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, images.shape[1], h, w + 2 * max_shift)
-    out = padded.gather(2, rows)
-    cols = (dx[:, None] + torch.arange(w)[None]).view(n, 1, 1, w).expand(n, images.shape[1], h, w)
-    return out.gather(3, cols)

@@ -1,42 +1,54 @@
 """The one training loop every model uses, through Accelerate.
 
-A model plugs in as a :class:`TrainingTask` (its network, its loss, how to export it as a pipeline); the
-loop owns the rest: mixed precision, gradient accumulation, EMA (diffusers' ``EMAModel``), LR warm-up and
-decay (diffusers' ``get_scheduler``), atomic checkpoints with ``Accelerator.save_state`` (safetensors),
-``--resume_from_checkpoint latest``, sample grids, a JSON-lines metrics log (and TensorBoard if installed),
-early stopping on a validation metric, a NaN guard and a wall-clock budget.
+A model plugs in as a :class:`TrainingTask` (its network, its loss, how to export it); the loop owns the rest:
+mixed precision, gradient accumulation, EMA (diffusers' ``EMAModel``), LR warm-up and decay (diffusers'
+``get_scheduler``), atomic checkpoints (:mod:`training.checkpoints`), ``--resume_from_checkpoint latest``,
+sample grids, a JSON-lines metrics log, early stopping on a validation metric, a NaN guard and a wall-clock
+budget. :func:`train` reads as the recipe: start, then per step train, log, sample, checkpoint, evaluate and
+export; finish.
 
 Resuming is exact: batches, noise and augmentation are pure functions of (seed, batch number)
-(:class:`training.data.BatchSampler`), so a run killed and resumed from a checkpoint ends with the weights
-an uninterrupted run would have had.
+(:class:`training.data.BatchSampler`, :class:`training.data.BatchDraws`), so a run killed and resumed from a
+checkpoint ends with the weights an uninterrupted run would have had.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
-from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from .checkpoints import (
+    TMP_SUFFIX,
+    list_checkpoints,
+    load_checkpoint,
+    read_state,
+    resolve_checkpoint,
+    save_checkpoint,
+    write_json,
+)
 from .config import TrainConfig, config_to_dict
-from .data import BatchSampler, ImageData, random_shift
+from .data import BatchDraws, BatchSampler, ImageData, random_shift
+from .launch import check_launch
+from .optimization import build_lr_scheduler, build_optimizer, make_ema
 
-CHECKPOINT_PREFIX = "checkpoint-"
-TMP_SUFFIX = ".tmp"
+__all__ = ["TrainingTask", "list_checkpoints", "resolve_checkpoint", "train"]
 
 
 class TrainingTask:
-    """What a model contributes to the loop. Subclasses set ``data`` and implement the methods."""
+    """What a model contributes to the loop. Subclasses set ``config`` and ``data`` and implement the methods."""
 
     config: TrainConfig
     data: ImageData
@@ -46,8 +58,9 @@ class TrainingTask:
         raise NotImplementedError
 
     def loss(
-        self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, step: int
+        self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, draws: BatchDraws, step: int
     ) -> torch.Tensor:
+        """The loss of this process's rows of the batch; every random number comes from ``draws``."""
         raise NotImplementedError
 
     def export(self, model: torch.nn.Module, path: Path) -> None:
@@ -62,162 +75,230 @@ class TrainingTask:
         return {}
 
 
-def list_checkpoints(output_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first. A folder still being written carries TMP_SUFFIX and is ignored."""
-    found = []
-    for p in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}*"):
-        if p.is_dir() and not p.name.endswith(TMP_SUFFIX) and (p / "state.json").is_file():
-            found.append(p)
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+@dataclass
+class Run:
+    """What one training run holds between the steps of :func:`train`."""
 
+    task: TrainingTask
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: EMAModel | None
+    sampler: BatchSampler
+    step: int = 0
+    best: float = math.inf  # the best selection metric so far
+    seconds_before: float = 0.0  # training time before a resume
+    started: float = field(default_factory=time.perf_counter)
+    last_log: float = field(default_factory=time.perf_counter)
+    images_seen: int = 0  # by this process since the last log
 
-def resolve_checkpoint(output_dir: Path, which: str) -> Path | None:
-    if which == "latest":
-        found = list_checkpoints(output_dir)
-        return found[-1] if found else None
-    path = Path(which)
-    if not (path / "state.json").is_file():
-        raise ValueError(f"resume_from_checkpoint={which!r} is not a complete checkpoint folder (no state.json).")
-    return path
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.task.config
 
+    @property
+    def out(self) -> Path:
+        return Path(self.task.config.output_dir)
 
-def _write_json(path: Path, obj: dict) -> None:
-    path.write_text(json.dumps(obj, indent=2))
+    @property
+    def elapsed(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
 
 
 def train(task: TrainingTask) -> Path:
-    """Train ``task``; returns the folder of the exported pipeline (``output_dir/model``)."""
-    cfg = task.config
-    out = Path(cfg.output_dir)
+    """Train ``task``; returns the folder of the exported model (``output_dir/model`` unless ``export_dir``)."""
+    run = start(task)
+    cfg = run.cfg
+    bar = tqdm(
+        total=cfg.max_steps, initial=run.step, disable=not run.accelerator.is_local_main_process, desc=run.out.name
+    )
+    while run.step < cfg.max_steps:
+        loss = training_step(run)
+        done = run.step >= cfg.max_steps or out_of_time(run)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if run.step % cfg.log_every == 0 or done:
+            log_progress(run, loss)
+        if cfg.sample_every and _due(run.step, cfg.sample_every, done):
+            save_sample_grid(run)
+        if _due(run.step, cfg.checkpoint_every, done):
+            save_checkpoint(run.accelerator, run.out, run.step, run.elapsed, run.best, run.ema, cfg.keep_checkpoints)
+        if _due(run.step, cfg.eval_every, done):
+            evaluate_and_export(run)
+        if done:
+            break
+    bar.close()
+    if not export_path(cfg).is_dir():  # resumed from a checkpoint at max_steps, before its export was written
+        evaluate_and_export(run)
+    return finish(run)
+
+
+def _due(step: int, every: int, done: bool) -> bool:
+    """Every ``every`` steps (0: never on the way) and always at the end."""
+    return done or (every > 0 and step % every == 0)
+
+
+# ------------------------------------------------------------------------------------------------- start
+
+
+def start(task: TrainingTask) -> Run:
+    """Accelerator, output folder, model, optimizer, LR schedule and EMA; resumed from a checkpoint if asked.
+    Everything is checked (launch, batch split, checkpoint) before the first file is written."""
+    accelerator = make_accelerator(task.config)
+    sampler = make_sampler(task, accelerator)
+    cfg = task.config  # with max_steps from num_epochs
+    checkpoint = checkpoint_to_resume(cfg, accelerator)
+    if accelerator.is_main_process:
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        write_json(Path(cfg.output_dir) / "train_config.json", config_to_dict(cfg))
+    if accelerator.log_with:
+        accelerator.init_trackers("logs", config={k: str(v) for k, v in config_to_dict(cfg).items()})
+    torch.manual_seed(cfg.seed)  # the initial weights
+    model = task.build_model()
+    optimizer = build_optimizer(cfg, model)
+    lr_scheduler = build_lr_scheduler(cfg, optimizer)
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    ema = make_ema(cfg, accelerator.unwrap_model(model))
+    run = Run(task, accelerator, model, optimizer, lr_scheduler, ema, sampler)
+    if checkpoint is not None:
+        run.step, run.seconds_before, run.best = load_checkpoint(accelerator, checkpoint, ema)
+        accelerator.print(f"Resumed from {checkpoint} at step {run.step}.")
+    return run
+
+
+TRACKERS = {"none": None, "tensorboard": "tensorboard"}  # report_to → Accelerate's log_with
+
+
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    """The Accelerator, after checking that it started the processes the launcher asked for."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    log_with = "tensorboard" if _has_tensorboard() else None
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        log_with=log_with,
-        project_dir=str(out),
+        step_scheduler_with_optimizer=False,  # stepped once per optimizer step: the schedule follows the global step
+        log_with=TRACKERS[cfg.report_to],
+        project_dir=cfg.output_dir,
     )
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "train_config.json", config_to_dict(cfg))
-    if log_with:
-        accelerator.init_trackers("logs", config={k: str(v) for k, v in config_to_dict(cfg).items()})
+    check_launch(os.environ, accelerator.num_processes, accelerator.distributed_type.name)
+    return accelerator
 
-    torch.manual_seed(cfg.seed)  # the initial weights
-    model = task.build_model()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    lr_scheduler = get_scheduler(
-        cfg.lr_scheduler,
-        optimizer,
-        num_warmup_steps=cfg.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=cfg.max_steps * accelerator.num_processes,
-    )
-    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
 
-    step, seconds_before, best = 0, 0.0, math.inf
-    if cfg.resume_from_checkpoint:
-        ckpt = resolve_checkpoint(out, cfg.resume_from_checkpoint)
-        if ckpt is None:
-            accelerator.print(f"No checkpoint in {out}; starting from scratch.")
-        else:
-            step, seconds_before, best = _load_checkpoint(accelerator, ckpt, ema)
-            accelerator.print(f"Resumed from {ckpt} at step {step}.")
-
+def make_sampler(task: TrainingTask, accelerator: Accelerator) -> BatchSampler:
+    """This process's batches; with num_epochs, max_steps becomes that many passes over the data."""
+    cfg, processes = task.config, accelerator.num_processes
+    if cfg.batch_size % (cfg.gradient_accumulation_steps * processes):
+        raise ValueError(
+            f"batch_size ({cfg.batch_size}) must be a multiple of gradient_accumulation_steps × processes "
+            f"({cfg.gradient_accumulation_steps} × {processes}): it is the global batch."
+        )
     micro_batch = cfg.batch_size // cfg.gradient_accumulation_steps
-    sampler = BatchSampler(len(task.data), micro_batch, cfg.seed, accelerator.process_index, accelerator.num_processes)
-    metrics_path = out / "metrics.jsonl"
-    start = time.perf_counter()
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_local_main_process, desc=out.name)
-    last_log, images_seen = time.perf_counter(), 0
-    while step < cfg.max_steps:
-        model.train()
-        for micro in range(cfg.gradient_accumulation_steps):
-            batch_number = step * cfg.gradient_accumulation_steps + micro
-            idx = sampler.indices(batch_number)
-            generator = sampler.generator(batch_number)
-            images = random_shift(task.data.images[idx], cfg.augment_shift, generator).to(accelerator.device)
-            labels = task.data.labels[idx].to(accelerator.device)
-            with accelerator.accumulate(model):
-                with accelerator.autocast():  # the forward pass only: backward and the optimizer run outside autocast
-                    loss = task.loss(model, images, labels, generator, step)
-                if not torch.isfinite(loss):
-                    latest = resolve_checkpoint(out, "latest")
-                    raise FloatingPointError(
-                        f"The loss became {loss.item()} at step {step}: training stopped. Nothing was saved after "
-                        f"the last good checkpoint ({latest or 'none yet'}). Lower --learning_rate or check the data."
-                    )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            images_seen += len(idx)
-        step += 1
-        if ema is not None:
-            ema.step(accelerator.unwrap_model(model).parameters())
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        elapsed = seconds_before + time.perf_counter() - start
-        out_of_time = cfg.max_minutes > 0 and elapsed >= cfg.max_minutes * 60
-        done = step >= cfg.max_steps or out_of_time
-
-        if step % cfg.log_every == 0 or done:
-            now = time.perf_counter()
-            record = {
-                "step": step,
-                "loss": loss.item(),
-                "lr": lr_scheduler.get_last_lr()[0],
-                "images_per_s": images_seen * accelerator.num_processes / (now - last_log),
-                "minutes": elapsed / 60,
-            }
-            last_log, images_seen = now, 0
-            _log(accelerator, metrics_path, record)
-        if accelerator.is_main_process and cfg.sample_every and (step % cfg.sample_every == 0 or done):
-            with _ema_weights(accelerator, model, ema) as m:
-                grid = task.sample_grid(m, torch.Generator().manual_seed(cfg.seed))
-            if grid is not None:
-                from pipelines.image_grid import make_grid
-
-                (out / "samples").mkdir(exist_ok=True)
-                make_grid(grid).save(out / "samples" / f"step-{step:07d}.png")
-        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or done:
-            _save_checkpoint(accelerator, out, step, elapsed, best, ema, cfg.keep_checkpoints)
-        if (cfg.eval_every and step % cfg.eval_every == 0) or done:
-            best = _evaluate_and_export(accelerator, task, model, ema, out, step, best, metrics_path)
-        if out_of_time:
-            accelerator.print(f"Stopping at step {step}: the {cfg.max_minutes}-minute budget is spent.")
-            break
-    bar.close()
-    accelerator.end_training()
-    return out / "model"
+    sampler = BatchSampler(len(task.data), micro_batch, cfg.seed, accelerator.process_index, processes)
+    if cfg.num_epochs:
+        steps = math.ceil(cfg.num_epochs * sampler.per_epoch / cfg.gradient_accumulation_steps)
+        task.config = dataclasses.replace(cfg, max_steps=steps)
+    return sampler
 
 
-def _has_tensorboard() -> bool:
-    try:
-        import tensorboard  # noqa: F401  (only checks that it is installed)
-    except ImportError:
-        return False
-    return True
+def checkpoint_to_resume(cfg: TrainConfig, accelerator: Accelerator) -> Path | None:
+    """The checkpoint resume_from_checkpoint names (damaged ones skipped for "latest"), its state checked."""
+    if not cfg.resume_from_checkpoint:
+        return None
+    checkpoint = resolve_checkpoint(Path(cfg.output_dir), cfg.resume_from_checkpoint)
+    if checkpoint is None:
+        accelerator.print(f"No checkpoint in {cfg.output_dir}; starting from scratch.")
+        return None
+    read_state(checkpoint)
+    return checkpoint
 
 
-def _log(accelerator: Accelerator, path: Path, record: dict) -> None:
-    if accelerator.is_main_process:
-        with path.open("a") as f:
+# ------------------------------------------------------------------------------------------------- steps
+
+
+def training_step(run: Run) -> float:
+    """One optimizer step over gradient_accumulation_steps micro-batches; returns its mean loss."""
+    cfg, accelerator = run.cfg, run.accelerator
+    run.model.train()
+    losses = []
+    for micro in range(cfg.gradient_accumulation_steps):
+        batch_number = run.step * cfg.gradient_accumulation_steps + micro
+        idx, draws = run.sampler.indices(batch_number), run.sampler.draws(batch_number, accelerator.device)
+        images = random_shift(run.task.data.images[idx].to(accelerator.device), cfg.augment_shift, draws)
+        labels = run.task.data.labels[idx].to(accelerator.device)
+        with accelerator.accumulate(run.model):
+            with accelerator.autocast():  # the forward pass only: backward and the optimizer run outside autocast
+                loss = run.task.loss(run.model, images, labels, draws, run.step)
+            losses.append(_global_loss(run, loss))
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        run.images_seen += len(idx)
+    if not run.optimizer.step_was_skipped:  # an fp16 overflow skips the optimizer step: the schedule waits too
+        run.lr_scheduler.step()
+    if run.ema is not None:
+        run.ema.step(accelerator.unwrap_model(run.model).parameters())
+    run.step += 1
+    return sum(losses) / len(losses)
+
+
+def _global_loss(run: Run, loss: torch.Tensor) -> float:
+    """The loss of the whole global batch: the mean of the processes' losses (each the mean over an equal share
+    of rows). A NaN or infinite loss on any process stops them all before it reaches the weights."""
+    value = run.accelerator.reduce(loss.detach().float(), "mean").item()
+    if not math.isfinite(value):
+        latest = resolve_checkpoint(run.out, "latest")
+        raise FloatingPointError(
+            f"The loss became {value} at step {run.step}: training stopped. Nothing was saved after "
+            f"the last good checkpoint ({latest or 'none yet'}). Lower --learning_rate or check the data."
+        )
+    return value
+
+
+def out_of_time(run: Run) -> bool:
+    """Whether the max_minutes budget is spent; with several processes, on any of them (they stop together)."""
+    minutes = run.cfg.max_minutes
+    spent = minutes > 0 and run.elapsed >= minutes * 60
+    if minutes > 0 and run.accelerator.num_processes > 1:
+        votes = run.accelerator.reduce(torch.tensor(float(spent), device=run.accelerator.device), "sum")
+        spent = votes.item() > 0
+    if spent:
+        run.accelerator.print(f"Stopping at step {run.step}: the {minutes}-minute budget is spent.")
+        return True
+    return False
+
+
+def log_progress(run: Run, loss: float) -> None:
+    now = time.perf_counter()
+    record = {
+        "step": run.step,
+        "loss": loss,
+        "lr": run.lr_scheduler.get_last_lr()[0],
+        "images_per_s": run.images_seen * run.accelerator.num_processes / (now - run.last_log),
+        "minutes": run.elapsed / 60,
+    }
+    run.last_log, run.images_seen = now, 0
+    write_metrics(run, record)
+
+
+def write_metrics(run: Run, record: dict) -> None:
+    """Append ``record`` to output_dir/metrics.jsonl (main process) and to the tracker of report_to."""
+    if run.accelerator.is_main_process:
+        with (run.out / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
-    if accelerator.trackers:
-        accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+    if run.accelerator.trackers:
+        run.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
 
 class _ema_weights:
     """Context: an eval-mode copy of the unwrapped model holding the EMA weights (the training weights stay)."""
 
-    def __init__(self, accelerator: Accelerator, model: torch.nn.Module, ema: EMAModel | None):
-        self.model = copy.deepcopy(accelerator.unwrap_model(model)).float()
-        if ema is not None:
-            ema.copy_to(self.model.parameters())
+    def __init__(self, run: Run):
+        self.model = copy.deepcopy(run.accelerator.unwrap_model(run.model)).float()
+        if run.ema is not None:
+            run.ema.copy_to(self.model.parameters())
         self.model.eval()
 
     def __enter__(self) -> torch.nn.Module:
@@ -229,65 +310,54 @@ class _ema_weights:
         torch.set_grad_enabled(self._grad)
 
 
-def _evaluate_and_export(accelerator, task, model, ema, out: Path, step: int, best: float, metrics_path: Path) -> float:
+def save_sample_grid(run: Run) -> None:
+    """samples/step-<step>.png: a grid drawn from the EMA model with a fixed seed (main process)."""
+    if not run.accelerator.is_main_process:
+        return
+    with _ema_weights(run) as model:
+        grid = run.task.sample_grid(model, torch.Generator().manual_seed(run.cfg.seed))
+    if grid is not None:
+        from pipelines.image_grid import make_grid
+
+        image = make_grid(grid)
+        (run.out / "samples").mkdir(exist_ok=True)
+        image.save(run.out / "samples" / f"step-{run.step:07d}.png")
+        if run.cfg.report_to == "tensorboard":
+            writer = run.accelerator.get_tracker("tensorboard", unwrap=True)
+            writer.add_image("samples", np.asarray(image.convert("RGB")), run.step, dataformats="HWC")
+
+
+def export_path(cfg: TrainConfig) -> Path:
+    return Path(cfg.export_dir) if cfg.export_dir else Path(cfg.output_dir) / "model"
+
+
+def evaluate_and_export(run: Run) -> None:
     """Evaluate the EMA model; export it when it is the best so far (or always, without a selection metric)."""
-    if not accelerator.is_main_process:
-        return best
-    with _ema_weights(accelerator, model, ema) as m:
-        metrics = task.evaluate(m)
+    if not run.accelerator.is_main_process:
+        return
+    with _ema_weights(run) as model:
+        metrics = run.task.evaluate(model)
         if metrics:
-            _log(accelerator, metrics_path, {"step": step, **metrics})
-        key = task.selection_metric
-        if key is None or metrics.get(key, math.inf) < best:
-            best = metrics.get(key, best) if key else best
-            tmp = out / f"model{TMP_SUFFIX}"
+            write_metrics(run, {"step": run.step, **metrics})
+        key = run.task.selection_metric
+        if key is None or metrics.get(key, math.inf) < run.best:
+            run.best = metrics.get(key, run.best) if key else run.best
+            final = export_path(run.cfg)
+            tmp = final.with_name(final.name + TMP_SUFFIX)
             shutil.rmtree(tmp, ignore_errors=True)
-            task.export(m, tmp)
-            _write_json(tmp / "training_state.json", {"step": step, **metrics})
-            shutil.rmtree(out / "model", ignore_errors=True)
-            os.replace(tmp, out / "model")
-    return best
+            run.task.export(model, tmp)
+            write_json(tmp / "training_state.json", {"step": run.step, "minutes": run.elapsed / 60, **metrics})
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
 
 
-def _save_checkpoint(
-    accelerator: Accelerator, out: Path, step: int, seconds: float, best: float, ema, keep: int
-) -> None:
-    """Write checkpoint-<step> atomically: into a .tmp folder first, renamed only once complete."""
-    final = out / f"{CHECKPOINT_PREFIX}{step}"
-    tmp = out / f"{CHECKPOINT_PREFIX}{step}{TMP_SUFFIX}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
-    if accelerator.is_main_process:
-        if ema is not None:
-            save_file(
-                {f"shadow.{i}": p.detach().contiguous() for i, p in enumerate(ema.shadow_params)},
-                tmp / "ema.safetensors",
-            )
-        state = {
-            "step": step,
-            "train_seconds": seconds,
-            "best": best if math.isfinite(best) else None,
-            "ema_optimization_step": ema.optimization_step if ema is not None else None,
-        }
-        _write_json(tmp / "state.json", state)  # written last: its presence marks a complete checkpoint
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+def finish(run: Run) -> Path:
+    """Wait for every process, close the trackers and publish the export when push_to_hub asks."""
+    run.accelerator.wait_for_everyone()
+    run.accelerator.end_training()
+    if run.cfg.push_to_hub == "at_end" and run.accelerator.is_main_process:
+        from .hub import publish
 
-
-def _load_checkpoint(accelerator: Accelerator, ckpt: Path, ema) -> tuple[int, float, float]:
-    accelerator.load_state(str(ckpt))
-    state = json.loads((ckpt / "state.json").read_text())
-    if ema is not None:
-        shadow = load_file(ckpt / "ema.safetensors")
-        if len(shadow) != len(ema.shadow_params):
-            raise ValueError(f"checkpoint {ckpt} holds EMA weights for a different model ({len(shadow)} tensors).")
-        for i, p in enumerate(ema.shadow_params):
-            p.copy_(shadow[f"shadow.{i}"])
-        ema.optimization_step = state["ema_optimization_step"]
-    best = state["best"] if state.get("best") is not None else math.inf
-    return state["step"], state["train_seconds"], best
+        url = publish(export_path(run.cfg), run.cfg.hub_model_id, private=run.cfg.hub_visibility == "private")
+        run.accelerator.print(f"Published {export_path(run.cfg)} to {url}.")
+    return export_path(run.cfg)

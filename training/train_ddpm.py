@@ -15,10 +15,12 @@ import torch.nn.functional as F
 from diffusers import UNet2DModel
 
 from pipelines import schedules
+from pipelines.distributions import DiagonalGaussian
+from pipelines.sampling_loop import to_model_range
 from pipelines.scheduling_ddpm import DDPMScheduler
 
 from .config import DDPMTrainConfig, parse_config
-from .data import ImageData, load_data
+from .data import BatchDraws, ImageData, check_labels, load_data
 from .loop import TrainingTask, train
 
 
@@ -51,17 +53,15 @@ class DDPMTask(TrainingTask):
             clip_sample=cfg.space == "pixel",  # x̂_0 ∈ [−1, 1] holds for pixels only; clipping latents ruins them
         )
         data = load_data(cfg.data, cfg.split, cfg.image_size)
-        if cfg.num_classes and (data.labels < 0).any():
-            raise ValueError(f"num_classes={cfg.num_classes} needs labelled data; {cfg.data!r} has unlabelled images.")
-        if cfg.num_classes and int(data.labels.max()) >= cfg.num_classes:
-            raise ValueError(f"num_classes={cfg.num_classes} but the data has label {int(data.labels.max())}.")
+        if cfg.num_classes:
+            check_labels(data, cfg.num_classes, cfg.data)
         self.vae = None
         if cfg.space == "latent":
             self.vae, data = self._encode(data)
         self.data = data
 
     def _encode(self, data: ImageData) -> tuple[torch.nn.Module, ImageData]:
-        """Encode the data once into q(z|x) = N(μ, σ²): the loop then draws z = μ + σ·ε per batch.
+        """Encode the data once into q(z|x) = N(μ, σ²), kept as (μ, ln σ²): the loop draws z per batch.
         The scaling factor makes the latents unit-variance for the diffusion (as in latent diffusion)."""
         if not self.config.vae:
             raise ValueError("space='latent' needs --vae <folder of a trained VAE or VAE pipeline>.")
@@ -70,12 +70,11 @@ class DDPMTask(TrainingTask):
         path = Path(self.config.vae)
         vae = VAE.from_pretrained(path / "vae" if (path / "vae").is_dir() else path, use_safetensors=True).eval()
         with torch.no_grad():
-            dist = vae.encode(data.images).latent_dist
-            mean, std = dist.mean, dist.std
-        variance = mean.var() + std.square().mean()  # Var[z] = Var[μ] + E[σ²] for z = μ + σ·ε (law of total variance)
+            posterior = vae.encode(data.images).latent_dist
+        variance = posterior.mean.var() + posterior.var.mean()  # Var[z] = Var[μ] + E[σ²] (law of total variance)
         scaling = 1.0 / variance.sqrt().item()
         vae.register_to_config(scaling_factor=scaling)
-        return vae, ImageData(torch.cat([mean, std], dim=1), data.labels)
+        return vae, ImageData(torch.cat([posterior.mean, posterior.logvar], dim=1), data.labels)
 
     def build_model(self) -> UNet2DModel:
         shape = self.data.images.shape
@@ -94,19 +93,18 @@ class DDPMTask(TrainingTask):
             )
         return unet
 
-    def loss(self, model, images, labels, generator, step):
+    def loss(self, model, images, labels, draws, step):
         """The notes' loss ‖g_t[√ᾱ_t·x + √(1 − ᾱ_t)·ε] − ε‖² at a uniformly drawn t (or its x_0 / v variant),
         each example weighted by min-SNR-γ when snr_gamma > 0."""
         if self.vae is not None:
-            mean, std = images.chunk(2, dim=1)
-            eps = torch.randn(mean.shape, generator=generator)
-            images = (mean + std * eps) * self.vae.config.scaling_factor  # z = μ + σ·ε, scaled
+            posterior = DiagonalGaussian(*images.chunk(2, dim=1))  # q(z|x) = N(μ, σ²) encoded once
+            images = posterior.sample(draws.row_generators()) * self.vae.config.scaling_factor  # z = μ + σ·ε, scaled
         else:
-            images = images * 2 - 1  # pixels to [−1, 1]
-        noise = torch.randn(images.shape, generator=generator)
-        t = torch.randint(0, self.config.num_train_timesteps, (len(images),), generator=generator)
+            images = to_model_range(images)
+        noise = draws.randn(*images.shape[1:])
+        t = draws.randint(self.config.num_train_timesteps)
         noisy = self.scheduler.add_noise(images, noise, t)
-        class_labels = self._dropped_labels(labels, generator) if self.config.num_classes else None
+        class_labels = self._dropped_labels(labels, draws) if self.config.num_classes else None
         prediction = model(noisy, t, class_labels=class_labels).sample
         target = schedules.diffusion_loss_target(
             images, noise, self.scheduler.alphas_cumprod, t, self.config.prediction_type
@@ -119,9 +117,9 @@ class DDPMTask(TrainingTask):
         )
         return (weight * per_example).mean()
 
-    def _dropped_labels(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _dropped_labels(self, labels: torch.Tensor, draws: BatchDraws) -> torch.Tensor:
         """Replace a label by "no class" (index num_classes) with probability label_dropout (Ho & Salimans 2022)."""
-        drop = torch.rand(len(labels), generator=generator) < self.config.label_dropout
+        drop = draws.rand() < self.config.label_dropout
         return torch.where(drop, torch.full_like(labels, self.config.num_classes), labels)
 
     def _pipeline(self, model):

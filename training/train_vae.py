@@ -15,15 +15,17 @@ from pipelines.pipeline_vae import VAEPipeline
 from pipelines.vae import VAE
 
 from .config import VAETrainConfig, parse_config
-from .data import load_data
+from .data import BatchDraws, load_data
 from .loop import TrainingTask, train
 
 BINARIZE_SEED = 1234  # the fixed binarization of held-out digits used for every reported figure
 
 
-def binarize(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def binarize(images: torch.Tensor, randomness: torch.Generator | BatchDraws) -> torch.Tensor:
     """Stochastic binarization x ~ Bernoulli(intensity), the usual binarized-MNIST protocol."""
-    return torch.bernoulli(images, generator=generator)
+    if isinstance(randomness, torch.Generator):
+        return torch.bernoulli(images, generator=randomness)
+    return (randomness.rand(*images.shape[1:]) < images).to(images.dtype)  # P(u < p) = p for u ~ U(0, 1)
 
 
 class VAETask(TrainingTask):
@@ -49,13 +51,13 @@ class VAETask(TrainingTask):
             likelihood=c.likelihood,
         )
 
-    def loss(self, model, images, labels, generator, step):
+    def loss(self, model, images, labels, draws, step):
         """−(E_q ln p(x|z) − β·KL(q(z|x) ‖ p(z))), β ramped up over kl_warmup_steps."""
         if self.config.binarize == "dynamic":
-            images = binarize(images, generator)
+            images = binarize(images, draws)
         warm = self.config.kl_warmup_steps
         beta = self.config.beta * min(1.0, step / warm) if warm else self.config.beta
-        return model.elbo(images, beta=beta, generator=generator).loss.mean()
+        return model.elbo(images, beta=beta, generator=draws.row_generators()).loss.mean()
 
     def evaluate(self, model) -> dict[str, float]:
         out = model.elbo(self.val_images, beta=self.config.beta, generator=torch.Generator().manual_seed(0))

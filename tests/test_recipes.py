@@ -1,0 +1,97 @@
+"""Every bundled model has a recipe (training/recipes/<name>.yaml) that trains it from scratch in one command:
+each recipe parses, its stages are the training commands recorded in the model's training.json, and a tiny
+variant of each runs end to end (guide attached where the model has one, the recipe recorded in training.json)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+
+from training import train as recipes
+from training.config import ClassifierTrainConfig, DDPMTrainConfig, VAETrainConfig, parse_config
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+SCRIPTS = {"training.train_vae": ("vae", VAETrainConfig), "training.train_ddpm": ("ddpm", DDPMTrainConfig)}
+# where a recipe may differ from a recorded command: folders, threads, and the budgets a recipe replaces by the
+# step at which the budget stopped a constant-LR run (explained in each recipe's comment)
+NOT_COMPARED = ("output_dir", "vae", "init_from", "resume_from_checkpoint", "num_threads", "max_minutes", "max_steps")
+TINY = {
+    "vae": {"block_out_channels": [8, 8], "latent_dim": 4, "batch_size": 32, "eval_every": 0},
+    "ddpm": {"block_out_channels": [8], "layers_per_block": 1, "attention_levels": [], "norm_num_groups": 4,
+             "num_train_timesteps": 50, "sample_steps": 4, "batch_size": 16, "lr_warmup_steps": 1},
+    "classifier": {"channels": 8, "feature_dim": 16, "batch_size": 32, "max_steps": 3, "lr_warmup_steps": 2},
+}  # fmt: skip
+COMMON = {"data": "sklearn-digits", "image_size": 8, "max_steps": 2, "max_minutes": 0, "checkpoint_every": 0}
+COMMON |= {"sample_every": 0, "mixed_precision": "no", "num_threads": 1}
+
+
+def comparable(config) -> dict:
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.name in NOT_COMPARED}
+    return dataclasses.asdict(dataclasses.replace(config, **defaults))
+
+
+def recorded_configs(model: str) -> list[tuple[str, dict]]:
+    """The training commands in models/<model>/training.json, as (task, comparable config)."""
+    info = json.loads((MODELS / model / "training.json").read_text())
+    found = []
+    for line in (info.get("command", "") + "\n" + info.get("vae_command", "")).splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:2] == ["python", "-m"] and words[2] in SCRIPTS:
+            kind, cls = SCRIPTS[words[2]]
+            found.append((kind, comparable(parse_config(cls, words[3:]))))
+    return found
+
+
+def test_every_bundled_model_has_a_recipe():
+    assert recipes.recipe_names() == sorted(p.name for p in MODELS.iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("name", recipes.recipe_names())
+def test_each_recipe_parses_and_its_stages_are_the_recorded_commands(name, tmp_path):
+    stages = recipes.stage_configs(name, tmp_path)
+    ours = [(kind, comparable(config)) for kind, config in stages.values()]
+    if (MODELS / name / "training.json").is_file():
+        recorded = recorded_configs(name)
+        assert recorded, f"no training command found in models/{name}/training.json"
+        assert all(stage in recorded for stage in ours) and all(command in ours for command in recorded)
+    else:  # the classifier records metrics only: its recipe is ClassifierTrainConfig's defaults
+        assert ours == [("classifier", comparable(ClassifierTrainConfig()))]
+    for stage, (_, config) in stages.items():
+        assert config.output_dir == str(tmp_path / name / stage) and config.resume_from_checkpoint == "latest"
+
+
+def test_a_recipe_refers_only_to_earlier_stages(tmp_path, monkeypatch):
+    (tmp_path / "bad.yaml").write_text("export: a\nstages:\n  a: {task: ddpm, config: {init_from: '{b}'}}\n")
+    monkeypatch.setattr(recipes, "RECIPES", tmp_path)
+    with pytest.raises(ValueError, match="init_from refers to a later or unknown stage"):
+        recipes.stage_configs("bad", tmp_path)
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        recipes.main(["--recipe", "nonexistent"])
+
+
+@pytest.mark.parametrize("name", recipes.recipe_names())
+def test_a_tiny_variant_of_each_recipe_runs_end_to_end(name, tmp_path):
+    recipe = recipes.load_recipe(name)
+    model = recipes.run_recipe(name, tmp_path, overrides={kind: COMMON | tiny for kind, tiny in TINY.items()})
+    record = json.loads((model / "training.json").read_text())
+    assert record["command"] == f"python -m training.train --recipe {name}"
+    assert list(record["stages"]) == list(recipe["stages"])
+    if name == "mnist-classifier":
+        from training.classifier import load_classifier
+
+        assert load_classifier(model)(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+        return
+    from training.evaluate import load_pipeline
+
+    pipe = load_pipeline(model)
+    assert ("guide" in recipe) == (getattr(pipe, "guide_unet", None) is not None)
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = {"num_inference_steps": 2} if hasattr(pipe, "unet") else {}
+    kwargs |= {"class_labels": [1]} if name == "ddpm-conditional" else {}
+    images = pipe(batch_size=1, generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).images
+    assert images.shape == (1, 1, 8, 8) and torch.isfinite(images).all()

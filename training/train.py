@@ -1,0 +1,133 @@
+"""Train a bundled model from scratch in one command, from its recipe ``training/recipes/<name>.yaml``:
+
+    python -m training.train --recipe ddpm-latent [--output_root runs/recipes]
+
+A recipe lists stages, each a task of the one loop (vae, ddpm, classifier) with its config; a value "{stage}"
+is the export folder of an earlier stage (a latent DDPM's --vae, a fine-tune's --init_from). ``export`` names
+the stage that gives the model, ``guide`` the one attached as its autoguidance guide. Stages resume from their
+latest checkpoint, so a crashed recipe continues where it stopped. The model's training.json records the
+recipe, the command and every stage's config.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import yaml
+
+from .config import ClassifierTrainConfig, DDPMTrainConfig, TrainConfig, VAETrainConfig, config_to_dict, parse_config
+from .fields import Range, check_fields
+
+RECIPES = Path(__file__).resolve().parent / "recipes"
+STAGE_REFERENCE = re.compile(r"\{([\w-]+)\}")
+CONFIGS: dict[str, type[TrainConfig]] = {
+    "vae": VAETrainConfig,
+    "ddpm": DDPMTrainConfig,
+    "classifier": ClassifierTrainConfig,
+}
+TASKS = {  # imported when used: each pulls in its model code
+    "vae": ("training.train_vae", "VAETask"),
+    "ddpm": ("training.train_ddpm", "DDPMTask"),
+    "classifier": ("training.classifier", "ClassifierTask"),
+}
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+@dataclass
+class RecipeRun:
+    """The command line of this script, read by the one config reader."""
+
+    recipe: str = ""
+    output_root: str = "runs/recipes"  # stage <s> of recipe <r> trains in <output_root>/<r>/<s>
+
+    BOUNDS: ClassVar[dict[str, Range]] = {}
+    LENGTHS: ClassVar[dict[str, Range]] = {}
+
+    def __post_init__(self):
+        check_fields(self, self.BOUNDS, self.LENGTHS)
+        if self.recipe not in recipe_names():
+            raise ValueError(f"recipe must be one of {recipe_names()}, got {self.recipe!r}.")
+
+
+def _task(kind: str, config: TrainConfig):
+    """The task of the one loop that trains ``config``."""
+    module, name = TASKS[kind]
+    return getattr(importlib.import_module(module), name)(config)
+
+
+def load_recipe(name: str) -> dict:
+    recipe = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
+    stages = recipe.get("stages") or {}
+    for key in ("export", "guide"):
+        if key in recipe and recipe[key] not in stages:
+            raise ValueError(f"recipe {name!r}: {key} names {recipe[key]!r}, which is not one of its stages.")
+    for stage, spec in stages.items():
+        if spec.get("task") not in CONFIGS:
+            raise ValueError(f"recipe {name!r}, stage {stage!r}: task must be one of {sorted(CONFIGS)}.")
+    return recipe
+
+
+def stage_configs(name: str, output_root: str | Path, overrides: dict[str, dict] | None = None) -> dict:
+    """Every stage's config, checked before anything trains: {stage: (task, config)}. ``overrides`` maps a task
+    to values that replace the recipe's (the tests' tiny variants)."""
+    recipe, root = load_recipe(name), Path(output_root) / name
+    configs: dict[str, tuple[str, TrainConfig]] = {}
+    for stage, spec in recipe["stages"].items():
+        values = {
+            "resume_from_checkpoint": "latest",
+            **spec.get("config", {}),
+            **(overrides or {}).get(spec["task"], {}),
+        }
+        for key, value in values.items():
+            reference = STAGE_REFERENCE.fullmatch(value) if isinstance(value, str) else None
+            if reference:
+                if reference.group(1) not in configs:
+                    raise ValueError(f"recipe {name!r}, stage {stage!r}: {key} refers to a later or unknown stage.")
+                values[key] = str(_export(configs[reference.group(1)][1]))
+        configs[stage] = (spec["task"], CONFIGS[spec["task"]](output_dir=str(root / stage), **values))
+    return configs
+
+
+def _export(config: TrainConfig) -> Path:
+    return Path(config.export_dir) if config.export_dir else Path(config.output_dir) / "model"
+
+
+def run_recipe(name: str, output_root: str | Path = "runs/recipes", overrides: dict | None = None) -> Path:
+    """Train every stage in order, attach the guide, record training.json; returns the model's folder."""
+    from .loop import train
+
+    recipe, configs = load_recipe(name), stage_configs(name, output_root, overrides)
+    for kind, config in configs.values():
+        train(_task(kind, config))
+    model = _export(configs[recipe["export"]][1])
+    if "guide" in recipe:
+        from .attach_guide import attach_guide
+
+        attach_guide(model, _export(configs[recipe["guide"]][1]))
+    record = {
+        "recipe": name,
+        "command": f"python -m training.train --recipe {name}",
+        "stages": {stage: {"task": kind, **config_to_dict(c)} for stage, (kind, c) in configs.items()},
+    }
+    (model / "training.json").write_text(json.dumps(record, indent=2))
+    return model
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_config(RecipeRun, argv)
+    model = run_recipe(args.recipe, args.output_root)
+    print(f"{args.recipe}: trained into {model}")
+    return model
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
