@@ -7,20 +7,17 @@ the other's config and used in the other's pipelines. The schedule math is in :m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
+from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import schedules
-from .scheduling_utils import ForwardProcessMixin
-from .timesteps import spaced_timesteps, validate_custom_timesteps
+from .scheduling_utils import DiffusionSchedulerBase, TimestepSpacing
 
 VarianceType = Literal["fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range"]
 VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
@@ -34,16 +31,13 @@ class DDPMSchedulerOutput(BaseOutput):
     pred_original_sample: torch.Tensor | None = None
 
 
-class DDPMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
+class DDPMScheduler(DiffusionSchedulerBase):
     """Ancestral DDPM sampler: x̂_0 from the network, then z_{t−1} ~ q(z_{t−1} | z_t, x̂_0).
 
     ``variance_type`` picks σ_t²: ``fixed_small`` is the posterior variance β̃_t, ``fixed_large`` is β_t
     (the two bounds of Ho et al. §3.2); the ``_log`` variants compute the same through logs;
     ``learned``/``learned_range`` take it from the second half of the model's channels (Nichol & Dhariwal 2021).
     """
-
-    _compatibles = [e.name for e in KarrasDiffusionSchedulers]
-    order = 1
 
     @register_to_config
     def __init__(
@@ -60,55 +54,28 @@ class DDPMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
         dynamic_thresholding_ratio: float = 0.995,
         clip_sample_range: float = 1.0,
         sample_max_value: float = 1.0,
-        timestep_spacing: Literal["linspace", "leading", "trailing"] = "leading",
+        timestep_spacing: TimestepSpacing = "leading",
         steps_offset: int = 0,
         rescale_betas_zero_snr: bool = False,
     ):
         if variance_type not in VARIANCE_TYPES:
             raise ValueError(f"variance_type must be one of {VARIANCE_TYPES}, got {variance_type!r}.")
-        if prediction_type not in schedules.PREDICTION_TYPES:
-            raise ValueError(f"prediction_type must be one of {schedules.PREDICTION_TYPES}, got {prediction_type!r}.")
-        self.betas = schedules.make_betas(
-            beta_schedule, num_train_timesteps, beta_start, beta_end, trained_betas, rescale_betas_zero_snr
+        self.set_up_schedule(
+            beta_schedule,
+            num_train_timesteps,
+            beta_start,
+            beta_end,
+            trained_betas,
+            rescale_betas_zero_snr,
+            prediction_type,
+            timestep_spacing,
         )
-        self.alphas = 1.0 - self.betas  # α_t = 1 − β_t
-        self.alphas_cumprod = schedules.alphas_cumprod(self.betas)  # ᾱ_t
         self.one = torch.tensor(1.0)  # ᾱ_0 = 1: the step before the first
-        self.init_noise_sigma = 1.0  # z_T ~ N(0, I)
         self.variance_type = variance_type
-        self.custom_timesteps = False
-        self.num_inference_steps: int | None = None
-        self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy())
-        self._previous: dict[int, int] = {}
 
-    def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
-        """DDPM feeds z_t to the network unscaled."""
-        return sample
-
-    def set_timesteps(
-        self,
-        num_inference_steps: int | None = None,
-        device: str | torch.device | None = None,
-        timesteps: Sequence[int] | None = None,
-    ) -> None:
-        """Choose the steps to sample with: ``num_inference_steps`` spaced by ``timestep_spacing``, or custom ones."""
-        if num_inference_steps is not None and timesteps is not None:
-            raise ValueError("Pass only one of `num_inference_steps` or `timesteps`.")
-        if timesteps is not None:
-            steps = validate_custom_timesteps(timesteps, self.config.num_train_timesteps)
-            self.custom_timesteps = True
-        else:
-            steps = spaced_timesteps(
-                num_inference_steps,
-                self.config.num_train_timesteps,
-                self.config.timestep_spacing,
-                self.config.steps_offset,
-            )
-            self.num_inference_steps = num_inference_steps
-            self.custom_timesteps = False
-        self.timesteps = torch.from_numpy(steps).to(device)
-        # t → the step sampled after it (−1 after the last): a table instead of a search at every step.
-        self._previous = dict(zip(steps.tolist(), steps[1:].tolist() + [-1]))
+    def previous_steps(self, steps: np.ndarray) -> np.ndarray:
+        """DDPM moves to the next visited step (−1 after the last)."""
+        return np.append(steps[1:], -1)
 
     def previous_timestep(self, timestep: int | torch.Tensor) -> int | torch.Tensor:
         """The timestep t' that ``step`` moves to from t (−1 after the last one)."""
@@ -170,19 +137,12 @@ class DDPMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
         )
 
         # 3. keep x̂_0 in the data range: dynamic thresholding or plain clipping
-        if self.config.thresholding:
-            pred_original_sample = schedules.dynamic_threshold(
-                pred_original_sample, self.config.dynamic_thresholding_ratio, self.config.sample_max_value
-            )
-        elif self.config.clip_sample:
-            r = self.config.clip_sample_range
-            pred_original_sample = pred_original_sample.clamp(-r, r)
+        pred_original_sample = self.keep_in_range(pred_original_sample)
 
-        # 4.-5. posterior mean μ̃_t = c_0·x̂_0 + c_t·z_t (Ho et al. eq. 7)
-        c_0, c_t = schedules.posterior_coefficients(alpha_prod_t, alpha_prod_t_prev)
-        pred_prev_sample = c_0 * pred_original_sample + c_t * sample
+        # 4. posterior mean μ̃_t = c_0·x̂_0 + c_t·z_t (Ho et al. eq. 7)
+        pred_prev_sample = schedules.posterior_mean(pred_original_sample, sample, alpha_prod_t, alpha_prod_t_prev)
 
-        # 6. add σ_t·ε, except at the last step (t = 0), which returns the mean
+        # 5. add σ_t·ε, except at the last step (t = 0), which returns the mean
         if t > 0:
             noise = randn_tensor(
                 model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
