@@ -15,6 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from diffusers.configuration_utils import register_to_config
+
+# diffusers' loader finds how to load a component by looking up SchedulerMixin in the component's own module
+# (model_index.json names "pipelines.scheduling_ddpm"/"pipelines.scheduling_ddim"), so it must be importable here.
+from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401 (read by diffusers' loader, see above)
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 

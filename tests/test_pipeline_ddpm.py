@@ -9,7 +9,7 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from pipelines import sampling_loop
+from pipelines import precision
 from pipelines.guidance import autoguidance, classifier_free_guidance
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.scheduling_ddim import DDIMScheduler
@@ -302,8 +302,9 @@ def test_precision_picks_bf16_autocast_only_where_asked_or_supported(monkeypatch
     dtypes.clear()
     sample(pipe, precision="fp32")
     assert set(dtypes) == {torch.float32}
-    for supported, expected in ((True, torch.bfloat16), (False, torch.float32)):
-        monkeypatch.setattr(sampling_loop, "bf16_supported", lambda supported=supported: supported)
+    for choice, expected in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        decision = precision.PrecisionChoice(choice, "monkeypatched")
+        monkeypatch.setattr(precision, "choose_precision", lambda *args, decision=decision: decision)
         dtypes.clear()
         sample(pipe, precision="auto")
         assert set(dtypes) == {expected}
