@@ -14,11 +14,11 @@ those errors (blurred, half-formed digits), so samples land where both agree a d
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 
 import torch
+
+from .checks import check_number
 
 
 def guidance_extrapolation(weak: torch.Tensor, strong: torch.Tensor, guidance_scale: float) -> torch.Tensor:
@@ -66,13 +66,9 @@ def null_class_label(unet) -> int:
     return n - 1
 
 
-def validate_guidance_scale(guidance_scale: float, name: str = "guidance_scale") -> float:
-    """w must be a finite number ≥ 0."""
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real):
-        raise ValueError(f"{name} must be a number, got {guidance_scale!r}.")
-    if not math.isfinite(guidance_scale) or guidance_scale < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {guidance_scale}.")
-    return float(guidance_scale)
+def validate_guidance_scale(guidance_scale: float, name: str = "guidance_scale", maximum: float | None = None) -> float:
+    """w must be a finite number ≥ 0 (and ≤ ``maximum`` where one is given, as the app does)."""
+    return check_number(name, guidance_scale, 0.0, maximum)
 
 
 def prepare_class_labels(

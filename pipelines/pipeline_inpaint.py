@@ -19,11 +19,12 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import schedules
+from .checks import is_positive_int
 from .data_range import to_image_range, to_model_range
 from .guidance import check_guide
 from .loading import SafeFromPretrainedMixin
 from .precision import Precision
-from .sampling_loop import DenoisingLoopMixin, OutputType, SamplingPipelineOutput, is_positive_int
+from .sampling_loop import DenoisingLoopMixin, OutputType, SamplingPipelineOutput
 from .scheduling_ddpm import DDPMScheduler
 
 ImageInput = PIL.Image.Image | Sequence[PIL.Image.Image] | np.ndarray | torch.Tensor

@@ -8,7 +8,6 @@ z_0 becomes an image. Works with any diffusers-style scheduler (ours or diffuser
 from __future__ import annotations
 
 import inspect
-import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import schedules
+from .checks import check_number, is_positive_int
 from .guidance import guided_model_output, prepare_class_labels, validate_guidance_scale
 from .precision import Precision, autocast, resolve_precision
 
@@ -31,11 +31,6 @@ from .precision import bf16_supported as bf16_supported  # isort: skip
 
 OutputType = Literal["pil", "np", "pt", "latent"]
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-
-
-def is_positive_int(value) -> bool:
-    """An integer ≥ 1 (Python or numpy), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 class TrajectoryPoint(NamedTuple):
@@ -119,10 +114,7 @@ class DenoisingLoopMixin:
                 f"num_inference_steps must lie in [1, {num_train_timesteps}] (the scheduler's num_train_timesteps), "
                 f"got {num_inference_steps}."
             )
-        if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta) or not 0 <= eta <= 1:
-            raise ValueError(
-                f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM's ancestral noise), got {eta!r}."
-            )
+        check_number("eta (0: deterministic DDIM, 1: DDPM's ancestral noise)", eta, 0.0, 1.0)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
         if callback_on_step_end is not None and not callable(callback_on_step_end):
