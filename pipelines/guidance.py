@@ -79,15 +79,15 @@ def prepare_class_labels(
     ``class_labels=None`` on a conditional UNet gives the null label (unconditional sampling). A label may be
     any class 0..num_classes−1 or the null label num_classes itself.
     """
-    n = num_class_embeds(unet)
-    if n is None:
+    if num_class_embeds(unet) is None:
         if class_labels is not None:
             raise ValueError(
                 "class_labels were given but the unet is unconditional (its config has no num_class_embeds)."
             )
         return None
+    null = null_class_label(unet)
     if class_labels is None:
-        return torch.full((batch_size,), n - 1, dtype=torch.long, device=device)
+        return torch.full((batch_size,), null, dtype=torch.long, device=device)
     if isinstance(class_labels, bool):
         raise ValueError(f"class_labels must be integers, got {class_labels!r}.")
     labels = torch.as_tensor(class_labels)
@@ -98,8 +98,8 @@ def prepare_class_labels(
         labels = labels.expand(batch_size)
     if labels.numel() != batch_size:
         raise ValueError(f"class_labels must be one label or {batch_size} (batch_size) labels, got {labels.numel()}.")
-    if labels.min() < 0 or labels.max() > n - 1:
-        raise ValueError(f"class_labels must lie in [0, {n - 2}] (or {n - 1}, the null label), got {labels.tolist()}.")
+    if labels.min() < 0 or labels.max() > null:
+        raise ValueError(f"class_labels must lie in [0, {null - 1}] (or {null}, the null label), got {labels.tolist()}.")
     return labels.to(device).contiguous()
 
 
