@@ -99,7 +99,9 @@ def prepare_class_labels(
     if labels.numel() != batch_size:
         raise ValueError(f"class_labels must be one label or {batch_size} (batch_size) labels, got {labels.numel()}.")
     if labels.min() < 0 or labels.max() > null:
-        raise ValueError(f"class_labels must lie in [0, {null - 1}] (or {null}, the null label), got {labels.tolist()}.")
+        raise ValueError(
+            f"class_labels must lie in [0, {null - 1}] (or {null}, the null label), got {labels.tolist()}."
+        )
     return labels.to(device).contiguous()
 
 

@@ -7,6 +7,7 @@ the other's config and used in the other's pipelines. The schedule math is in :m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,7 +25,38 @@ from . import schedules
 from .scheduling_utils import DiffusionSchedulerBase, TimestepSpacing
 
 VarianceType = Literal["fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range"]
-VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
+
+
+def learned_range_log_variance(small: torch.Tensor, large: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+    """log σ_t² interpolated between log β̃_t and log β_t by the network's v ∈ [−1, 1] (Nichol & Dhariwal 2021, eq. 15)."""
+    frac = (predicted + 1) / 2
+    return frac * torch.log(large) + (1 - frac) * torch.log(small)  # log σ² = v'·log β_t + (1 − v')·log β̃_t
+
+
+def square_root(variance: torch.Tensor) -> torch.Tensor:
+    return variance**0.5  # σ_t = √σ_t²
+
+
+@dataclass(frozen=True)
+class VarianceRule:
+    """One ``variance_type``: what ``_get_variance`` returns (diffusers' convention) and σ_t from it."""
+
+    value: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]  # (β̃_t, β_t, predicted) → value
+    std: Callable[[torch.Tensor], torch.Tensor]  # value → σ_t
+
+
+VARIANCE_RULES: dict[str, VarianceRule] = {
+    "fixed_small": VarianceRule(lambda small, large, predicted: small, square_root),  # σ_t² = β̃_t (Ho et al. §3.2)
+    # σ_t = √β̃_t computed through the log, as diffusers does
+    "fixed_small_log": VarianceRule(lambda small, large, predicted: torch.exp(0.5 * torch.log(small)), lambda v: v),
+    "fixed_large": VarianceRule(lambda small, large, predicted: large, square_root),  # σ_t² = β_t (Ho et al. §3.2)
+    # diffusers returns log β_t for fixed_large_log and then takes its square root (NaN); the intended noise scale is
+    # √β_t, the same as fixed_large, so both give β_t here.
+    "fixed_large_log": VarianceRule(lambda small, large, predicted: large, square_root),
+    "learned": VarianceRule(lambda small, large, predicted: predicted, square_root),  # σ_t² from the network
+    "learned_range": VarianceRule(learned_range_log_variance, lambda log_variance: torch.exp(0.5 * log_variance)),
+}
+VARIANCE_TYPES = tuple(VARIANCE_RULES)
 
 
 @dataclass
@@ -97,25 +129,13 @@ class DDPMScheduler(DiffusionSchedulerBase):
         return alpha_prod_t, alpha_prod_t_prev
 
     def _get_variance(self, t: int, predicted_variance: torch.Tensor | None = None, variance_type: str | None = None):
-        """σ_t² for this step (for ``fixed_small_log`` σ_t, for ``learned_range`` log σ_t²)."""
+        """σ_t² for this step (for ``fixed_small_log`` σ_t, for ``learned_range`` log σ_t²), by :data:`VARIANCE_RULES`."""
         prev_t = int(self.previous_timestep(t))
         alpha_prod_t, alpha_prod_t_prev = self._alpha_prods(t, prev_t)
         current_beta_t = 1 - alpha_prod_t / alpha_prod_t_prev  # β_t
         small = torch.clamp(schedules.posterior_variance(alpha_prod_t, alpha_prod_t_prev), min=1e-20)  # β̃_t
-        variance_type = variance_type or self.config.variance_type
-        if variance_type == "fixed_small":
-            return small
-        if variance_type == "fixed_small_log":
-            return torch.exp(0.5 * torch.log(small))  # σ_t = √β̃_t, through the log
-        if variance_type in ("fixed_large", "fixed_large_log"):
-            # diffusers returns log β_t for fixed_large_log and then takes its square root (NaN); the intended
-            # noise scale is √β_t, the same as fixed_large, so both return β_t here.
-            return current_beta_t
-        if variance_type == "learned":
-            return predicted_variance
-        # learned_range: interpolate log σ² between log β̃_t and log β_t (Nichol & Dhariwal 2021, eq. 15)
-        frac = (predicted_variance + 1) / 2
-        return frac * torch.log(current_beta_t) + (1 - frac) * torch.log(small)
+        rule = VARIANCE_RULES[variance_type or self.config.variance_type]
+        return rule.value(small, current_beta_t, predicted_variance)
 
     def step(
         self,
@@ -152,12 +172,7 @@ class DDPMScheduler(DiffusionSchedulerBase):
                 model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
             )
             variance = self._get_variance(t, predicted_variance=predicted_variance)
-            if self.variance_type == "fixed_small_log":
-                std = variance  # already σ_t
-            elif self.variance_type == "learned_range":
-                std = torch.exp(0.5 * variance)  # σ_t = exp(½ log σ_t²)
-            else:
-                std = variance**0.5
+            std = VARIANCE_RULES[self.variance_type].std(variance)  # σ_t
             pred_prev_sample = pred_prev_sample + std * noise  # z_{t−1} = μ̃_t + σ_t·ε
 
         if not return_dict:
