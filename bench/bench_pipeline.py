@@ -9,7 +9,10 @@
    ``pipeline throughput ratio ours/diffusers: X`` (images/s ours ÷ images/s diffusers, goal >= 1.0);
 3. precision study on DDIM-50 (η = 0, deterministic): fp32, bf16 autocast, channels_last and both, timed
    interleaved, with the max abs difference of each one's images from fp32's (same seed), also for DDPM;
-4. images/s for DDPM-``ddpm_steps``, DDIM-50 and latent DDIM-50 (a VAE with 4×7×7 latents).
+4. images/s for DDPM-``ddpm_steps``, DDIM-50 and latent DDIM-50 (a VAE with 4×7×7 latents);
+0. (printed first; alone with ``--precision-only``) what precision="auto" picks for each UNet and why, beside the
+   measured fp32/bf16 ratio of DDIM-``ratio_steps`` sampling at the batch size (``--latent-model`` may name a saved
+   LatentDDPMPipeline folder for the latent row).
 The UNet is random unless ``--model`` names a saved DDPMPipeline folder (then differences measure real images).
 """
 
@@ -33,7 +36,7 @@ from diffusers import UNet2DModel
 
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
-from pipelines.sampling_loop import bf16_supported
+from pipelines.precision import choose_precision
 from pipelines.scheduling_ddim import DDIMScheduler
 from pipelines.scheduling_ddpm import DDPMScheduler
 from pipelines.vae import VAE
@@ -108,6 +111,20 @@ def channels_last(unet: UNet2DModel) -> UNet2DModel:
     return copy.deepcopy(unet).to(memory_format=torch.channels_last)
 
 
+def precision_decisions(pipes: dict, steps: int, batch: int, repeats: int) -> None:
+    """What "auto" picks for each pipeline's UNet (and why) beside the measured fp32 vs bf16 sampling times."""
+    print(f"\n0. precision='auto' per UNet, and DDIM-{steps} sampling at batch {batch} (median of {repeats}):")
+    for name, pipe in pipes.items():
+        choice = choose_precision(torch.device("cpu"), pipe.unet, pipe.sample_shape(batch))
+        medians = interleaved(
+            {p: (lambda p=p, pipe=pipe: run(pipe, steps, batch, precision=p)) for p in ("fp32", "bf16")}, repeats
+        )
+        print(
+            f"   {name:8s} fp32 {medians['fp32']:6.2f} s  bf16 {medians['bf16']:6.2f} s  "
+            f"bf16 speed-up {medians['fp32'] / medians['bf16']:.2f}x  -> auto: {choice.precision} ({choice.reason})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a saved DDPMPipeline folder (its unet and scheduler config are used)")
@@ -120,6 +137,8 @@ def main() -> None:
     parser.add_argument("--ddpm-steps", type=int, default=1000, help="DDPM steps of the images/s table (0: skip)")
     parser.add_argument("--ddpm-repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--latent-model", help="a saved LatentDDPMPipeline folder for the precision rows")
+    parser.add_argument("--precision-only", action="store_true", help="print only the precision decisions (0.)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batch = args.batch_size
@@ -131,12 +150,18 @@ def main() -> None:
         unet, scheduler_config = build_unet(args), DDPMScheduler().config
     ours = quiet(DDPMPipeline(unet, DDPMScheduler.from_config(scheduler_config)))
     theirs = quiet(diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler.from_config(scheduler_config)))
-    default = "bf16" if bf16_supported() else "fp32"
     print(
         f"torch {torch.__version__}, diffusers {diffusers.__version__}, threads {torch.get_num_threads()}, "
         f"batch {batch}, unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M params "
-        f"({'loaded from ' + args.model if args.model else 'random weights'}); precision 'auto' -> {default}"
+        f"({'loaded from ' + args.model if args.model else 'random weights'})"
     )
+    latent = quiet(LatentDDPMPipeline.from_pretrained(args.latent_model)) if args.latent_model else None
+    latent = latent or build_latent_pipeline()
+    latent.scheduler = DDIMScheduler.from_config(latent.scheduler.config)
+    ddim = quiet(DDPMPipeline(unet, DDIMScheduler.from_config(scheduler_config)))
+    precision_decisions({"pixel": ddim, "latent": latent}, args.ratio_steps, batch, args.repeats)
+    if args.precision_only:
+        return
 
     # 1. parity at fp32: the same images as diffusers' DDPMPipeline
     same = np.array_equal(run(ours, 5, 2, precision="fp32"), run(theirs, 5, 2))
@@ -159,7 +184,6 @@ def main() -> None:
     print(f"pipeline throughput ratio ours/diffusers: {medians['diffusers'] / medians['ours (auto)']:.3f}")
 
     # 3. precision and memory format: speed on DDIM-50, image differences from fp32 on DDIM-50 and DDPM-n
-    ddim = quiet(DDPMPipeline(unet, DDIMScheduler.from_config(scheduler_config)))
     ddim_cl = quiet(DDPMPipeline(channels_last(unet), DDIMScheduler.from_config(scheduler_config)))
     ddpm_cl = quiet(DDPMPipeline(ddim_cl.unet, DDPMScheduler.from_config(scheduler_config)))
     settings = {
@@ -187,7 +211,6 @@ def main() -> None:
         )
 
     # 4. images/s of the three samplers at the default precision (and fp32)
-    latent = build_latent_pipeline()
     print(f"\n4. images/s, batch {batch}:")
     rows = {
         "DDIM-50 ours (auto)": lambda: run(ddim, 50, batch),

@@ -4,16 +4,19 @@ The app's Sample tab starts with these values and ``python -m training.evaluate`
 so the figures in the model cards are the quality a visitor sees on first click.
 """
 
+from .samplers import SAMPLERS
+
 DEFAULT_SAMPLER = "ddim"  # DDIM: few steps out of the T = 1,000 the models were trained with
-DEFAULT_DDIM_STEPS = 25
+DEFAULT_DDIM_STEPS = SAMPLERS["ddim"].default_steps  # 25
 # η = 1 draws fresh noise at every step with the DDPM posterior's variance (ancestral sampling on the 25-step
 # subsequence). Measured on the bundled unconditional models (400 samples each, `python -m training.evaluate`):
 # η = 1 makes 91% (pixel) and 83% (latent) of samples confident digits against 84% and 80% for deterministic η = 0,
 # at the same cost: the fresh noise corrects the small networks' errors instead of carrying them to the end
 # (Karras et al. 2022, https://arxiv.org/abs/2206.00364, §4: stochasticity helps imperfect denoisers).
 DEFAULT_DDIM_ETA = 1.0
-DEFAULT_DDPM_STEPS = 100  # ancestral DDPM needs more steps than DDIM for the same quality
+DEFAULT_DDPM_STEPS = SAMPLERS["ddpm"].default_steps  # 100: ancestral DDPM needs more steps than DDIM
 DEFAULT_GUIDANCE_SCALE = 5.0  # classifier-free guidance w for the class-conditional model
+MAX_GUIDANCE_SCALE = 20.0  # the largest guidance (and autoguidance) weight the app offers
 # Autoguidance weight for the unconditional models that ship a guide UNet (ε̃ = ε_guide + w·(ε_main − ε_guide)).
 # Chosen on 400 samples per weight (w = 1.5, 2, 2.5, 3): w = 2 gave the most confident digits while keeping every
 # digit within 7–13%; larger w sharpens further but starves some digits. Measured with `python -m training.evaluate`

@@ -65,10 +65,15 @@ class DiagonalGaussian:
         """The most likely z, μ."""
         return self.mean
 
-    def kl(self) -> torch.Tensor:
-        """KL[q ‖ N(0, I)] per example, in nats."""
-        terms = self.mean.pow(2) + self.var - self.logvar - 1.0
-        return 0.5 * terms.sum(dim=self.event_dims)  # KL = ½ Σ_j (μ_j² + σ_j² − ln σ_j² − 1)
+    def kl(self, other: DiagonalGaussian | None = None) -> torch.Tensor:
+        """KL[q ‖ p] per example, in nats, to ``other`` = p (the prior N(0, I) when None).
+
+        KL = ½ Σ_j (ln σ_p,j² − ln σ_q,j² + (σ_q,j² + (μ_q,j − μ_p,j)²)/σ_p,j² − 1); against N(0, I) this is
+        ½ Σ_j (μ_j² + σ_j² − ln σ_j² − 1), the VAE's KL term (bit for bit: the extra terms are exact zeros and ones).
+        """
+        other = other if other is not None else self.standard_normal_like(self.mean)
+        terms = (other.logvar - self.logvar) + (self.var + (self.mean - other.mean).pow(2)) / other.var - 1.0
+        return 0.5 * terms.sum(dim=self.event_dims)  # KL = ½ Σ_j (ln σ_p² − ln σ_q² + (σ_q² + (μ_q − μ_p)²)/σ_p² − 1)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """ln q(z) per example; ``z`` may carry extra leading sample dimensions, shape (..., *mean.shape)."""

@@ -14,11 +14,11 @@ those errors (blurred, half-formed digits), so samples land where both agree a d
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 
 import torch
+
+from .checks import check_number
 
 
 def guidance_extrapolation(weak: torch.Tensor, strong: torch.Tensor, guidance_scale: float) -> torch.Tensor:
@@ -66,13 +66,9 @@ def null_class_label(unet) -> int:
     return n - 1
 
 
-def validate_guidance_scale(guidance_scale: float, name: str = "guidance_scale") -> float:
-    """w must be a finite number ≥ 0."""
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real):
-        raise ValueError(f"{name} must be a number, got {guidance_scale!r}.")
-    if not math.isfinite(guidance_scale) or guidance_scale < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {guidance_scale}.")
-    return float(guidance_scale)
+def validate_guidance_scale(guidance_scale: float, name: str = "guidance_scale", maximum: float | None = None) -> float:
+    """w must be a finite number ≥ 0 (and ≤ ``maximum`` where one is given, as the app does)."""
+    return check_number(name, guidance_scale, 0.0, maximum)
 
 
 def prepare_class_labels(
@@ -83,15 +79,15 @@ def prepare_class_labels(
     ``class_labels=None`` on a conditional UNet gives the null label (unconditional sampling). A label may be
     any class 0..num_classes−1 or the null label num_classes itself.
     """
-    n = num_class_embeds(unet)
-    if n is None:
+    if num_class_embeds(unet) is None:
         if class_labels is not None:
             raise ValueError(
                 "class_labels were given but the unet is unconditional (its config has no num_class_embeds)."
             )
         return None
+    null = null_class_label(unet)
     if class_labels is None:
-        return torch.full((batch_size,), n - 1, dtype=torch.long, device=device)
+        return torch.full((batch_size,), null, dtype=torch.long, device=device)
     if isinstance(class_labels, bool):
         raise ValueError(f"class_labels must be integers, got {class_labels!r}.")
     labels = torch.as_tensor(class_labels)
@@ -102,8 +98,10 @@ def prepare_class_labels(
         labels = labels.expand(batch_size)
     if labels.numel() != batch_size:
         raise ValueError(f"class_labels must be one label or {batch_size} (batch_size) labels, got {labels.numel()}.")
-    if labels.min() < 0 or labels.max() > n - 1:
-        raise ValueError(f"class_labels must lie in [0, {n - 2}] (or {n - 1}, the null label), got {labels.tolist()}.")
+    if labels.min() < 0 or labels.max() > null:
+        raise ValueError(
+            f"class_labels must lie in [0, {null - 1}] (or {null}, the null label), got {labels.tolist()}."
+        )
     return labels.to(device).contiguous()
 
 

@@ -14,9 +14,11 @@ import torch
 from diffusers import DiffusionPipeline, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from .guidance import check_guide, prepare_class_labels
+from .data_range import to_image_range
+from .guidance import check_guide
 from .loading import SafeFromPretrainedMixin
-from .sampling_loop import DenoisingLoopMixin, OutputType, Precision, SamplingPipelineOutput, to_image_range
+from .precision import Precision
+from .sampling_loop import DenoisingLoopMixin, OutputType, SamplingPipelineOutput
 from .scheduling_ddpm import DDPMScheduler
 
 
@@ -45,9 +47,6 @@ class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipelin
         """z_0 in [−1, 1] → images in [0, 1]."""
         return to_image_range(latents)
 
-    def check_inputs(self, batch_size: int) -> None:
-        """Checks beyond the loop's own (the latent pipeline adds the VAE's)."""
-
     @torch.no_grad()
     def __call__(
         self,
@@ -71,48 +70,45 @@ class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipelin
             batch_size: number of images.
             generator: torch generator(s) for reproducible sampling.
             num_inference_steps: denoising steps, 1..num_train_timesteps.
-            eta: DDIM's noise scale η (passed only to schedulers whose ``step`` takes it).
+            eta: DDIM's noise scale η in [0, 1] (passed only to schedulers whose ``step`` takes it).
             class_labels: one class or one per image, for a class-conditional UNet; None samples unconditionally.
             guidance_scale: classifier-free guidance weight w ≥ 0; 1 is plain conditional sampling.
             autoguidance_scale: autoguidance weight w ≥ 0 (needs a ``guide_unet``); 1 is the main UNet alone.
-            output_type: "pil", "np" (float (N, H, W, C) in [0, 1]) or "pt" ((N, C, H, W) in [0, 1]).
+            output_type: "pil", "np" (float (N, H, W, C) in [0, 1]), "pt" ((N, C, H, W) in [0, 1]) or "latent"
+                (the final z_0, not decoded).
             return_dict: return a :class:`SamplingPipelineOutput` instead of a tuple.
             callback_on_step_end: ``f(pipe, step_index, timestep, callback_kwargs) -> dict`` after each step; it may
                 return new ``latents`` or set ``pipe._interrupt = True`` to stop.
             callback_on_step_end_tensor_inputs: tensors passed in ``callback_kwargs`` ("latents", "pred_original_sample").
             return_trajectory_every: record (t, z_t, x̂_0) every k steps (and at the last) into ``.trajectory``.
-            precision: "auto" (bf16 autocast on CPUs with native bfloat16, else fp32), "fp32" or "bf16".
+            precision: "auto" (bf16 autocast where it is faster, see :mod:`pipelines.precision`), "fp32" or "bf16".
         """
         if callback_on_step_end_tensor_inputs is None:
             callback_on_step_end_tensor_inputs = ["latents"]
-        self.check_sampling_inputs(
-            batch_size,
-            num_inference_steps,
-            eta,
-            output_type,
-            callback_on_step_end,
-            callback_on_step_end_tensor_inputs,
-            return_trajectory_every,
+        setup = self.set_up_call(
+            batch_size=batch_size,
+            num_inference_steps=num_inference_steps,
+            eta=eta,
+            class_labels=class_labels,
+            guidance_scale=guidance_scale,
+            autoguidance_scale=autoguidance_scale,
+            generator=generator,
+            output_type=output_type,
+            precision=precision,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            return_trajectory_every=return_trajectory_every,
         )
-        self.check_inputs(batch_size)
-        device = self._execution_device
-        self.start_sampling(guidance_scale, precision, device, autoguidance_scale)
-        labels = prepare_class_labels(self.unet, class_labels, batch_size, device)
-
-        # 1. z_T ~ N(0, I)
-        latents = self.prepare_latents(batch_size, generator, device)
-        # 2. the timesteps to visit, T > … > 0
-        self.scheduler.set_timesteps(num_inference_steps)
+        # 1.-2. (in set_up_call) the timesteps to visit, then z_T ~ N(0, σ_init² I)
         # 3. z_T → z_0, one reverse step per timestep
-        step = functools.partial(
-            self.denoising_step, class_labels=labels, step_kwargs=self.prepare_extra_step_kwargs(generator, eta)
-        )
+        step = functools.partial(self.denoising_step, class_labels=setup.class_labels, step_kwargs=setup.step_kwargs)
         latents, trajectory = self.denoise(
-            latents,
+            setup.latents,
             step,
             callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
             return_trajectory_every=return_trajectory_every,
         )
-        # 4. z_0 → image in [0, 1]
-        return self.finish(self.decode_latents(latents), trajectory, output_type, return_dict)
+        # 4. z_0 → image in [0, 1] (or z_0 itself for output_type="latent")
+        images = latents if output_type == "latent" else self.decode_latents(latents)
+        return self.finish(images, trajectory, output_type, return_dict)

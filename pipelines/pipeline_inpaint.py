@@ -19,17 +19,12 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import schedules
-from .guidance import prepare_class_labels
+from .checks import is_positive_int
+from .data_range import to_image_range, to_model_range
+from .guidance import check_guide
 from .loading import SafeFromPretrainedMixin
-from .sampling_loop import (
-    DenoisingLoopMixin,
-    OutputType,
-    Precision,
-    SamplingPipelineOutput,
-    is_positive_int,
-    to_image_range,
-    to_model_range,
-)
+from .precision import Precision
+from .sampling_loop import DenoisingLoopMixin, OutputType, SamplingPipelineOutput
 from .scheduling_ddpm import DDPMScheduler
 
 ImageInput = PIL.Image.Image | Sequence[PIL.Image.Image] | np.ndarray | torch.Tensor
@@ -73,18 +68,24 @@ def images_to_tensor(images: ImageInput, name: str, channels: int, size: tuple[i
 
 
 class DDPMInpaintPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipeline):
-    """Fill the masked-out pixels of images with a pixel-space DDPM (components ``unet``, ``scheduler``).
+    """Fill the masked-out pixels of images with a pixel-space DDPM (components ``unet``, ``scheduler`` and an
+    optional ``guide_unet`` for autoguidance, as in :class:`~pipelines.pipeline_ddpm.DDPMPipeline`).
 
     ``mask`` is 1 on known pixels and 0 on those to fill (values are thresholded at 0.5). The returned images
     equal the input exactly on the known pixels.
     """
 
     model_cpu_offload_seq = "unet"
-    _optional_components = ["scheduler"]
+    _optional_components = ["scheduler", "guide_unet"]
 
-    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin | None = None):
+    def __init__(
+        self, unet: UNet2DModel, scheduler: SchedulerMixin | None = None, guide_unet: UNet2DModel | None = None
+    ):
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler if scheduler is not None else DDPMScheduler())
+        check_guide(unet, guide_unet)
+        self.register_modules(
+            unet=unet, scheduler=scheduler if scheduler is not None else DDPMScheduler(), guide_unet=guide_unet
+        )
 
     def prepare_image_and_mask(self, image: ImageInput, mask: ImageInput) -> tuple[torch.Tensor, torch.Tensor]:
         """The image as (N, C, H, W) in [0, 1] and the mask as a boolean (N or 1, 1 or C, H, W), True = known."""
@@ -152,6 +153,7 @@ class DDPMInpaintPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, Diffusion
         resample_steps: int = 1,
         class_labels: int | Sequence[int] | torch.Tensor | None = None,
         guidance_scale: float = 1.0,
+        autoguidance_scale: float = 1.0,
         output_type: OutputType = "pil",
         return_dict: bool = True,
         callback_on_step_end=None,
@@ -165,33 +167,32 @@ class DDPMInpaintPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, Diffusion
             image: images in [0, 1]: PIL, (N, C, H, W) tensor/array, or (N, H, W, C) array; H, W = the UNet's size.
             mask: same size, 1 = keep the pixel, 0 = fill it; one mask for all images or one per image.
             resample_steps: RePaint's U, the times each step is done (≥ 1; 1 = no resampling).
-            The other arguments are :meth:`DDPMPipeline.__call__`'s; the batch size is the image batch.
+            The other arguments are :meth:`DDPMPipeline.__call__`'s (``autoguidance_scale`` needs a ``guide_unet``);
+            the batch size is the image batch.
         """
         if callback_on_step_end_tensor_inputs is None:
             callback_on_step_end_tensor_inputs = ["latents"]
         if not is_positive_int(resample_steps):
             raise ValueError(f"resample_steps must be a positive integer, got {resample_steps!r}.")
+        self.check_components()
         image, mask = self.prepare_image_and_mask(image, mask)
-        batch_size = image.shape[0]
-        self.check_sampling_inputs(
-            batch_size,
-            num_inference_steps,
-            eta,
-            output_type,
-            callback_on_step_end,
-            callback_on_step_end_tensor_inputs,
-            return_trajectory_every,
+        setup = self.set_up_call(
+            batch_size=image.shape[0],
+            num_inference_steps=num_inference_steps,
+            eta=eta,
+            class_labels=class_labels,
+            guidance_scale=guidance_scale,
+            autoguidance_scale=autoguidance_scale,
+            generator=generator,
+            output_type=output_type,
+            precision=precision,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            return_trajectory_every=return_trajectory_every,
         )
-        device = self._execution_device
-        self.start_sampling(guidance_scale, precision, device)
-        labels = prepare_class_labels(self.unet, class_labels, batch_size, device)
-        image, mask = image.to(device), mask.to(device)
-
-        # 1. z_T ~ N(0, I), and the known image in the UNet's range [−1, 1]
-        latents = self.prepare_latents(batch_size, generator, device)
-        known = to_model_range(image).to(latents.dtype)
-        # 2. the timesteps to visit
-        self.scheduler.set_timesteps(num_inference_steps)
+        # 1.-2. (in set_up_call) the timesteps to visit, then z_T ~ N(0, σ_init² I); the known image in [−1, 1]
+        image, mask = image.to(setup.device), mask.to(setup.device)
+        known = to_model_range(image).to(setup.latents.dtype)
         # 3. z_T → z_0 by RePaint steps
         step = functools.partial(
             self.repaint_step,
@@ -199,16 +200,18 @@ class DDPMInpaintPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, Diffusion
             mask=mask,
             resample_steps=resample_steps,
             generator=generator,
-            class_labels=labels,
-            step_kwargs=self.prepare_extra_step_kwargs(generator, eta),
+            class_labels=setup.class_labels,
+            step_kwargs=setup.step_kwargs,
         )
         latents, trajectory = self.denoise(
-            latents,
+            setup.latents,
             step,
             callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
             return_trajectory_every=return_trajectory_every,
         )
+        if output_type == "latent":  # z_0 itself: its known region is x = 2·image − 1 after the last step
+            return self.finish(latents, trajectory, output_type, return_dict)
         # 4. z_0 → image in [0, 1], with the known pixels pasted back exactly
         images = torch.where(mask, image, to_image_range(latents).to(image.dtype))
         return self.finish(images, trajectory, output_type, return_dict)

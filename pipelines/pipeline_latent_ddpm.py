@@ -36,8 +36,14 @@ class LatentDDPMPipeline(DDPMPipeline):
         super().__init__(unet, scheduler, guide_unet)
         self.register_modules(vae=vae)
 
-    def check_inputs(self, batch_size: int) -> None:
-        """The UNet must sample latents of the VAE's latent shape."""
+    def check_inputs(self, batch_size: int, output_type: str) -> None:
+        """A VAE to decode with (unless the latents themselves are asked for), whose latent shape the UNet samples."""
+        if self.vae is None:
+            if output_type == "latent":
+                return
+            raise ValueError(
+                "LatentDDPMPipeline has no vae to decode its latents: give it one, or ask for output_type='latent'."
+            )
         latent_shape = getattr(self.vae, "latent_shape", None)
         unet_shape = self.sample_shape(batch_size)[1:]
         if latent_shape is not None and tuple(latent_shape) != unet_shape:

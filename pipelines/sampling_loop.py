@@ -8,10 +8,8 @@ z_0 becomes an image. Works with any diffusers-style scheduler (ours or diffuser
 from __future__ import annotations
 
 import inspect
-import math
 import numbers
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -21,44 +19,18 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import schedules
-from .guidance import guided_model_output, validate_guidance_scale
+from .checks import check_number, is_positive_int
+from .guidance import guided_model_output, prepare_class_labels, validate_guidance_scale
+from .precision import Precision, autocast, resolve_precision
 
-Precision = Literal["auto", "fp32", "bf16"]
-PRECISIONS = ("auto", "fp32", "bf16")
-OutputType = Literal["pil", "np", "pt"]
-OUTPUT_TYPES = ("pil", "np", "pt")
+# Re-exported (``import x as x``): these lived in this module before data_range.py and precision.py.
+from .data_range import to_image_range as to_image_range  # isort: skip
+from .data_range import to_model_range as to_model_range  # isort: skip
+from .precision import PRECISIONS as PRECISIONS  # isort: skip
+from .precision import bf16_supported as bf16_supported  # isort: skip
 
-
-def bf16_supported() -> bool:
-    """Whether this CPU runs bfloat16 natively (oneDNN's check: AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(precision: Precision, device: torch.device) -> Literal["fp32", "bf16"]:
-    """``auto`` → bf16 autocast on a CPU with native bfloat16 (measured faster, bench/bench_pipeline.py), else fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
-    if precision == "auto":
-        return "bf16" if device.type == "cpu" and bf16_supported() else "fp32"
-    return precision
-
-
-def is_positive_int(value) -> bool:
-    """An integer ≥ 1 (Python or numpy), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
-
-
-def to_model_range(images: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] → the UNet's data range [−1, 1]: x = 2·image − 1."""
-    return images * 2 - 1  # x = 2·image − 1
-
-
-def to_image_range(samples: torch.Tensor) -> torch.Tensor:
-    """Samples in [−1, 1] → images in [0, 1]: (x/2 + 0.5) clamped, as diffusers' DDPMPipeline does."""
-    return (samples / 2 + 0.5).clamp(0, 1)  # image = x/2 + 0.5
+OutputType = Literal["pil", "np", "pt", "latent"]
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
 class TrajectoryPoint(NamedTuple):
@@ -79,8 +51,19 @@ class SamplingPipelineOutput(ImagePipelineOutput):
 StepFunction = Callable[[torch.Tensor, int, torch.Tensor], "tuple[torch.Tensor, torch.Tensor | None]"]
 
 
+@dataclass
+class CallSetup:
+    """What a pipeline call needs once its arguments are checked: labels, z_T and the scheduler's step options."""
+
+    device: torch.device
+    class_labels: torch.Tensor | None
+    latents: torch.Tensor
+    step_kwargs: dict
+
+
 class DenoisingLoopMixin:
-    """The one sampling loop, its argument checks and output conversion, for pipelines with a ``unet`` and ``scheduler``."""
+    """The one sampling loop, its call set-up, argument checks and output conversion, for pipelines with a ``unet``
+    and a ``scheduler`` (and optionally a ``guide_unet``)."""
 
     _callback_tensor_inputs = ["latents", "pred_original_sample"]
 
@@ -96,6 +79,19 @@ class DenoisingLoopMixin:
     def interrupt(self) -> bool:
         """Set ``pipe._interrupt = True`` (e.g. from a callback) to stop after the current step."""
         return getattr(self, "_interrupt", False)
+
+    def check_components(self) -> None:
+        """A missing component (set to None after construction) is named in a ValueError, not an AttributeError."""
+        if getattr(self, "unet", None) is None:
+            raise ValueError(f"{type(self).__name__} has no unet: build it with one.")
+        if getattr(self, "scheduler", None) is None:
+            raise ValueError(
+                f"{type(self).__name__} has no scheduler: set one, e.g. "
+                "pipe.scheduler = DDIMScheduler.from_config(saved_scheduler_config)."
+            )
+
+    def check_inputs(self, batch_size: int, output_type: str) -> None:
+        """Checks beyond the loop's own (the latent pipeline adds the VAE's)."""
 
     def check_sampling_inputs(
         self,
@@ -118,8 +114,7 @@ class DenoisingLoopMixin:
                 f"num_inference_steps must lie in [1, {num_train_timesteps}] (the scheduler's num_train_timesteps), "
                 f"got {num_inference_steps}."
             )
-        if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta) or eta < 0:
-            raise ValueError(f"eta must be a finite number >= 0, got {eta!r}.")
+        check_number("eta (0: deterministic DDIM, 1: DDPM's ancestral noise)", eta, 0.0, 1.0)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
         if callback_on_step_end is not None and not callable(callback_on_step_end):
@@ -135,6 +130,44 @@ class DenoisingLoopMixin:
             raise ValueError(
                 f"return_trajectory_every must be a positive integer or None, got {return_trajectory_every!r}."
             )
+
+    def set_up_call(
+        self,
+        *,
+        batch_size: int,
+        num_inference_steps: int,
+        eta: float,
+        class_labels,
+        guidance_scale: float,
+        autoguidance_scale: float,
+        generator,
+        output_type: str,
+        precision: Precision,
+        callback_on_step_end,
+        callback_on_step_end_tensor_inputs: list[str],
+        return_trajectory_every: int | None,
+    ) -> CallSetup:
+        """Shared by every pipeline's ``__call__``: check everything, then the timesteps, then z_T."""
+        self.check_components()
+        self.check_sampling_inputs(
+            batch_size,
+            num_inference_steps,
+            eta,
+            output_type,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+            return_trajectory_every,
+        )
+        self.check_inputs(batch_size, output_type)
+        device = self._execution_device
+        self.start_sampling(guidance_scale, precision, device, autoguidance_scale, batch_size)
+        labels = prepare_class_labels(self.unet, class_labels, batch_size, device)
+        # 1. the timesteps to visit, T > … > 0; first, because sigma-based schedulers (Euler, LMS, ...) set their
+        #    init_noise_sigma here
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        # 2. z_T ~ N(0, σ_init² I)
+        latents = self.prepare_latents(batch_size, generator, device)
+        return CallSetup(device, labels, latents, self.prepare_extra_step_kwargs(generator, eta))
 
     def sample_shape(self, batch_size: int) -> tuple[int, ...]:
         """(batch, channels, height, width) of z_t, from the UNet's config."""
@@ -158,7 +191,12 @@ class DenoisingLoopMixin:
         return extra
 
     def start_sampling(
-        self, guidance_scale: float, precision: Precision, device: torch.device, autoguidance_scale: float = 1.0
+        self,
+        guidance_scale: float,
+        precision: Precision,
+        device: torch.device,
+        autoguidance_scale: float = 1.0,
+        batch_size: int = 1,
     ) -> None:
         """Per-call state read by the loop (and by callbacks, as in diffusers)."""
         self._guidance_scale = validate_guidance_scale(guidance_scale)
@@ -167,13 +205,8 @@ class DenoisingLoopMixin:
             raise ValueError(
                 f"autoguidance_scale={autoguidance_scale} needs a guide_unet; this pipeline has none (use 1.0)."
             )
-        self._precision = resolve_precision(precision, device)
+        self._precision = resolve_precision(precision, device, self.unet, self.sample_shape(batch_size))
         self._interrupt = False
-
-    def _autocast(self, device: torch.device):
-        if getattr(self, "_precision", "fp32") == "bf16":
-            return torch.autocast(device.type, dtype=torch.bfloat16)
-        return nullcontext()
 
     def denoising_step(
         self,
@@ -188,7 +221,7 @@ class DenoisingLoopMixin:
         # 1. the network's output at z_t, guided (ε̃ = ε_uncond + w·(ε_cond − ε_uncond)) when a class is asked for,
         #    or autoguided (ε̃ = ε_guide + w·(ε_main − ε_guide)) by the pipeline's guide_unet
         model_input = self.scheduler.scale_model_input(latents, t)
-        with self._autocast(latents.device):
+        with autocast(getattr(self, "_precision", "fp32"), latents.device):
             model_output = guided_model_output(
                 self.unet,
                 model_input,
@@ -201,12 +234,13 @@ class DenoisingLoopMixin:
         model_output = model_output.to(latents.dtype)
         # 2. z_{t'} from the scheduler's reverse step (DDPM: z_{t−1} = μ̃_t(z_t, x̂_0) + σ_t·ε)
         out = self.scheduler.step(model_output, t, latents, **step_kwargs)
-        # 3. x̂_0, from the scheduler when it returns it, else from the network's output (Ho et al. eq. 15)
+        # 3. x̂_0, from the scheduler when it returns it, else from the network's output at the (scaled) z_t
+        #    (Ho et al. eq. 15)
         pred_original_sample = getattr(out, "pred_original_sample", None)
         if pred_original_sample is None and hasattr(self.scheduler, "alphas_cumprod"):
             alpha_prod_t = self.scheduler.alphas_cumprod.to(latents.device)[int(t)]
             pred_original_sample = schedules.predict_original_sample(
-                model_output[:, : latents.shape[1]], latents, alpha_prod_t, self.scheduler.config.prediction_type
+                model_output[:, : latents.shape[1]], model_input, alpha_prod_t, self.scheduler.config.prediction_type
             )
         return out.prev_sample, pred_original_sample
 
@@ -248,8 +282,9 @@ class DenoisingLoopMixin:
     def finish(
         self, images: torch.Tensor, trajectory: list[TrajectoryPoint] | None, output_type: OutputType, return_dict: bool
     ):
-        """Images in [0, 1] (N, C, H, W) → "pt" as is, "np" (N, H, W, C) float32, or "pil"; as diffusers does."""
-        if output_type != "pt":
+        """Images in [0, 1] (N, C, H, W) → "pt" as is, "np" (N, H, W, C) float32, or "pil"; as diffusers does.
+        For "latent" ``images`` are the final latents z_0, returned as they are."""
+        if output_type not in ("pt", "latent"):
             images = images.float().cpu().permute(0, 2, 3, 1).numpy()
             if output_type == "pil":
                 images = self.numpy_to_pil(images)

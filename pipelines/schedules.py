@@ -1,8 +1,8 @@
 """The DDPM noise-schedule math, in one place.
 
-Every equation of the diffusion half of the course notes (``shared/seed-math.md``) that does not
-need a network lives here, with the formula beside the line that computes it. The DDPM and DDIM
-schedulers, the training losses and the app's noise-schedule tab all call these functions.
+Every equation of the diffusion half of the course notes that does not need a network lives here, with the
+formula beside the line that computes it. The DDPM and DDIM schedulers, the training losses, the evaluation's
+variational bound and the app's noise-schedule tab all call these functions.
 
 Notation (Ho et al. 2020, https://arxiv.org/abs/2006.11239):
     β_t          noise added at step t                  (``betas``)
@@ -16,15 +16,85 @@ Indices are 0-based in code: ``betas[0]`` is the notes' β_1.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"]
-BETA_SCHEDULES: tuple[str, ...] = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid", "laplace"]
 PredictionType = Literal["epsilon", "sample", "v_prediction"]
 PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "sample", "v_prediction")
+
+
+def linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
+    """β_t evenly spaced from β_start to β_end (Ho et al. 2020, §4)."""
+    return torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+
+
+def scaled_linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
+    """√β_t evenly spaced (the latent-diffusion schedule, Rombach et al. 2022, https://arxiv.org/abs/2112.10752)."""
+    return torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32) ** 2
+
+
+def sigmoid_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
+    """GeoDiff's schedule (Xu et al. 2022, https://arxiv.org/abs/2203.02923)."""
+    u = torch.linspace(-6, 6, num_train_timesteps)  # u evenly spaced in [−6, 6]
+    return torch.sigmoid(u) * (beta_end - beta_start) + beta_start  # β_t = β_start + (β_end − β_start)·sigmoid(u)
+
+
+def betas_for_alpha_bar(alpha_bar: Callable[[float], float], num_train_timesteps: int, max_beta: float = 0.999):
+    """β_t that discretise a continuous ᾱ(s), s ∈ [0, 1] (Nichol & Dhariwal 2021, https://arxiv.org/abs/2102.09672)."""
+    betas = []
+    for i in range(num_train_timesteps):
+        s1, s2 = i / num_train_timesteps, (i + 1) / num_train_timesteps
+        betas.append(min(1 - alpha_bar(s2) / alpha_bar(s1), max_beta))  # β_t = 1 − ᾱ(s_t)/ᾱ(s_{t−1}), capped
+    return torch.tensor(betas, dtype=torch.float32)
+
+
+def cosine_alpha_bar(s: float) -> float:
+    """ᾱ(s) = cos²((s + 0.008)/1.008 · π/2) (Nichol & Dhariwal 2021, eq. 17)."""
+    return math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2
+
+
+def laplace_alpha_bar(s: float) -> float:
+    """A Laplace-shaped log-SNR schedule (Hang et al. 2024, https://arxiv.org/abs/2407.03297), as diffusers writes it:
+    λ(s) = −½·sgn(½ − s)·ln(1 − 2|½ − s| + 10⁻⁶), ᾱ(s) = √(e^λ / (1 + e^λ))."""
+    lam = -0.5 * math.copysign(1, 0.5 - s) * math.log(1 - 2 * math.fabs(0.5 - s) + 1e-6)  # λ(s)
+    return math.sqrt(math.exp(lam) / (1 + math.exp(lam)))  # ᾱ(s) = √(e^λ / (1 + e^λ))
+
+
+def cosine_betas(num_train_timesteps: int, beta_start: float = 0.0, beta_end: float = 0.0) -> torch.Tensor:
+    """The cosine schedule (Nichol & Dhariwal 2021, eq. 17); it ignores the β range."""
+    return betas_for_alpha_bar(cosine_alpha_bar, num_train_timesteps)
+
+
+def laplace_betas(num_train_timesteps: int, beta_start: float = 0.0, beta_end: float = 0.0) -> torch.Tensor:
+    """The Laplace schedule (Hang et al. 2024); it ignores the β range."""
+    return betas_for_alpha_bar(laplace_alpha_bar, num_train_timesteps)
+
+
+@dataclass(frozen=True)
+class BetaScheduleEntry:
+    """One named β schedule: ``betas(T, β_start, β_end)`` and the label the app shows."""
+
+    betas: Callable[[int, float, float], torch.Tensor]
+    label: str
+
+
+# The β schedules, by their diffusers name. A new schedule is one entry here (and its test).
+BETA_SCHEDULES: dict[str, BetaScheduleEntry] = {
+    "linear": BetaScheduleEntry(linear_betas, "linear"),
+    "scaled_linear": BetaScheduleEntry(scaled_linear_betas, "scaled linear"),
+    "squaredcos_cap_v2": BetaScheduleEntry(cosine_betas, "cosine"),
+    "sigmoid": BetaScheduleEntry(sigmoid_betas, "sigmoid"),
+    "laplace": BetaScheduleEntry(laplace_betas, "Laplace"),
+}
+
+
+def schedule_label(beta_schedule: str) -> str:
+    """The name the app shows for a β schedule, e.g. "cosine" for ``squaredcos_cap_v2``."""
+    return BETA_SCHEDULES[beta_schedule].label
 
 
 def make_betas(
@@ -39,38 +109,14 @@ def make_betas(
     if trained_betas is not None:
         betas = torch.tensor(trained_betas, dtype=torch.float32)
     else:
+        if beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"beta_schedule must be one of {tuple(BETA_SCHEDULES)}, got {beta_schedule!r}.")
         if num_train_timesteps <= 0:
             raise ValueError(f"num_train_timesteps must be a positive integer, got {num_train_timesteps}.")
-        if beta_schedule == "linear":
-            # β_t evenly spaced from β_start to β_end (Ho et al. 2020, §4)
-            betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
-        elif beta_schedule == "scaled_linear":
-            # √β_t evenly spaced (the latent-diffusion schedule, Rombach et al. 2022)
-            betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32) ** 2
-        elif beta_schedule == "squaredcos_cap_v2":
-            betas = cosine_betas(num_train_timesteps)
-        elif beta_schedule == "sigmoid":
-            # β_t = β_start + (β_end − β_start)·sigmoid(u), u evenly spaced in [−6, 6] (GeoDiff, Xu et al. 2022)
-            u = torch.linspace(-6, 6, num_train_timesteps)
-            betas = torch.sigmoid(u) * (beta_end - beta_start) + beta_start
-        else:
-            raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {beta_schedule!r}.")
+        betas = BETA_SCHEDULES[beta_schedule].betas(num_train_timesteps, beta_start, beta_end)
     if rescale_betas_zero_snr:
         betas = rescale_zero_terminal_snr(betas)
     return betas
-
-
-def cosine_betas(num_train_timesteps: int, max_beta: float = 0.999) -> torch.Tensor:
-    """The cosine schedule (Nichol & Dhariwal 2021, https://arxiv.org/abs/2102.09672, eq. 17)."""
-
-    def alpha_bar(t: float) -> float:
-        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2  # ᾱ(t) = cos²((t + s)/(1 + s) · π/2), s = 0.008
-
-    betas = []
-    for i in range(num_train_timesteps):
-        t1, t2 = i / num_train_timesteps, (i + 1) / num_train_timesteps
-        betas.append(min(1 - alpha_bar(t2) / alpha_bar(t1), max_beta))  # β_t = 1 − ᾱ_t / ᾱ_{t−1}, capped
-    return torch.tensor(betas, dtype=torch.float32)
 
 
 def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
@@ -181,21 +227,26 @@ def posterior_coefficients(
     return c_0, c_t
 
 
+def posterior_mean(
+    pred_original_sample: torch.Tensor,
+    sample: torch.Tensor,
+    alpha_prod_t: torch.Tensor,
+    alpha_prod_t_prev: torch.Tensor,
+) -> torch.Tensor:
+    """μ̃_t(z_t, x̂_0) = c_0·x̂_0 + c_t·z_t, the mean of q(z_{t'} | z_t, x̂_0) (Ho et al. eq. 7).
+
+    With x̂_0 = (z_t − √(1 − ᾱ_t)·ε̂)/√ᾱ_t substituted it is the course notes' reverse mean
+    f_t = (z_t − β_t/√(1 − ᾱ_t)·ε̂)/√(1 − β_t) (Ho et al. eq. 11; a test checks the two agree). Computing it from
+    x̂_0 lets the samplers clip x̂_0 in between.
+    """
+    c_0, c_t = posterior_coefficients(alpha_prod_t, alpha_prod_t_prev)
+    return c_0 * pred_original_sample + c_t * sample  # μ̃_t = c_0·x̂_0 + c_t·z_t
+
+
 def posterior_variance(alpha_prod_t: torch.Tensor, alpha_prod_t_prev: torch.Tensor) -> torch.Tensor:
     """β̃_t = (1 − ᾱ_{t−1}) / (1 − ᾱ_t) · β_t, the variance of q(z_{t−1} | z_t, x_0) (Ho et al. eq. 7)."""
     current_beta_t = 1 - alpha_prod_t / alpha_prod_t_prev
     return (1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * current_beta_t  # β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t)·β_t
-
-
-def reverse_mean_from_noise(
-    sample: torch.Tensor, noise_pred: torch.Tensor, beta_t: torch.Tensor, alpha_prod_t: torch.Tensor
-) -> torch.Tensor:
-    """The notes' decoder mean f_t = (z_t − β_t/√(1 − ᾱ_t)·g_t) / √(1 − β_t) for one-step sampling.
-
-    It equals the posterior mean μ̃_t with x̂_0 = (z_t − √(1 − ᾱ_t)·g_t)/√ᾱ_t substituted (the tests check
-    this); the schedulers compute it in the x̂_0 form so that clipping of x̂_0 can happen in between.
-    """
-    return (sample - beta_t / (1 - alpha_prod_t) ** 0.5 * noise_pred) / (1 - beta_t) ** 0.5  # f_t
 
 
 def diffusion_loss_target(

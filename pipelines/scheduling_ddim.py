@@ -11,18 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
+from diffusers.configuration_utils import register_to_config
+
+# diffusers' loader finds how to load a component by looking up SchedulerMixin in the component's own module
+# (model_index.json names "pipelines.scheduling_ddpm"/"pipelines.scheduling_ddim"), so it must be importable here.
+from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401 (read by diffusers' loader, see above)
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import schedules
-from .scheduling_utils import ForwardProcessMixin
-from .timesteps import TIMESTEP_SPACINGS, spaced_timesteps, validate_custom_timesteps
+from .scheduling_utils import DiffusionSchedulerBase, TimestepSpacing
 
 
 @dataclass
@@ -33,15 +34,12 @@ class DDIMSchedulerOutput(BaseOutput):
     pred_original_sample: torch.Tensor | None = None
 
 
-class DDIMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
+class DDIMScheduler(DiffusionSchedulerBase):
     """DDIM sampler: x̂_0 and ε̂ from the network, then a jump to the next of the visited steps (eq. 12).
 
     ``set_alpha_to_one`` picks ᾱ after the last step: 1 (a clean sample) or ᾱ_1 of the schedule.
     ``step``'s ``eta`` sets the noise σ_t(η); ``use_clipped_model_output`` recomputes ε̂ from the clipped x̂_0.
     """
-
-    _compatibles = [e.name for e in KarrasDiffusionSchedulers]
-    order = 1
 
     @register_to_config
     def __init__(
@@ -59,30 +57,22 @@ class DDIMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
         dynamic_thresholding_ratio: float = 0.995,
         clip_sample_range: float = 1.0,
         sample_max_value: float = 1.0,
-        timestep_spacing: Literal["linspace", "leading", "trailing"] = "leading",
+        timestep_spacing: TimestepSpacing = "leading",
         rescale_betas_zero_snr: bool = False,
     ):
-        if prediction_type not in schedules.PREDICTION_TYPES:
-            raise ValueError(f"prediction_type must be one of {schedules.PREDICTION_TYPES}, got {prediction_type!r}.")
-        if timestep_spacing not in TIMESTEP_SPACINGS:
-            raise ValueError(f"timestep_spacing must be one of {TIMESTEP_SPACINGS}, got {timestep_spacing!r}.")
-        self.betas = schedules.make_betas(
-            beta_schedule, num_train_timesteps, beta_start, beta_end, trained_betas, rescale_betas_zero_snr
+        self.set_up_schedule(
+            beta_schedule,
+            num_train_timesteps,
+            beta_start,
+            beta_end,
+            trained_betas,
+            rescale_betas_zero_snr,
+            prediction_type,
+            timestep_spacing,
         )
-        self.alphas = 1.0 - self.betas  # α_t = 1 − β_t
-        self.alphas_cumprod = schedules.alphas_cumprod(self.betas)  # ᾱ_t
         # ᾱ after the last step: 1, or ᾱ_1 of the schedule
         self.final_alpha_cumprod = torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0]
-        self.init_noise_sigma = 1.0  # z_T ~ N(0, I)
-        self.num_inference_steps: int | None = None
-        self.custom_timesteps = False
-        self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy().astype(np.int64))
-        self._previous: dict[int, int] = {}
         self._coefficients: dict[float, dict[int, tuple[torch.Tensor, float, float, float]]] = {}
-
-    def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
-        """DDIM feeds z_t to the network unscaled."""
-        return sample
 
     def set_timesteps(
         self,
@@ -92,27 +82,17 @@ class DDIMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
     ) -> None:
         """Choose the sub-sequence τ of steps to visit: ``num_inference_steps`` spaced by ``timestep_spacing``,
         or custom descending ``timesteps``."""
-        if num_inference_steps is not None and timesteps is not None:
-            raise ValueError("Pass only one of `num_inference_steps` or `timesteps`.")
-        if timesteps is not None:
-            steps = validate_custom_timesteps(timesteps, self.config.num_train_timesteps)
-            previous = np.append(steps[1:], -1)  # τ_{i−1}: the next step of the list
-            self.custom_timesteps = True
-        else:
-            steps = spaced_timesteps(
-                num_inference_steps,
-                self.config.num_train_timesteps,
-                self.config.timestep_spacing,
-                self.config.steps_offset,
-            )
-            # t' = t − ⌊T/n⌋, as diffusers does: the next visited step for "leading" spacing, within a step or
-            # so of it for the others when n does not divide T.
-            previous = steps - self.config.num_train_timesteps // len(steps)
-            self.custom_timesteps = False
-        self.num_inference_steps = len(steps)
-        self.timesteps = torch.from_numpy(steps).to(device)
-        self._previous = dict(zip(steps.tolist(), previous.tolist()))
+        super().set_timesteps(num_inference_steps, device, timesteps)
+        self.num_inference_steps = len(self.timesteps)
         self._coefficients = {}
+
+    def previous_steps(self, steps: np.ndarray) -> np.ndarray:
+        """Custom steps: the next one of the list (−1 after the last). Spaced steps: t' = t − ⌊T/n⌋, as diffusers
+        does: the next visited step for "leading" spacing, within a step or so of it for the others when n does
+        not divide T."""
+        if self.custom_timesteps:
+            return np.append(steps[1:], -1)  # τ_{i−1}
+        return steps - self.config.num_train_timesteps // len(steps)
 
     def previous_timestep(self, timestep: int | torch.Tensor) -> int:
         """The timestep t' that ``step`` moves to from t (negative after the last one)."""
@@ -179,13 +159,7 @@ class DDIMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
         pred_noise = schedules.predict_noise(model_output, sample, alpha_prod_t, prediction_type)
 
         # 3. keep x̂_0 in the data range: dynamic thresholding or plain clipping
-        if self.config.thresholding:
-            pred_original_sample = schedules.dynamic_threshold(
-                pred_original_sample, self.config.dynamic_thresholding_ratio, self.config.sample_max_value
-            )
-        elif self.config.clip_sample:
-            r = self.config.clip_sample_range
-            pred_original_sample = pred_original_sample.clamp(-r, r)
+        pred_original_sample = self.keep_in_range(pred_original_sample)
 
         # 4. optionally recompute ε̂ from the clipped x̂_0 (as GLIDE does)
         if use_clipped_model_output:

@@ -7,23 +7,56 @@ the other's config and used in the other's pipelines. The schedule math is in :m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
+from diffusers.configuration_utils import register_to_config
+
+# diffusers' loader finds how to load a component by looking up SchedulerMixin in the component's own module
+# (model_index.json names "pipelines.scheduling_ddpm"/"pipelines.scheduling_ddim"), so it must be importable here.
+from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401 (read by diffusers' loader, see above)
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import schedules
-from .scheduling_utils import ForwardProcessMixin
-from .timesteps import spaced_timesteps, validate_custom_timesteps
+from .scheduling_utils import DiffusionSchedulerBase, TimestepSpacing
 
 VarianceType = Literal["fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range"]
-VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
+
+
+def learned_range_log_variance(small: torch.Tensor, large: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+    """log σ_t² interpolated between log β̃_t and log β_t by the network's v ∈ [−1, 1] (Nichol & Dhariwal 2021, eq. 15)."""
+    frac = (predicted + 1) / 2
+    return frac * torch.log(large) + (1 - frac) * torch.log(small)  # log σ² = v'·log β_t + (1 − v')·log β̃_t
+
+
+def square_root(variance: torch.Tensor) -> torch.Tensor:
+    return variance**0.5  # σ_t = √σ_t²
+
+
+@dataclass(frozen=True)
+class VarianceRule:
+    """One ``variance_type``: what ``_get_variance`` returns (diffusers' convention) and σ_t from it."""
+
+    value: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]  # (β̃_t, β_t, predicted) → value
+    std: Callable[[torch.Tensor], torch.Tensor]  # value → σ_t
+
+
+VARIANCE_RULES: dict[str, VarianceRule] = {
+    "fixed_small": VarianceRule(lambda small, large, predicted: small, square_root),  # σ_t² = β̃_t (Ho et al. §3.2)
+    # σ_t = √β̃_t computed through the log, as diffusers does
+    "fixed_small_log": VarianceRule(lambda small, large, predicted: torch.exp(0.5 * torch.log(small)), lambda v: v),
+    "fixed_large": VarianceRule(lambda small, large, predicted: large, square_root),  # σ_t² = β_t (Ho et al. §3.2)
+    # diffusers returns log β_t for fixed_large_log and then takes its square root (NaN); the intended noise scale is
+    # √β_t, the same as fixed_large, so both give β_t here.
+    "fixed_large_log": VarianceRule(lambda small, large, predicted: large, square_root),
+    "learned": VarianceRule(lambda small, large, predicted: predicted, square_root),  # σ_t² from the network
+    "learned_range": VarianceRule(learned_range_log_variance, lambda log_variance: torch.exp(0.5 * log_variance)),
+}
+VARIANCE_TYPES = tuple(VARIANCE_RULES)
 
 
 @dataclass
@@ -34,16 +67,13 @@ class DDPMSchedulerOutput(BaseOutput):
     pred_original_sample: torch.Tensor | None = None
 
 
-class DDPMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
+class DDPMScheduler(DiffusionSchedulerBase):
     """Ancestral DDPM sampler: x̂_0 from the network, then z_{t−1} ~ q(z_{t−1} | z_t, x̂_0).
 
     ``variance_type`` picks σ_t²: ``fixed_small`` is the posterior variance β̃_t, ``fixed_large`` is β_t
     (the two bounds of Ho et al. §3.2); the ``_log`` variants compute the same through logs;
     ``learned``/``learned_range`` take it from the second half of the model's channels (Nichol & Dhariwal 2021).
     """
-
-    _compatibles = [e.name for e in KarrasDiffusionSchedulers]
-    order = 1
 
     @register_to_config
     def __init__(
@@ -60,55 +90,28 @@ class DDPMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
         dynamic_thresholding_ratio: float = 0.995,
         clip_sample_range: float = 1.0,
         sample_max_value: float = 1.0,
-        timestep_spacing: Literal["linspace", "leading", "trailing"] = "leading",
+        timestep_spacing: TimestepSpacing = "leading",
         steps_offset: int = 0,
         rescale_betas_zero_snr: bool = False,
     ):
         if variance_type not in VARIANCE_TYPES:
             raise ValueError(f"variance_type must be one of {VARIANCE_TYPES}, got {variance_type!r}.")
-        if prediction_type not in schedules.PREDICTION_TYPES:
-            raise ValueError(f"prediction_type must be one of {schedules.PREDICTION_TYPES}, got {prediction_type!r}.")
-        self.betas = schedules.make_betas(
-            beta_schedule, num_train_timesteps, beta_start, beta_end, trained_betas, rescale_betas_zero_snr
+        self.set_up_schedule(
+            beta_schedule,
+            num_train_timesteps,
+            beta_start,
+            beta_end,
+            trained_betas,
+            rescale_betas_zero_snr,
+            prediction_type,
+            timestep_spacing,
         )
-        self.alphas = 1.0 - self.betas  # α_t = 1 − β_t
-        self.alphas_cumprod = schedules.alphas_cumprod(self.betas)  # ᾱ_t
         self.one = torch.tensor(1.0)  # ᾱ_0 = 1: the step before the first
-        self.init_noise_sigma = 1.0  # z_T ~ N(0, I)
         self.variance_type = variance_type
-        self.custom_timesteps = False
-        self.num_inference_steps: int | None = None
-        self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy())
-        self._previous: dict[int, int] = {}
 
-    def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
-        """DDPM feeds z_t to the network unscaled."""
-        return sample
-
-    def set_timesteps(
-        self,
-        num_inference_steps: int | None = None,
-        device: str | torch.device | None = None,
-        timesteps: Sequence[int] | None = None,
-    ) -> None:
-        """Choose the steps to sample with: ``num_inference_steps`` spaced by ``timestep_spacing``, or custom ones."""
-        if num_inference_steps is not None and timesteps is not None:
-            raise ValueError("Pass only one of `num_inference_steps` or `timesteps`.")
-        if timesteps is not None:
-            steps = validate_custom_timesteps(timesteps, self.config.num_train_timesteps)
-            self.custom_timesteps = True
-        else:
-            steps = spaced_timesteps(
-                num_inference_steps,
-                self.config.num_train_timesteps,
-                self.config.timestep_spacing,
-                self.config.steps_offset,
-            )
-            self.num_inference_steps = num_inference_steps
-            self.custom_timesteps = False
-        self.timesteps = torch.from_numpy(steps).to(device)
-        # t → the step sampled after it (−1 after the last): a table instead of a search at every step.
-        self._previous = dict(zip(steps.tolist(), steps[1:].tolist() + [-1]))
+    def previous_steps(self, steps: np.ndarray) -> np.ndarray:
+        """DDPM moves to the next visited step (−1 after the last)."""
+        return np.append(steps[1:], -1)
 
     def previous_timestep(self, timestep: int | torch.Tensor) -> int | torch.Tensor:
         """The timestep t' that ``step`` moves to from t (−1 after the last one)."""
@@ -126,25 +129,13 @@ class DDPMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
         return alpha_prod_t, alpha_prod_t_prev
 
     def _get_variance(self, t: int, predicted_variance: torch.Tensor | None = None, variance_type: str | None = None):
-        """σ_t² for this step (for ``fixed_small_log`` σ_t, for ``learned_range`` log σ_t²)."""
+        """σ_t² for this step (for ``fixed_small_log`` σ_t, for ``learned_range`` log σ_t²), by :data:`VARIANCE_RULES`."""
         prev_t = int(self.previous_timestep(t))
         alpha_prod_t, alpha_prod_t_prev = self._alpha_prods(t, prev_t)
         current_beta_t = 1 - alpha_prod_t / alpha_prod_t_prev  # β_t
         small = torch.clamp(schedules.posterior_variance(alpha_prod_t, alpha_prod_t_prev), min=1e-20)  # β̃_t
-        variance_type = variance_type or self.config.variance_type
-        if variance_type == "fixed_small":
-            return small
-        if variance_type == "fixed_small_log":
-            return torch.exp(0.5 * torch.log(small))  # σ_t = √β̃_t, through the log
-        if variance_type in ("fixed_large", "fixed_large_log"):
-            # diffusers returns log β_t for fixed_large_log and then takes its square root (NaN); the intended
-            # noise scale is √β_t, the same as fixed_large, so both return β_t here.
-            return current_beta_t
-        if variance_type == "learned":
-            return predicted_variance
-        # learned_range: interpolate log σ² between log β̃_t and log β_t (Nichol & Dhariwal 2021, eq. 15)
-        frac = (predicted_variance + 1) / 2
-        return frac * torch.log(current_beta_t) + (1 - frac) * torch.log(small)
+        rule = VARIANCE_RULES[variance_type or self.config.variance_type]
+        return rule.value(small, current_beta_t, predicted_variance)
 
     def step(
         self,
@@ -170,30 +161,18 @@ class DDPMScheduler(ForwardProcessMixin, SchedulerMixin, ConfigMixin):
         )
 
         # 3. keep x̂_0 in the data range: dynamic thresholding or plain clipping
-        if self.config.thresholding:
-            pred_original_sample = schedules.dynamic_threshold(
-                pred_original_sample, self.config.dynamic_thresholding_ratio, self.config.sample_max_value
-            )
-        elif self.config.clip_sample:
-            r = self.config.clip_sample_range
-            pred_original_sample = pred_original_sample.clamp(-r, r)
+        pred_original_sample = self.keep_in_range(pred_original_sample)
 
-        # 4.-5. posterior mean μ̃_t = c_0·x̂_0 + c_t·z_t (Ho et al. eq. 7)
-        c_0, c_t = schedules.posterior_coefficients(alpha_prod_t, alpha_prod_t_prev)
-        pred_prev_sample = c_0 * pred_original_sample + c_t * sample
+        # 4. posterior mean μ̃_t = c_0·x̂_0 + c_t·z_t (Ho et al. eq. 7)
+        pred_prev_sample = schedules.posterior_mean(pred_original_sample, sample, alpha_prod_t, alpha_prod_t_prev)
 
-        # 6. add σ_t·ε, except at the last step (t = 0), which returns the mean
+        # 5. add σ_t·ε, except at the last step (t = 0), which returns the mean
         if t > 0:
             noise = randn_tensor(
                 model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
             )
             variance = self._get_variance(t, predicted_variance=predicted_variance)
-            if self.variance_type == "fixed_small_log":
-                std = variance  # already σ_t
-            elif self.variance_type == "learned_range":
-                std = torch.exp(0.5 * variance)  # σ_t = exp(½ log σ_t²)
-            else:
-                std = variance**0.5
+            std = VARIANCE_RULES[self.variance_type].std(variance)  # σ_t
             pred_prev_sample = pred_prev_sample + std * noise  # z_{t−1} = μ̃_t + σ_t·ε
 
         if not return_dict:

@@ -13,8 +13,8 @@ import torch
 
 from pipelines import DDIMScheduler, LatentDDPMPipeline
 from pipelines.defaults import DEFAULT_AUTOGUIDANCE_SCALE, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE
+from pipelines.digit_classifier import load_classifier
 from playground.models import SPECS, VAE_BY_BETA
-from training.classifier import load_classifier
 from training.evaluate import CLASSIFIER_DIR, load_pipeline, score_digits
 
 MODELS = Path(__file__).resolve().parents[1] / "models"

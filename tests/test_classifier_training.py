@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from pipelines.digit_classifier import DigitClassifier, load_classifier
 from training import classifier
-from training.classifier import DigitClassifier, load_classifier, train_classifier
+from training.classifier import train_classifier
 from training.data import BatchSampler, load_data
 
 

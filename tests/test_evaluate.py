@@ -15,8 +15,8 @@ import torch
 from diffusers import UNet2DModel
 
 from pipelines import DDPMPipeline, DDPMScheduler, VAEPipeline
+from pipelines.digit_classifier import load_classifier
 from training import evaluate
-from training.classifier import load_classifier
 from training.data import ImageData, load_data
 from training.evaluate import ddpm_bits_per_dim, evaluate_folder, frechet_distance, score_digits, vae_bounds
 

@@ -228,7 +228,7 @@ ANSWER_MODEL_INFO = (
 
 @pytest.mark.slow
 def test_the_published_classifier_scores_images_with_plain_diffusers_as_ours_does(tmp_path):
-    from training.classifier import load_classifier
+    from pipelines.digit_classifier import load_classifier
 
     staged = Path(
         publish(ROOT / "models" / "mnist-classifier", "someone/mnist-classifier", dry_run_dir=tmp_path / "dry")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from pipelines import sampling_loop
+from pipelines import precision
 from pipelines.guidance import autoguidance, classifier_free_guidance
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.scheduling_ddim import DDIMScheduler
@@ -229,7 +229,7 @@ def test_a_guide_must_fit_the_unet_and_autoguidance_needs_one():
     with pytest.raises(ValueError, match="needs a guide_unet"):
         sample(make_pipe(), autoguidance_scale=2.0)
     guided = DDPMPipeline(tiny_unet(), guide_unet=small_guide())
-    with pytest.raises(ValueError, match="autoguidance_scale must be a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"autoguidance_scale must be a finite number in \[0, ∞\)"):
         sample(guided, autoguidance_scale=-1.0)
 
 
@@ -302,8 +302,9 @@ def test_precision_picks_bf16_autocast_only_where_asked_or_supported(monkeypatch
     dtypes.clear()
     sample(pipe, precision="fp32")
     assert set(dtypes) == {torch.float32}
-    for supported, expected in ((True, torch.bfloat16), (False, torch.float32)):
-        monkeypatch.setattr(sampling_loop, "bf16_supported", lambda supported=supported: supported)
+    for choice, expected in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        decision = precision.PrecisionChoice(choice, "monkeypatched")
+        monkeypatch.setattr(precision, "choose_precision", lambda *args, decision=decision: decision)
         dtypes.clear()
         sample(pipe, precision="auto")
         assert set(dtypes) == {expected}
@@ -345,5 +346,60 @@ BAD_ARGUMENTS = [
     "kwargs, name", BAD_ARGUMENTS, ids=[name + str(i) for i, (_, name) in enumerate(BAD_ARGUMENTS)]
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        sample(make_pipe(tiny_unet(NUM_CLASSES + 1)), **kwargs)
+
+
+@pytest.mark.parametrize("scheduler_class", [diffusers.EulerDiscreteScheduler, diffusers.LMSDiscreteScheduler])
+def test_sigma_based_schedulers_start_from_noise_of_their_set_timesteps_scale(scheduler_class):
+    """z_T ~ N(0, σ_init²) with σ_init of the visited steps: the UNet's first input z_T/√(σ_T² + 1) is then exactly the
+    unit draw. (Read before set_timesteps, σ_init is the 1,000-step schedule's, too large for "leading" spacing.)"""
+    unet, inputs = tiny_unet(), []
+    unet.register_forward_hook(lambda m, args, out: inputs.append(args[0]))
+    saved = DDPMScheduler(num_train_timesteps=T, timestep_spacing="leading").config  # as the bundled models save it
+    scheduler = scheduler_class.from_config(saved)
+    assert scheduler.config.timestep_spacing == "leading"
+    sample(make_pipe(unet, scheduler), seed=4)
+    unit_draw = torch.randn((2, 1, 8, 8), generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(inputs[0], unit_draw, rtol=1e-5, atol=1e-5)
+
+
+def test_output_type_latent_returns_the_final_latents_undecoded():
+    pipe, final = make_pipe(), {}
+
+    def keep(p, step_index, timestep, kwargs):
+        final["latents"] = kwargs["latents"]
+        return kwargs
+
+    latents = sample(pipe, output_type="latent", callback_on_step_end=keep).images
+    torch.testing.assert_close(latents, final["latents"], rtol=0, atol=0)
+    torch.testing.assert_close(sample(pipe, output_type="pt").images, (latents / 2 + 0.5).clamp(0, 1), rtol=0, atol=0)
+
+
+def test_a_missing_component_is_named_in_a_value_error():
+    pipe = make_pipe()
+    assert isinstance(DDPMPipeline(tiny_unet(), scheduler=None).scheduler, DDPMScheduler)  # the default
+    pipe.scheduler = None
+    with pytest.raises(ValueError, match="no scheduler"):
+        sample(pipe)
+    pipe = make_pipe()
+    pipe.unet = None
+    with pytest.raises(ValueError, match="no unet"):
+        sample(pipe)
+    with pytest.raises(ValueError, match="needs a guide_unet"):
+        sample(make_pipe(), autoguidance_scale=3.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"eta": 1.5}, "eta"),
+        ({"eta": 10**400}, "eta"),
+        ({"eta": True}, "eta"),
+        ({"guidance_scale": 10**400}, "guidance_scale"),
+        ({"autoguidance_scale": float("inf")}, "autoguidance_scale"),
+    ],
+)
+def test_out_of_range_numbers_raise_value_error_naming_them(kwargs, name):
     with pytest.raises(ValueError, match=name):
         sample(make_pipe(tiny_unet(NUM_CLASSES + 1)), **kwargs)

@@ -162,3 +162,40 @@ def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
     kwargs = {"image": image, "mask": mask, **kwargs}
     with pytest.raises(ValueError, match=name):
         inpaint(make_pipe(), **kwargs)
+
+
+def small_guide() -> UNet2DModel:
+    torch.manual_seed(5)
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    ).eval()
+
+
+def test_autoguided_inpainting_keeps_known_pixels_and_weight_one_is_plain():
+    unet, image, mask = tiny_unet(), *image_and_mask()
+    guided = DDPMInpaintPipeline(unet, DDPMScheduler(num_train_timesteps=T), guide_unet=small_guide())
+    guided.set_progress_bar_config(disable=True)
+    plain = inpaint(make_pipe(unet), image, mask, resample_steps=2).images
+    autoguided = inpaint(guided, image, mask, resample_steps=2, autoguidance_scale=3.0).images
+    known = mask.bool().expand_as(image)
+    assert torch.equal(autoguided[known], image[known])
+    assert not torch.equal(autoguided[~known], plain[~known])
+    torch.testing.assert_close(
+        inpaint(guided, image, mask, resample_steps=2, autoguidance_scale=1.0).images, plain, rtol=0, atol=0
+    )
+    with pytest.raises(ValueError, match="needs a guide_unet"):
+        inpaint(make_pipe(unet), image, mask, autoguidance_scale=3.0)
+
+
+def test_output_type_latent_returns_z0_whose_known_region_is_the_image():
+    image, mask = image_and_mask()
+    latents = inpaint(make_pipe(), image, mask, output_type="latent").images
+    known = mask.bool().expand_as(image)
+    torch.testing.assert_close(latents[known], (image * 2 - 1)[known], rtol=0, atol=0)

@@ -137,3 +137,15 @@ def test_save_and_load_give_the_same_images(tmp_path):
     loaded.set_progress_bar_config(disable=True)
     assert isinstance(loaded.vae, VAE) and isinstance(loaded.scheduler, DDPMScheduler)
     np.testing.assert_array_equal(sample(loaded, class_labels=2).images, sample(pipe, class_labels=2).images)
+
+
+def test_output_type_latent_needs_no_vae_and_decodes_to_the_images():
+    pipe = make_pipe()
+    latents = sample(pipe, output_type="latent").images
+    assert latents.shape == (2, 4, 2, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(pipe.decode_latents(latents), sample(pipe, output_type="pt").images, rtol=0, atol=0)
+    pipe.vae = None
+    torch.testing.assert_close(sample(pipe, output_type="latent").images, latents, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="no vae"):
+        sample(pipe, output_type="pt")

@@ -82,7 +82,7 @@ def test_a_tiny_variant_of_each_recipe_runs_end_to_end(name, tmp_path):
     assert record["command"] == f"python -m training.train --recipe {name}"
     assert list(record["stages"]) == list(recipe["stages"])
     if name == "mnist-classifier":
-        from training.classifier import load_classifier
+        from pipelines.digit_classifier import load_classifier
 
         assert load_classifier(model)(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
         return

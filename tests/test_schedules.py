@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import diffusers
 import pytest
 import torch
 from hypothesis import given, settings
@@ -78,6 +79,21 @@ def test_cosine_schedule_follows_squared_cosine_until_the_cap():
     assert betas.max() <= 0.999 + 1e-7
 
 
+@pytest.mark.parametrize("T", [10, 1000])
+def test_laplace_schedule_matches_diffusers(T):
+    """diffusers 0.42's beta_schedule="laplace" (the Laplace log-SNR schedule of Hang et al. 2024)."""
+    theirs = diffusers.DDPMScheduler(beta_schedule="laplace", num_train_timesteps=T).betas
+    torch.testing.assert_close(schedules.make_betas("laplace", T), theirs, rtol=0, atol=0)
+
+
+def test_every_schedule_has_a_label_and_a_function_of_the_range():
+    for name, entry in BETA_SCHEDULES.items():
+        assert schedules.schedule_label(name) == entry.label and entry.label
+        betas = entry.betas(50, 1e-4, 0.02)
+        assert betas.shape == (50,) and betas.dtype == torch.float32
+        torch.testing.assert_close(schedules.make_betas(name, 50), betas, rtol=0, atol=0)
+
+
 def test_signal_to_noise_ratio_is_the_closed_form_coefficients_squared():
     ab = schedules.alphas_cumprod(betas64())
     t = torch.arange(len(ab))
@@ -90,20 +106,20 @@ def test_signal_to_noise_ratio_is_the_closed_form_coefficients_squared():
 
 
 @settings(max_examples=60, deadline=None)
-@given(schedule=st.sampled_from(BETA_SCHEDULES), t=st.integers(0, 999), seed=st.integers(0, 2**16))
-def test_reverse_mean_from_noise_equals_posterior_mean_of_predicted_x0(schedule, t, seed):
+@given(schedule=st.sampled_from(tuple(BETA_SCHEDULES)), t=st.integers(0, 999), seed=st.integers(0, 2**16))
+def test_posterior_mean_of_predicted_x0_is_the_notes_reverse_mean(schedule, t, seed):
+    """μ̃_t(z_t, x̂_0) with x̂_0 = (z_t − √(1 − ᾱ_t)·g_t)/√ᾱ_t is f_t = (z_t − β_t/√(1 − ᾱ_t)·g_t)/√(1 − β_t)."""
     betas = betas64(schedule)
     ab = schedules.alphas_cumprod(betas)
     ab_prev = ab[t - 1] if t > 0 else torch.tensor(1.0, dtype=torch.float64)
     g = torch.Generator().manual_seed(seed)
     z, noise_pred = torch.randn(2, 8, generator=g, dtype=torch.float64)
     x0 = schedules.predict_original_sample(noise_pred, z, ab[t], "epsilon")
-    c_0, c_t = schedules.posterior_coefficients(ab[t], ab_prev)
-    f_t = schedules.reverse_mean_from_noise(z, noise_pred, betas[t], ab[t])
-    torch.testing.assert_close(f_t, c_0 * x0 + c_t * z, rtol=1e-8, atol=1e-8)
+    f_t = (z - betas[t] / (1 - ab[t]).sqrt() * noise_pred) / (1 - betas[t]).sqrt()  # the notes' decoder mean
+    torch.testing.assert_close(schedules.posterior_mean(x0, z, ab[t], ab_prev), f_t, rtol=1e-8, atol=1e-8)
 
 
-@pytest.mark.parametrize("schedule", BETA_SCHEDULES)
+@pytest.mark.parametrize("schedule", tuple(BETA_SCHEDULES))
 def test_posterior_is_the_gaussian_product(schedule):
     """q(z_{t'} | z_t, x) ∝ N(z_{t'}; √ᾱ_{t'}·x, 1 − ᾱ_{t'}) · N(z_t; √α·z_{t'}, β) with α = ᾱ_t/ᾱ_{t'}."""
     ab = schedules.alphas_cumprod(betas64(schedule))

@@ -20,6 +20,7 @@ import torch
 from scipy import linalg
 
 from pipelines import schedules
+from pipelines.data_range import to_model_range
 from pipelines.defaults import (
     DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_DDIM_ETA,
@@ -27,9 +28,13 @@ from pipelines.defaults import (
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_SAMPLER,
 )
+from pipelines.digit_classifier import load_classifier
+from pipelines.distributions import DiagonalGaussian
+from pipelines.guidance import null_class_label
 from pipelines.loading import pipeline_class_name
+from pipelines.samplers import SAMPLERS, make_scheduler, resolve_sampler
+from pipelines.scheduling_ddpm import DDPMScheduler
 
-from .classifier import load_classifier
 from .data import load_data
 from .train_vae import BINARIZE_SEED, binarize
 
@@ -88,16 +93,14 @@ def evaluate_sampler(
     batch_size: int = 250,
     autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE,
 ) -> dict:
-    """Sample ``num_samples`` images (seeded per batch) and score them; autoguidance applies where the pipeline has a guide."""
-    from pipelines import DDIMScheduler, DDPMScheduler
-
-    scheduler_cls = DDIMScheduler if sampler == "ddim" else DDPMScheduler
-    pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
+    """Sample ``num_samples`` images (seeded per batch) and score them; autoguidance applies where the pipeline has a guide.
+    ``sampler`` is a key or label of :data:`pipelines.samplers.SAMPLERS` ("ddim", "DDPM", ...)."""
+    sampler = resolve_sampler(sampler).key
+    pipe.scheduler = make_scheduler(pipe.scheduler.config, sampler)
     conditional = bool(pipe.unet.config.num_class_embeds)
     guided = getattr(pipe, "guide_unet", None) is not None
-    requested = (
-        torch.arange(num_samples) % (pipe.unet.config.num_class_embeds - 1) if conditional else None
-    )  # the last row: "no class"
+    # classes 0..n−1 in turn; the null label n (the last class embedding) means "no class"
+    requested = torch.arange(num_samples) % null_class_label(pipe.unet) if conditional else None
     images, start = [], time.perf_counter()
     for i, lo in enumerate(range(0, num_samples, batch_size)):
         n = min(batch_size, num_samples - lo)
@@ -135,11 +138,6 @@ def vae_bounds(vae, iwae_k: int = 100) -> dict:
     }
 
 
-def _gaussian_kl(mean1, logvar1, mean2, logvar2):
-    """KL(N(m1, v1) ‖ N(m2, v2)) = ½(log v2 − log v1 + (v1 + (m1 − m2)²)/v2 − 1), elementwise."""
-    return 0.5 * (logvar2 - logvar1 + (logvar1.exp() + (mean1 - mean2) ** 2) / logvar2.exp() - 1)
-
-
 def _discretized_gaussian_nll(x, mean, logvar):
     """−ln ∫_bin N(u; mean, σ²) du over the 8-bit bin of x ∈ [−1, 1] (Ho et al. 2020, §3.3)."""
     std, half = (0.5 * logvar).exp(), 1 / 255
@@ -153,22 +151,16 @@ def _discretized_gaussian_nll(x, mean, logvar):
 def ddpm_bits_per_dim(pipe, num_images: int = 200, t_per_image: int = 4, seed: int = 0) -> dict:
     """Monte-Carlo estimate of the variational bound L = L_T + Σ_t L_{t−1} + L_0 in bits/dim on held-out digits:
     each image gets ``t_per_image`` uniformly drawn t, and T·E_t[L_t] estimates the sum (unbiased)."""
-    from pipelines import DDPMScheduler
-
     sched = DDPMScheduler.from_config(pipe.scheduler.config)
     ab = sched.alphas_cumprod.double()
     T = len(ab)
-    x = load_data("mnist", "test").images[:num_images].double() * 2 - 1
+    x = to_model_range(load_data("mnist", "test").images[:num_images].double())
     g = torch.Generator().manual_seed(seed)
     D = x[0].numel()
-    classes = pipe.unet.config.num_class_embeds  # a conditional model is scored as p(x): its "no class" row
-    no_class = torch.full((len(x),), classes - 1) if classes else None
+    # a conditional model is scored as p(x): its "no class" label
+    no_class = torch.full((len(x),), null_class_label(pipe.unet)) if pipe.unet.config.num_class_embeds else None
     # L_T = KL(q(z_T|x) ‖ N(0, I)), closed form
-    L_T = (
-        _gaussian_kl(ab[-1].sqrt() * x, torch.log(1 - ab[-1]).expand_as(x), torch.zeros_like(x), torch.zeros_like(x))
-        .flatten(1)
-        .sum(1)
-    )
+    L_T = DiagonalGaussian(ab[-1].sqrt() * x, torch.log(1 - ab[-1]).expand_as(x)).kl()
     per_step = []
     for _ in range(t_per_image):
         t = torch.randint(0, T, (len(x),), generator=g)
@@ -178,10 +170,11 @@ def ddpm_bits_per_dim(pipe, num_images: int = 200, t_per_image: int = 4, seed: i
         a_t = ab[t].view(-1, 1, 1, 1)
         a_prev = torch.where(t > 0, ab[(t - 1).clamp(min=0)], torch.ones_like(ab[t])).view(-1, 1, 1, 1)
         x0_hat = schedules.predict_original_sample(out, z, a_t, sched.config.prediction_type).clamp(-1, 1)
-        c0, ct = schedules.posterior_coefficients(a_t, a_prev)
-        mean_model, mean_true = c0 * x0_hat + ct * z, c0 * x + ct * z
-        logvar = torch.log(schedules.posterior_variance(a_t, a_prev).clamp(min=1e-20))
-        kl = _gaussian_kl(mean_true, logvar, mean_model, logvar).flatten(1).sum(1)
+        # L_{t−1} = KL(q(z_{t−1} | z_t, x) ‖ p(z_{t−1} | z_t)): two Gaussians of variance β̃_t, means μ̃_t(z_t, ·)
+        mean_model = schedules.posterior_mean(x0_hat, z, a_t, a_prev)
+        mean_true = schedules.posterior_mean(x, z, a_t, a_prev)
+        logvar = torch.log(schedules.posterior_variance(a_t, a_prev).clamp(min=1e-20)).expand_as(x)
+        kl = DiagonalGaussian(mean_true, logvar).kl(DiagonalGaussian(mean_model, logvar))
         # t = 0 (the notes' t = 1): the decoder term −ln p(x | z_1), discretized, with σ² = β_1
         nll0 = (
             _discretized_gaussian_nll(x, mean_model, torch.log(sched.betas[0].double()).expand_as(x)).flatten(1).sum(1)
@@ -234,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder")
     parser.add_argument("--num_samples", type=int, default=1000)
-    parser.add_argument("--sampler", choices=("ddim", "ddpm"), default=DEFAULT_SAMPLER)
+    parser.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER)
     parser.add_argument("--steps", type=int, default=DEFAULT_DDIM_STEPS)
     parser.add_argument("--eta", type=float, default=DEFAULT_DDIM_ETA)
     parser.add_argument("--guidance_scale", type=float, default=DEFAULT_GUIDANCE_SCALE)

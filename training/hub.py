@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import HfApi
 
+from pipelines.digit_classifier import DigitClassifier
 from pipelines.folder_checks import (
     check_config_bounds,
     check_weights,
@@ -29,7 +30,6 @@ from pipelines.hub_code import model_files, stale_hub_code, write_hub_code, writ
 from pipelines.image_grid import make_grid
 from pipelines.loading import folder_classes
 
-from .classifier import DigitClassifier
 from .model_card import SAMPLES_FILE, build_classifier_card, build_model_card, evaluation_metrics, sampling_kwargs
 
 PUBLISHABLE_MODELS = {"DigitClassifier": DigitClassifier}  # single models (no pipeline) that can be published
