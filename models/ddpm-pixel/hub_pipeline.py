@@ -6,11 +6,14 @@ here are that project's own `pipelines/` modules, unchanged. diffusers copies in
 the files an entry module imports directly (`from .name import ...`), not the files those import in turn,
 so each one is imported here."""
 
+from .checks import __name__ as _checks
+from .data_range import __name__ as _data_range
 from .folder_checks import __name__ as _folder_checks
 from .guidance import __name__ as _guidance
 from .hub_code import __name__ as _hub_code
 from .loading import __name__ as _loading
 from .pipeline_ddpm import DDPMPipeline
+from .precision import __name__ as _precision
 from .sampling_loop import __name__ as _sampling_loop
 from .schedules import __name__ as _schedules
 from .scheduling_ddpm import DDPMScheduler
@@ -20,10 +23,13 @@ from .timesteps import __name__ as _timesteps
 __all__ = ["DDPMPipeline", "DDPMScheduler"]
 # the helper modules, one per file
 CARRIED_MODULES = (
+    _checks,
+    _data_range,
     _folder_checks,
     _guidance,
     _hub_code,
     _loading,
+    _precision,
     _sampling_loop,
     _schedules,
     _scheduling_utils,
