@@ -48,11 +48,18 @@ def images(seed: int = 1) -> torch.Tensor:
     return torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
 
 
+def batch_draws():
+    """The random numbers of one global batch of two images, as the training loop hands them to a task."""
+    from training.batches import BatchDraws
+
+    return BatchDraws(torch.Generator().manual_seed(0), global_size=2)
+
+
 def vae_training_loss() -> torch.Tensor:
     from training.train_vae import VAETask
 
     task = SimpleNamespace(config=SimpleNamespace(binarize="none", kl_warmup_steps=0, beta=1.0))
-    return VAETask.loss(task, tiny_vae(), images(), None, torch.Generator().manual_seed(0), step=1)
+    return VAETask.loss(task, tiny_vae(), images(), None, batch_draws(), step=1)
 
 
 def elbo_terms(name: str) -> torch.Tensor:
@@ -65,7 +72,7 @@ def slerp_walk() -> torch.Tensor:
 
 
 def forward_tab_chain() -> torch.Tensor:
-    from playground.forward import chain_sample
+    from playground.tabs.schedules import chain_sample
 
     return chain_sample(images() * 2 - 1, torch.linspace(1e-3, 0.05, 20), torch.Generator().manual_seed(0))
 
@@ -91,7 +98,7 @@ def ddpm_training_loss(snr_gamma: float) -> torch.Tensor:
 
     config = SimpleNamespace(num_train_timesteps=100, num_classes=0, prediction_type="epsilon", snr_gamma=snr_gamma)
     task = SimpleNamespace(vae=None, config=config, scheduler=DDPMScheduler(num_train_timesteps=100))
-    return DDPMTask.loss(task, tiny_unet(), images(), None, torch.Generator().manual_seed(0), step=1)
+    return DDPMTask.loss(task, tiny_unet(), images(), None, batch_draws(), step=1)
 
 
 # title → the code that must call the equation's (first) function, returning a tensor that depends on it
