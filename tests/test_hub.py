@@ -234,7 +234,9 @@ def test_the_published_classifier_scores_images_with_plain_diffusers_as_ours_doe
         publish(ROOT / "models" / "mnist-classifier", "someone/mnist-classifier", dry_run_dir=tmp_path / "dry")
     )
     config = json.loads((staged / "config.json").read_text())
-    assert config["auto_map"] == {"AutoModel": "hub_model.DigitClassifier"} and (staged / "digit_classifier.py").is_file()
+    assert (
+        config["auto_map"] == {"AutoModel": "hub_model.DigitClassifier"} and (staged / "digit_classifier.py").is_file()
+    )
     card = ModelCard.load(staged / "README.md")
     assert card.data.pipeline_tag == "image-classification"
     snippet = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
