@@ -20,7 +20,7 @@ import torch
 from pipelines.vae import VAE
 
 from .data import ImageData, load_data
-from .live import Budget, StopReason, check_number, load_model_file, save_model_file
+from .live import MAX_SEED, Budget, StopReason, check_number, load_model_file, save_model_file
 
 MAX_BETA = 20.0
 GRID_QUANTILES = (0.05, 0.95)  # the decoded grid spans these quantiles of the prior N(0, 1) on each axis
@@ -50,6 +50,7 @@ class VAESettings:
     def check(self) -> None:
         check_number("β", self.beta, 0.0, MAX_BETA)
         check_number("grid size", self.grid_size, 2, 32, integer=True)
+        check_number("seed", self.seed, 0, MAX_SEED, integer=True)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class VAERun:
     labels: torch.Tensor | None = None  # their digits
     grid: torch.Tensor | None = None  # the decoded grid at the last snapshot, (grid_size², 1, 28, 28)
     state: StopReason = "running"
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # held while the weights change
 
 
 def build_vae(settings: VAESettings) -> VAE:
@@ -137,11 +139,12 @@ def _training_steps(run: VAERun, budget: Budget, train: ImageData, test: ImageDa
     window: list[torch.Tensor] = []
     while (reason := budget.reason_to_stop(run.step)) == "running":
         batch = train.images[torch.randint(len(train), (settings.batch_size,), generator=generator)]
-        out = run.model.elbo(batch, beta=settings.beta, generator=generator)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.mean().backward()  # −(reconstruction − β·KL)
-        optimizer.step()
-        run.step += 1
+        with run.lock:
+            out = run.model.elbo(batch, beta=settings.beta, generator=generator)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.mean().backward()  # −(reconstruction − β·KL)
+            optimizer.step()
+            run.step += 1
         window.append(torch.stack([out.elbo.mean(), out.reconstruction.mean(), out.kl.mean()]).detach())
         if run.step % settings.report_every == 0:
             run.train.append((run.step, Terms(*torch.stack(window).mean(0).tolist())))
@@ -158,7 +161,8 @@ def _training_steps(run: VAERun, budget: Budget, train: ImageData, test: ImageDa
 
 def save_vae(run: VAERun, path: str | Path) -> Path:
     """The trained VAE as one safetensors file (reload with :func:`load_vae`)."""
-    return save_model_file(path, run.model)
+    with run.lock:
+        return save_model_file(path, run.model)
 
 
 def load_vae(path: str | Path) -> VAE:

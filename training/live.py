@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 StopReason = Literal["running", "stopped", "time limit", "step limit"]
 MAX_SECONDS = 60.0  # the longest a visitor's run may train
+MAX_SEED = 2**31 - 1
 
 
 def check_number(name: str, value, low: float, high: float, integer: bool = False) -> float | int:

@@ -28,7 +28,7 @@ from torch import nn
 from pipelines import schedules
 from pipelines.scheduling_ddpm import DDPMScheduler
 
-from .live import Budget, StopReason, load_model_file, save_model_file
+from .live import MAX_SEED, Budget, StopReason, check_number, load_model_file, save_model_file
 
 MIN_T, MAX_T = 2, 1000
 MIN_DISTINCT_POINTS = 10  # fewer distinct points is no distribution to learn
@@ -98,19 +98,22 @@ def target_points(name: str, n: int, seed: int = 0) -> torch.Tensor:
     return standardize(torch.from_numpy(TARGETS[name](n, seed)).float())
 
 
-def points_from_drawing(rgba: np.ndarray, n: int, seed: int = 0) -> torch.Tensor:
-    """``n`` standardised points spread over the pixels painted on a canvas (alpha > 0 or dark), y pointing up.
-
-    Each point is a painted pixel drawn uniformly, plus uniform jitter within the pixel.
-    """
-    array = np.asarray(rgba)
+def painted_pixels(image: np.ndarray) -> np.ndarray:
+    """Where a canvas is painted: opaque and dark pixels (the lab's brush is black), as a boolean (H, W) mask."""
+    array = np.asarray(image)
     if array.ndim != 3 or array.shape[2] not in (3, 4):
         raise ValueError(f"drawing must be an RGB or RGBA image, got shape {array.shape}.")
-    painted = array[..., 3] > 0 if array.shape[2] == 4 else array[..., :3].mean(axis=2) < 128
-    rows, cols = np.nonzero(painted)
-    pixels = torch.from_numpy(np.stack([cols, -rows], axis=1)).float()  # (x, y) with y up
-    if len(pixels) == 0:
+    dark = array[..., :3].astype(np.float32).mean(axis=2) < 128
+    return dark & (array[..., 3] > 127) if array.shape[2] == 4 else dark
+
+
+def points_from_drawing(image: np.ndarray, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` standardised points spread over the painted pixels of a canvas, y pointing up: each a painted pixel
+    drawn uniformly, plus uniform jitter within the pixel."""
+    rows, cols = np.nonzero(painted_pixels(image))
+    if len(rows) == 0:
         raise ValueError("drawing is empty: draw the shape to learn on the canvas, or pick a preset target.")
+    pixels = torch.from_numpy(np.stack([cols, -rows], axis=1)).float()  # (x, y) with y up
     check_points(pixels, "drawing")
     generator = torch.Generator().manual_seed(seed)
     chosen = pixels[torch.randint(len(pixels), (n,), generator=generator)]
@@ -131,10 +134,7 @@ def make_scheduler(beta_schedule: str, num_train_timesteps: int) -> DDPMSchedule
     """Our DDPMScheduler for a 2-D model: the named β schedule over T steps, no clipping of x̂_0."""
     if beta_schedule not in schedules.BETA_SCHEDULES:
         raise ValueError(f"beta_schedule must be one of {schedules.BETA_SCHEDULES}, got {beta_schedule!r}.")
-    if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, int):
-        raise ValueError(f"T must be a whole number, got {num_train_timesteps!r}.")
-    if not MIN_T <= num_train_timesteps <= MAX_T:
-        raise ValueError(f"T must lie in [{MIN_T}, {MAX_T}], got {num_train_timesteps}.")
+    num_train_timesteps = check_number("T", num_train_timesteps, MIN_T, MAX_T, integer=True)
     beta_start, beta_end = scaled_beta_range(num_train_timesteps)
     return DDPMScheduler(
         num_train_timesteps=num_train_timesteps,
@@ -246,6 +246,9 @@ class DiffusionSettings:
     sample_every: int = 500  # steps between snapshots of samples
     seed: int = 0
 
+    def check(self) -> None:
+        check_number("seed", self.seed, 0, MAX_SEED, integer=True)
+
 
 @dataclass
 class DiffusionRun:
@@ -262,24 +265,33 @@ class DiffusionRun:
     distances: list[tuple[int, float]] = field(default_factory=list)  # (step, energy distance samples ↔ target)
     samples: torch.Tensor | None = None  # the last snapshot
     state: StopReason = "running"
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # held while the weights change
+
+
+def frozen_model(run: DiffusionRun) -> EpsilonMLP:
+    """A copy of the averaged model, safe to sample from while the run may still be training."""
+    with run.lock:
+        return copy.deepcopy(run.averaged)
 
 
 def new_run(settings: DiffusionSettings, points: torch.Tensor) -> DiffusionRun:
     """Check the settings and the target ``points``; build the scheduler and a freshly initialised model."""
+    settings.check()
     scheduler = make_scheduler(settings.beta_schedule, settings.num_train_timesteps)
     points = check_points(points, "target points")
     with torch.random.fork_rng(devices=[]):  # a seeded initialisation that leaves the global RNG alone
         torch.manual_seed(settings.seed)
-        model = EpsilonMLP(num_train_timesteps=settings.num_train_timesteps)
+        model = EpsilonMLP(num_train_timesteps=scheduler.config.num_train_timesteps)
     averaged = copy.deepcopy(model).eval().requires_grad_(False)
     return DiffusionRun(settings, points.float(), scheduler, model, averaged)
 
 
 def _snapshot(run: DiffusionRun, ema: EMAModel) -> None:
     """Copy the averaged weights into ``run.averaged``, sample from them, and record the distance to the target."""
-    ema.copy_to(run.averaged.parameters())
+    with run.lock:
+        ema.copy_to(run.averaged.parameters())
     s = run.settings
-    steps = min(s.snapshot_steps, s.num_train_timesteps)
+    steps = min(s.snapshot_steps, run.scheduler.config.num_train_timesteps)
     run.samples = sample(run.averaged, run.scheduler, s.num_samples, seed=s.seed, num_inference_steps=steps)
     run.distances.append((run.step, energy_distance(run.samples, run.points[: s.num_samples])))
 
@@ -306,12 +318,13 @@ def _training_steps(run: DiffusionRun, budget: Budget) -> Iterator[DiffusionRun]
     window: list[float] = []
     while (reason := budget.reason_to_stop(run.step)) == "running":
         batch = run.points[torch.randint(len(run.points), (settings.batch_size,), generator=generator)]
-        loss = epsilon_loss(run.model, run.scheduler, batch, generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        ema.step(run.model.parameters())
-        run.step += 1
+        with run.lock:
+            loss = epsilon_loss(run.model, run.scheduler, batch, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            ema.step(run.model.parameters())
+            run.step += 1
         window.append(loss.item())
         if run.step % settings.report_every == 0:
             run.losses.append((run.step, sum(window) / len(window)))
@@ -328,7 +341,7 @@ def _training_steps(run: DiffusionRun, budget: Budget) -> Iterator[DiffusionRun]
 
 def save_toy_model(run: DiffusionRun, path: str | Path) -> Path:
     """The averaged ε-predictor and its scheduler as one safetensors file (reload with :func:`load_toy_model`)."""
-    return save_model_file(path, run.averaged, scheduler=run.scheduler)
+    return save_model_file(path, frozen_model(run), scheduler=run.scheduler)
 
 
 def load_toy_model(path: str | Path) -> tuple[EpsilonMLP, DDPMScheduler]:
