@@ -40,7 +40,7 @@ class VAESettings:
     max_seconds: float = 60.0
     max_steps: int = 1_000_000
     batch_size: int = 64
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-2  # measured: clearly better held-out ELBO and latent map than 3e-3 in the first minute
     block_out_channels: tuple[int, ...] = (8, 16)  # small: a conv VAE step costs ~0.6 ms per image on one core
     report_every: int = 25  # steps between reports of the training ELBO (one yield each)
     snapshot_every: int = 100  # steps between held-out ELBOs, latent maps and decoded grids
@@ -126,8 +126,9 @@ def train_vae(
     yielding the run every ``report_every`` steps (with a held-out snapshot every ``snapshot_every``) and once
     more when the budget ends it (``run.state``). Bad settings raise ValueError here, before the first step."""
     settings.check()
-    budget = Budget(settings.max_seconds, settings.max_steps, stop or threading.Event())
-    return _training_steps(VAERun(settings, build_vae(settings)), budget, *(data or mnist_splits()))
+    train, test = data or mnist_splits()
+    budget = Budget(settings.max_seconds, settings.max_steps, stop or threading.Event())  # the clock starts now
+    return _training_steps(VAERun(settings, build_vae(settings)), budget, train, test)
 
 
 def _training_steps(run: VAERun, budget: Budget, train: ImageData, test: ImageData) -> Iterator[VAERun]:
