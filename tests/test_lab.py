@@ -3,6 +3,7 @@ VAE (training.lab_vae), with their shared budget and safetensors files (training
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 
@@ -105,10 +106,12 @@ def test_a_stop_ends_the_run_before_its_next_step():
     assert seen[-2:] == [(100, "running"), (100, "stopped")]
 
 
-def test_the_time_budget_ends_a_run():
-    settings = toy2d.DiffusionSettings(**{**QUICK, "max_seconds": 0.3})
-    run = run_to_end(toy2d.train_diffusion(settings, toy2d.target_points("gaussians", 500)))
-    assert run.state == "time limit" and run.elapsed_s >= 0.3 and run.step < settings.max_steps
+def test_the_time_budget_ends_a_run_on_its_clock():
+    ticks = itertools.count(0.0, 0.1)  # a clock that moves 0.1 s each time it is read
+    settings = toy2d.DiffusionSettings(**{**QUICK, "max_seconds": 2.0})
+    run = run_to_end(toy2d.train_diffusion(settings, toy2d.target_points("gaussians", 500), clock=lambda: next(ticks)))
+    assert run.state == "time limit" and run.elapsed_s >= 2.0
+    assert 0 < run.step < 20  # one clock reading per step at least
 
 
 @pytest.mark.parametrize("name", schedules.BETA_SCHEDULES)

@@ -10,6 +10,7 @@ drawn coloured by digit, and the decoder's output over a grid of z shows what ea
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -121,13 +122,15 @@ def train_vae(
     settings: VAESettings,
     stop: threading.Event | None = None,
     data: tuple[ImageData, ImageData] | None = None,
+    clock=time.monotonic,
 ) -> Iterator[VAERun]:
     """Maximise the β-weighted ELBO with Adam on the training digits (``data`` = (train, test), default MNIST),
     yielding the run every ``report_every`` steps (with a held-out snapshot every ``snapshot_every``) and once
-    more when the budget ends it (``run.state``). Bad settings raise ValueError here, before the first step."""
+    more when the budget ends it (``run.state``); ``max_seconds`` counts on ``clock`` (wall-clock time by default).
+    Bad settings raise ValueError here, before the first step."""
     settings.check()
     train, test = data or mnist_splits()
-    budget = Budget(settings.max_seconds, settings.max_steps, stop or threading.Event())  # the clock starts now
+    budget = Budget(settings.max_seconds, settings.max_steps, stop or threading.Event(), clock)  # the clock starts
     return _training_steps(VAERun(settings, build_vae(settings)), budget, train, test)
 
 

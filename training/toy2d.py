@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,14 +311,15 @@ def _snapshot(run: DiffusionRun, ema: EMAModel) -> None:
 
 
 def train_diffusion(
-    settings: DiffusionSettings, points: torch.Tensor, stop: threading.Event | None = None
+    settings: DiffusionSettings, points: torch.Tensor, stop: threading.Event | None = None, clock=time.monotonic
 ) -> Iterator[DiffusionRun]:
     """Train ``EpsilonMLP`` on ``points`` with Adam on the notes' ε loss, yielding the run every ``report_every``
     steps (with fresh samples every ``sample_every``) and once more when the budget ends it (``run.state``).
 
-    Bad settings or points raise ValueError here, before the first step."""
+    ``max_seconds`` counts on ``clock`` (wall-clock time by default). Bad settings or points raise ValueError
+    here, before the first step."""
     run = new_run(settings, points)
-    budget = Budget(settings.max_seconds, settings.max_steps, stop or threading.Event())
+    budget = Budget(settings.max_seconds, settings.max_steps, stop or threading.Event(), clock)
     return _training_steps(run, budget)
 
 
