@@ -50,7 +50,7 @@ def test_the_tab_offers_its_named_endpoints_and_hides_its_helpers(url):
 
 def test_diffusion_training_streams_progress_then_animates_and_offers_the_model(url, tmp_path):
     c = client(url, tmp_path)
-    outputs = stream(c.submit(**TOY, max_seconds=3, api_name="/lab_train_diffusion"))
+    outputs = stream(c.submit(**TOY, max_seconds=8, api_name="/lab_train_diffusion"))
     statuses = [out[0] for out in outputs]
     assert len(outputs) >= 3 and step_of(statuses[0]) == 0
     steps = [step_of(s) for s in statuses]
