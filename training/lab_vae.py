@@ -21,7 +21,7 @@ import torch
 from pipelines.vae import VAE
 
 from .data import ImageData, load_data
-from .live import MAX_SEED, Budget, StopReason, check_number, load_model_file, save_model_file
+from .live import MAX_SEED, Budget, StopReason, check_number, live_steps, load_model_file, save_model_file
 
 MAX_BETA = 20.0
 GRID_QUANTILES = (0.05, 0.95)  # the decoded grid spans these quantiles of the prior N(0, 1) on each axis
@@ -138,29 +138,22 @@ def _training_steps(run: VAERun, budget: Budget, train: ImageData, test: ImageDa
     settings = run.settings
     optimizer = torch.optim.Adam(run.model.parameters(), lr=settings.learning_rate)
     generator = torch.Generator().manual_seed(settings.seed)
-    _snapshot(run, test)  # step 0: the untrained model
-    yield run
-    window: list[torch.Tensor] = []
-    while (reason := budget.reason_to_stop(run.step)) == "running":
+
+    def step() -> torch.Tensor:
         batch = train.images[torch.randint(len(train), (settings.batch_size,), generator=generator)]
         with run.lock:
             out = run.model.elbo(batch, beta=settings.beta, generator=generator)
             optimizer.zero_grad(set_to_none=True)
             out.loss.mean().backward()  # −(reconstruction − β·KL)
             optimizer.step()
-            run.step += 1
-        window.append(torch.stack([out.elbo.mean(), out.reconstruction.mean(), out.kl.mean()]).detach())
-        if run.step % settings.report_every == 0:
-            run.train.append((run.step, Terms(*torch.stack(window).mean(0).tolist())))
-            window.clear()
-            if run.step % settings.snapshot_every == 0:
-                _snapshot(run, test)
-            run.elapsed_s = budget.elapsed
-            yield run
-    if run.heldout[-1][0] != run.step:
-        _snapshot(run, test)
-    run.elapsed_s, run.state = budget.elapsed, reason
-    yield run
+        return torch.stack([out.elbo.mean(), out.reconstruction.mean(), out.kl.mean()]).detach()
+
+    def report(mean_terms: torch.Tensor) -> None:
+        run.train.append((run.step, Terms(*mean_terms.tolist())))
+
+    return live_steps(
+        run, budget, step, report, lambda: _snapshot(run, test), settings.report_every, settings.snapshot_every
+    )
 
 
 def save_vae(run: VAERun, path: str | Path) -> Path:

@@ -11,7 +11,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -65,6 +65,31 @@ class Budget:
             "step limit": step >= self.max_steps,
         }
         return next((reason for reason, hit in checks.items() if hit), "running")
+
+
+def live_steps(run, budget: Budget, step, report, snapshot, report_every: int, snapshot_every: int) -> Iterator:
+    """The loop both labs share. ``snapshot()`` at step 0 and yield ``run``; then, until ``budget`` ends it, call
+    ``step()`` (one optimiser step, returning that step's metrics as a tensor); every ``report_every`` steps pass
+    the window's mean metrics to ``report``, every ``snapshot_every`` steps call ``snapshot()``, and yield ``run``.
+    At the end: a last snapshot (unless one was just taken), ``run.state`` set, and one more yield."""
+    snapshot()
+    yield run
+    window, snapshot_step = [], 0
+    while (reason := budget.reason_to_stop(run.step)) == "running":
+        window.append(step())
+        run.step += 1
+        if run.step % report_every == 0:
+            report(torch.stack(window).mean(0))
+            window.clear()
+            if run.step % snapshot_every == 0:
+                snapshot()
+                snapshot_step = run.step
+            run.elapsed_s = budget.elapsed
+            yield run
+    if snapshot_step != run.step:
+        snapshot()
+    run.elapsed_s, run.state = budget.elapsed, reason
+    yield run
 
 
 def save_model_file(path: str | Path, model: torch.nn.Module, **configs: ConfigMixin) -> Path:

@@ -30,7 +30,7 @@ from torch import nn
 from pipelines import schedules
 from pipelines.scheduling_ddpm import DDPMScheduler
 
-from .live import MAX_SEED, Budget, StopReason, check_number, load_model_file, save_model_file
+from .live import MAX_SEED, Budget, StopReason, check_number, live_steps, load_model_file, save_model_file
 
 MIN_T, MAX_T = 2, 1000
 MIN_DISTINCT_POINTS = 10  # fewer distinct points is no distribution to learn
@@ -245,7 +245,7 @@ def energy_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 class DiffusionSettings:
     """A visitor's choices (``target``, ``beta_schedule``, T, the time budget) and the training constants."""
 
-    target: str = "moons"
+    target: str = "moons"  # its name (the points come separately); names the download file
     beta_schedule: str = "linear"
     num_train_timesteps: int = 100
     max_seconds: float = 20.0
@@ -279,7 +279,7 @@ class DiffusionRun:
     distances: list[tuple[int, float]] = field(default_factory=list)  # (step, energy distance samples ↔ target)
     samples: torch.Tensor | None = None  # the last snapshot
     state: StopReason = "running"
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # held while the weights change
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # held while ``averaged`` changes
 
 
 def frozen_model(run: DiffusionRun) -> EpsilonMLP:
@@ -328,30 +328,22 @@ def _training_steps(run: DiffusionRun, budget: Budget) -> Iterator[DiffusionRun]
     optimizer = torch.optim.Adam(run.model.parameters(), lr=settings.learning_rate)
     ema = EMAModel(run.model.parameters(), decay=settings.ema_decay, use_ema_warmup=True)
     generator = torch.Generator().manual_seed(settings.seed)
-    _snapshot(run, ema)  # step 0: what the untrained model samples
-    yield run
-    window: list[float] = []
-    while (reason := budget.reason_to_stop(run.step)) == "running":
+
+    def step() -> torch.Tensor:
         batch = run.points[torch.randint(len(run.points), (settings.batch_size,), generator=generator)]
-        with run.lock:
-            loss = epsilon_loss(run.model, run.scheduler, batch, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            ema.step(run.model.parameters())
-            run.step += 1
-        window.append(loss.item())
-        if run.step % settings.report_every == 0:
-            run.losses.append((run.step, sum(window) / len(window)))
-            window.clear()
-            if run.step % settings.sample_every == 0:
-                _snapshot(run, ema)
-            run.elapsed_s = budget.elapsed
-            yield run
-    if run.distances[-1][0] != run.step:
-        _snapshot(run, ema)
-    run.elapsed_s, run.state = budget.elapsed, reason
-    yield run
+        loss = epsilon_loss(run.model, run.scheduler, batch, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        ema.step(run.model.parameters())
+        return loss.detach()
+
+    def report(mean_loss: torch.Tensor) -> None:
+        run.losses.append((run.step, mean_loss.item()))
+
+    return live_steps(
+        run, budget, step, report, lambda: _snapshot(run, ema), settings.report_every, settings.sample_every
+    )
 
 
 def save_toy_model(run: DiffusionRun, path: str | Path) -> Path:
