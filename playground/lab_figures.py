@@ -122,7 +122,7 @@ def forward_and_field(
 def elbo_curves(train: list, heldout: list) -> Image.Image:
     """Left: the ELBO (training batches and held-out digits) and the held-out reconstruction term; right: the KL
     term; all in nats per image. ``train`` and ``heldout`` are lists of (step, Terms)."""
-    fig, (left, right) = _figure(7.2, 2.8, columns=2, left=0.08, right=0.98, bottom=0.15, top=0.9, wspace=0.22)
+    fig, (left, right) = _figure(9.6, 2.8, columns=2, left=0.07, right=0.98, bottom=0.15, top=0.9, wspace=0.15)
     for runs, name, style in ((train, "train", "-"), (heldout, "held-out", "o-")):
         if runs:
             steps = [s for s, _ in runs]
@@ -131,7 +131,8 @@ def elbo_curves(train: list, heldout: list) -> Image.Image:
     if heldout:
         steps = [s for s, _ in heldout]
         left.plot(steps, [t.reconstruction for _, t in heldout], ":", lw=1.3, label="E_q ln p(x|z) (held-out)")
-        left.set_ylim(max(-300, min(t.elbo for _, t in heldout[1:] or heldout) - 10), None)
+        if len(heldout) > 1:  # leave out the untrained model's ELBO (≈ −560 nats), which would flatten the curve
+            left.set_ylim(min(t.elbo for _, t in heldout[1:]) - 10, max(t.elbo for _, t in train + heldout[1:]) + 5)
     left.set_title("ELBO = reconstruction − KL (nats)", fontsize=9)
     right.set_title("KL[q(z|x) ‖ p(z)] (nats)", fontsize=9)
     for ax in (left, right):
