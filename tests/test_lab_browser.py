@@ -88,6 +88,13 @@ def set_slider(page, selector: str, value: int) -> None:
     number.press("Enter")
 
 
+def wait_for_results(page) -> None:
+    """The events chained after training (animation, model file, field) have all answered."""
+    for selector in ("#lab-animation", "#lab-frames", "#lab-field"):
+        wait_for_new_image(page, selector, None)
+    page.wait_for_selector("#lab-file a", timeout=TIMEOUT_MS)
+
+
 def screenshot(page, name: str) -> None:
     page.wait_for_timeout(600)
     SCREENSHOTS.mkdir(exist_ok=True)
@@ -105,10 +112,7 @@ def test_diffusion_lab_streams_curves_and_samples_then_animates(page):
     wait_for_new_image(page, "#lab-samples", samples)  # and fresh samples arrive
     screenshot(page, "lab-diffusion-training")
     wait_for_text(page, "#lab-diffusion-status", "time limit reached")
-    wait_for_new_image(page, "#lab-animation", None)
-    wait_for_new_image(page, "#lab-frames", None)
-    wait_for_new_image(page, "#lab-field", None)
-    page.wait_for_selector("#lab-file a", timeout=TIMEOUT_MS)
+    wait_for_results(page)
     assert image_source(page, "#lab-animation").split("?")[0].endswith(".gif")
     assert error_toasts(page) == []
     screenshot(page, "lab-diffusion-trained")
@@ -119,7 +123,7 @@ def test_stop_ends_a_diffusion_run_and_keeps_the_model(page):
     wait_for_text(page, "#lab-diffusion-status", "training…")
     page.click("#lab-diffusion-stop")
     wait_for_text(page, "#lab-diffusion-status", "Stopped")
-    wait_for_new_image(page, "#lab-animation", None)  # the model trained so far is animated
+    wait_for_results(page)  # the model trained so far is animated and offered
     status = page.inner_text("#lab-diffusion-status")
     page.wait_for_timeout(2000)
     assert page.inner_text("#lab-diffusion-status") == status  # nothing trains on behind the page's back
@@ -146,6 +150,7 @@ def test_a_drawn_target_is_previewed_and_trained_on(page):
     set_slider(page, "#lab-diffusion-seconds", 3)
     page.click("#lab-diffusion-train")
     wait_for_text(page, "#lab-diffusion-status", "time limit reached")
+    wait_for_results(page)
     assert error_toasts(page) == []
     screenshot(page, "lab-diffusion-drawn")
 

@@ -86,6 +86,22 @@ def _diffusion_inputs():
     return target, drawing, schedule, num_steps, max_seconds, seed
 
 
+def _diffusion_results():
+    """The trained model's section: (animation, its seed, its button, the download, frames, t, the field)."""
+    gr.Markdown("### The trained model: the reverse process, the forward process and the learned field")
+    with gr.Row():
+        with gr.Column(scale=1):
+            animation = gr.Image(label="Reverse process z_T → z_0 (GIF)", type="filepath", elem_id="lab-animation")
+            anim_seed = gr.Number(1, precision=0, minimum=0, maximum=MAX_SEED, label="Sampling seed")
+            animate = gr.Button("Sample and animate again", elem_id="lab-animate")
+            download = gr.File(label="The trained model (safetensors, with its scheduler config)", elem_id="lab-file")
+        with gr.Column(scale=2):
+            frames = _picture("lab-frames", "Frames of the reverse process")
+            t = gr.Slider(1, 100, value=5, step=1, label="t: the forward process q(z_t | x) and the field at t")
+            field = _picture("lab-field", "Forward process and learned denoising direction")
+    return animation, anim_seed, animate, download, frames, t, field
+
+
 def _diffusion_lab(demo: gr.Blocks):
     """The 2-D diffusion lab; returns (its training event, its Stop button, its status)."""
     gr.Markdown(DIFFUSION_HELP)
@@ -98,17 +114,7 @@ def _diffusion_lab(demo: gr.Blocks):
             with gr.Row():
                 samples = _picture("lab-samples", "Samples over the target")
                 curves = _picture("lab-loss", "Training curves")
-    gr.Markdown("### The trained model: the reverse process, the forward process and the learned field")
-    with gr.Row():
-        with gr.Column(scale=1):
-            animation = gr.Image(label="Reverse process z_T → z_0 (GIF)", type="filepath", elem_id="lab-animation")
-            anim_seed = gr.Number(1, precision=0, minimum=0, maximum=MAX_SEED, label="Sampling seed")
-            animate = gr.Button("Sample and animate again", elem_id="lab-animate")
-            download = gr.File(label="The trained model (safetensors, with its scheduler config)", elem_id="lab-file")
-        with gr.Column(scale=2):
-            frames = _picture("lab-frames", "Frames of the reverse process")
-            t = gr.Slider(1, 100, value=5, step=1, label="t: the forward process q(z_t | x) and the field at t")
-            field = _picture("lab-field", "Forward process and learned denoising direction")
+    animation, anim_seed, animate, download, frames, t, field = _diffusion_results()
     run = gr.State(None)
     target, drawing, _, num_steps, _, _ = inputs
     training = train.click(
@@ -135,17 +141,22 @@ def _diffusion_lab(demo: gr.Blocks):
         t,
         **_private("ui_lab_t_range"),
     )
+    _preview_events(demo, target, drawing, samples)
+    return training, stop, status
+
+
+def _preview_events(demo: gr.Blocks, target, drawing, samples) -> None:
+    """Show the canvas only for a drawn target, and the target itself before training (on load and on change)."""
     target.change(lambda name: gr.update(visible=name == handlers.DRAWN), target, drawing, **_private("ui_lab_canvas"))
-    for trigger in (target.change, drawing.change):
-        trigger(
-            handlers.preview_target,
-            [target, drawing],
-            samples,
-            **_private("ui_lab_preview", trigger_mode="always_last", show_progress="hidden"),
-        )
+    gr.on(
+        [target.change, drawing.change],
+        handlers.preview_target,
+        [target, drawing],
+        samples,
+        **_private("ui_lab_preview", trigger_mode="always_last", show_progress="hidden"),
+    )
     demo.load(handlers.preview_target, [target, drawing], samples, **_private("ui_lab_preview_load"))
     gr.Button(visible=False).click(handlers.preview_target, [target, drawing], samples, api_name="lab_target")
-    return training, stop, status
 
 
 def _vae_lab():
