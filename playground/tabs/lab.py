@@ -91,7 +91,9 @@ def _diffusion_results():
     gr.Markdown("### The trained model: the reverse process, the forward process and the learned field")
     with gr.Row():
         with gr.Column(scale=1):
-            animation = gr.Image(label="Reverse process z_T → z_0 (GIF)", type="filepath", elem_id="lab-animation")
+            animation = gr.Image(
+                label="Reverse process z_T → z_0 (GIF)", show_label=False, type="filepath", elem_id="lab-animation"
+            )
             anim_seed = gr.Number(1, precision=0, minimum=0, maximum=MAX_SEED, label="Sampling seed")
             animate = gr.Button("Sample and animate again", elem_id="lab-animate")
             download = gr.File(label="The trained model (safetensors, with its scheduler config)", elem_id="lab-file")
