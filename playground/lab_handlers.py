@@ -1,0 +1,211 @@
+"""What the "Train it yourself" tab's events do: start a live run and stream its pictures, stop it, animate the
+trained diffusion model, draw its forward process and field, and write the download files.
+
+The engines (``training.toy2d``, ``training.lab_vae``) raise ValueError on bad input; here it becomes a gr.Error.
+A run's stop flag is registered under (session, lab), so Stop, from the page or the API, reaches the session's job.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+
+from training import lab_vae, toy2d
+from training.live import MAX_SEED, check_number
+
+from . import lab_figures as figures
+from .images import save_gif
+
+DRAWN = "drawn"  # the target choice that trains on the visitor's drawing
+NUM_SHOWN = 1000  # target points drawn behind the samples
+NUM_ANIMATED = 600  # points in the reverse-process animation
+NUM_FRAMES = 30  # frames of the animation (the last one is then held for a second)
+FIELD_GRID = 17  # arrows per side of the vector field
+REDRAW_SECONDS = 0.5  # the curves are redrawn at most this often (each picture costs CPU the run could use)
+STATE_TEXT = {
+    "running": "training…",
+    "stopped": "stopped by you",
+    "time limit": "time limit reached",
+    "step limit": "step limit reached",
+}
+_STOP_FLAGS: dict[tuple[str, str], threading.Event] = {}  # (session, lab) → the flag its running job checks
+
+
+def _as_gr_error(fn):
+    """Call ``fn``; a ValueError from the engine becomes a gr.Error with the same message."""
+    try:
+        return fn()
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+
+
+def _stream_with_stop_flag(request: gr.Request | None, lab: str, start):
+    """Register a fresh stop flag for (session, ``lab``), then yield from ``start(flag)`` until it ends."""
+    key, flag = (getattr(request, "session_hash", None) or "", lab), threading.Event()
+    _STOP_FLAGS[key] = flag
+    try:
+        yield from _as_gr_error(lambda: start(flag))
+    finally:
+        if _STOP_FLAGS.get(key) is flag:
+            del _STOP_FLAGS[key]
+
+
+def _throttled(runs, snapshot_step):
+    """Pass on each run with a new snapshot (``snapshot_step(run)`` changed), the final one, and the others at most
+    every REDRAW_SECONDS."""
+    last_time, last_snapshot = 0.0, None
+    for run in runs:
+        snapshot = snapshot_step(run)
+        if run.state != "running" or snapshot != last_snapshot or time.monotonic() - last_time >= REDRAW_SECONDS:
+            last_time, last_snapshot = time.monotonic(), snapshot
+            yield run
+
+
+def stop_training(request: gr.Request):
+    """Set this session's stop flags; each lab's status says whether it had a job to stop."""
+    session = getattr(request, "session_hash", None) or ""
+    said = []
+    for lab in ("diffusion", "vae"):
+        flag = _STOP_FLAGS.get((session, lab))
+        if flag is not None:
+            flag.set()
+        said.append("**Stopped.** The model trained so far is kept below." if flag is not None else gr.skip())
+    return tuple(said)
+
+
+def _temporary_path(name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix="lab-")) / name
+
+
+def _require(run, what: str):
+    if run is None:
+        raise gr.Error(f"train a {what} first (press Train).")
+    return run
+
+
+# ---------------------------------------------------------------- diffusion in 2-D
+
+
+def target_points(target: str, drawing, num_points: int, seed: int = 0) -> torch.Tensor:
+    """The standardised target: a preset, or the strokes of the Sketchpad (a dict with a "composite" picture)."""
+    if target != DRAWN:
+        return toy2d.target_points(target, num_points, seed)
+    picture = drawing.get("composite") if isinstance(drawing, dict) else drawing
+    if picture is None:
+        raise ValueError("drawing is empty: draw the shape to learn on the canvas, or pick a preset target.")
+    return toy2d.points_from_drawing(np.asarray(picture), num_points, seed)
+
+
+def preview_target(target, drawing):
+    """The target before training (a short note in the title instead of an error while the canvas is empty)."""
+    try:
+        return figures.point_cloud(target_points(target, drawing, NUM_SHOWN), None, "the target distribution")
+    except ValueError as error:
+        return figures.point_cloud(torch.zeros(0, 2), None, str(error).split(":")[0])
+
+
+def _diffusion_status(run: toy2d.DiffusionRun) -> str:
+    loss = f" · loss {run.losses[-1][1]:.3f}" if run.losses else ""
+    step, distance = run.distances[-1]
+    return (
+        f"**Step {run.step}** · {run.elapsed_s:.1f} s{loss} · energy distance of the samples to the target "
+        f"{distance:.4f} (step {step}) — {STATE_TEXT[run.state]}"
+    )
+
+
+def train_diffusion(target, drawing, beta_schedule, num_steps, max_seconds, seed, request: gr.Request):
+    """Stream (status, samples over the target, training curves, run) while the ε-predictor trains."""
+
+    def start(flag):
+        settings = toy2d.DiffusionSettings(
+            target=target,
+            beta_schedule=beta_schedule,
+            num_train_timesteps=num_steps,
+            max_seconds=max_seconds,
+            seed=seed,
+        )
+        points = target_points(target, drawing, settings.num_points, settings.seed)
+        return _diffusion_pictures(toy2d.train_diffusion(settings, points, flag))
+
+    yield from _stream_with_stop_flag(request, "diffusion", start)
+
+
+def _diffusion_pictures(runs):
+    shown = None  # the step whose samples are on the page
+    for run in _throttled(runs, lambda run: run.distances[-1][0]):
+        samples, snapshot = gr.skip(), run.distances[-1][0]
+        if snapshot != shown:
+            title = f"samples at step {snapshot}" if snapshot else "samples of the untrained model"
+            samples, shown = figures.point_cloud(run.points[:NUM_SHOWN], run.samples, title), snapshot
+        yield _diffusion_status(run), samples, figures.loss_curves(run.losses, run.distances), run
+
+
+def reverse_process(run, seed):
+    """Animate ancestral sampling from z_T ~ N(0, I) to z_0 with every DDPMScheduler step; offer the model file."""
+    run = _require(run, "diffusion model")
+    seed = _as_gr_error(lambda: check_number("seed", seed, 0, MAX_SEED, integer=True))
+    trajectory = toy2d.sample(toy2d.frozen_model(run), run.scheduler, NUM_ANIMATED, seed, keep_trajectory=True)
+    T = run.scheduler.config.num_train_timesteps
+    chosen = np.unique(np.linspace(0, T, NUM_FRAMES).round().astype(int))  # indices into z_T … z_0
+    labels = [f"reverse process: z_{T - i}" for i in chosen]
+    frames = figures.trajectory_frames(trajectory[chosen], run.points[:NUM_SHOWN], labels)
+    gif = save_gif(frames + [frames[-1]] * 10, duration_ms=100)  # hold the result for a second
+    path = _temporary_path(f"toy-diffusion-{run.settings.target}-T{T}.safetensors")
+    return gif, figures.strip(frames), str(toy2d.save_toy_model(run, path))
+
+
+def forward_and_field(run, t):
+    """q(z_t | x) of the target points and the learned score field at step t (1 ≤ t ≤ T)."""
+    run = _require(run, "diffusion model")
+    T = run.scheduler.config.num_train_timesteps
+    t = _as_gr_error(lambda: check_number("t", t, 1, T, integer=True))
+    noisy = toy2d.forward_samples(run.scheduler, run.points[:NUM_SHOWN], t - 1)
+    axis = torch.linspace(-figures.LIMIT * 0.94, figures.LIMIT * 0.94, FIELD_GRID)
+    grid = torch.cartesian_prod(axis, axis)
+    field = toy2d.denoising_direction(toy2d.frozen_model(run), run.scheduler, grid, t - 1)
+    return figures.forward_and_field(noisy, grid, field, t, float(run.scheduler.alphas_cumprod[t - 1]))
+
+
+# ---------------------------------------------------------------- VAE with a 2-D latent
+
+
+def _vae_status(run: lab_vae.VAERun) -> str:
+    step, held = run.heldout[-1]
+    return (
+        f"**Step {run.step}** · {run.elapsed_s:.1f} s · held-out ELBO {held.elbo:.1f} nats = reconstruction "
+        f"{held.reconstruction:.1f} − KL {held.kl:.2f} (step {step}) — {STATE_TEXT[run.state]}"
+    )
+
+
+def train_vae(beta, max_seconds, seed, request: gr.Request):
+    """Stream (status, ELBO curves, latent map, decoded grid, run) while the VAE trains."""
+
+    def start(flag):
+        settings = lab_vae.VAESettings(beta=beta, max_seconds=max_seconds, seed=seed)
+        return _vae_pictures(lab_vae.train_vae(settings, flag))
+
+    yield "Reading MNIST…", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    yield from _stream_with_stop_flag(request, "vae", start)
+
+
+def _vae_pictures(runs):
+    shown = None
+    extent = float(lab_vae.grid_axis(2)[-1])
+    for run in _throttled(runs, lambda run: run.heldout[-1][0]):
+        picture, grid, snapshot = gr.skip(), gr.skip(), run.heldout[-1][0]
+        if snapshot != shown:
+            title = f"μ(x) of {len(run.latents)} held-out digits, step {snapshot} (dashed: the decoded grid)"
+            picture = figures.latent_map(run.latents, run.labels, extent, title)
+            grid, shown = figures.digit_grid(run.grid, run.settings.grid_size), snapshot
+        yield _vae_status(run), figures.elbo_curves(run.train, run.heldout), picture, grid, run
+
+
+def save_vae(run):
+    run = _require(run, "VAE")
+    return str(lab_vae.save_vae(run, _temporary_path(f"vae-2d-beta{run.settings.beta:g}.safetensors")))
