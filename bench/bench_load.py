@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
 DISPLAY_SIZE = 112  # 28-px digits shown ×4
 SERVE_CODE = (
     "import sys, torch; torch.set_num_threads(int(sys.argv[2])); import app; "
-    "app.demo.launch(server_name='127.0.0.1', server_port=int(sys.argv[1]), show_error=sys.argv[3] == 'True', quiet=True)"
+    "app.launch(server_name='127.0.0.1', server_port=int(sys.argv[1]), show_error=sys.argv[3] == 'True', quiet=True)"
 )
 
 
