@@ -75,7 +75,7 @@ def settled_rss(pid: int, seconds: float = 1.5) -> int:
 
 
 def editor_payload(path: str, layers: int = 0) -> dict:
-    picture = http.file_data(path)
+    picture = http.file_data(path, Path(path).name)
     return {"background": picture, "layers": [picture] * layers, "composite": picture, "id": None}
 
 
@@ -188,14 +188,14 @@ def most_at_once(changes: list[tuple[float, int]], hold: float = 0.5) -> int:
     return most
 
 
-def slow_jobs(steps: int = 300) -> list[tuple[str, list]]:
-    """Four slow calls on each heavy endpoint (tiny models: each takes seconds, not minutes)."""
-    sample = ["pixel", "DDPM", steps, 0.0, 0, 64, 0, 1.0, 1.0]
-    inpaint = [7, None, "left half", "DDPM", steps, 3, 8, 0]
-    return [("sample", sample)] * 4 + [("inpaint", inpaint)] * 4
+def slow_jobs(steps: int = 300, images: int = 64, per_endpoint: int = 4) -> list[tuple[str, list]]:
+    """Slow calls on each heavy endpoint (tiny models: each takes seconds, not minutes)."""
+    sample = ["pixel", "DDPM", steps, 0.0, 0, images, 0, 1.0, 1.0]
+    inpaint = [7, None, "left half", "DDPM", steps, 3, min(images, 8), 0]
+    return [("sample", sample)] * per_endpoint + [("inpaint", inpaint)] * per_endpoint
 
 
-def case_concurrency(url: str, pid: int, steps: int = 300) -> dict:
+def case_concurrency(url: str, pid: int, steps: int = 300, images: int = 64, per_endpoint: int = 4) -> dict:
     events = http.fn_indices(url)
     changes, lock = [], threading.Lock()
 
@@ -205,7 +205,7 @@ def case_concurrency(url: str, pid: int, steps: int = 300) -> dict:
             with lock:
                 changes.append((time.perf_counter(), step))
 
-    jobs = slow_jobs(steps)
+    jobs = slow_jobs(steps, images, per_endpoint)
     threads = [
         threading.Thread(target=http.run_event, args=(url, events[name], args), kwargs={"on_update": on_update})
         for name, args in jobs

@@ -24,6 +24,7 @@ import functools
 import io
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -230,6 +231,7 @@ def bound_image_inputs() -> None:
     """Install the bounds on gr.ImageEditor (with its templates gr.Sketchpad, gr.ImageMask, gr.Paint) and gr.Image;
     idempotent."""
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # PIL refuses larger pictures anywhere (twice this raises)
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # check_picture says it, once
     editor, image = gr.ImageEditor, gr.Image
     if not getattr(editor.preprocess, "bounded", False):
         editor.preprocess = bounded(editor.preprocess, editor_sources)

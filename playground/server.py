@@ -19,7 +19,6 @@ import ctypes
 import functools
 import gc
 import logging
-import math
 import os
 import re
 import threading
@@ -113,19 +112,28 @@ def launch_options(**overrides) -> dict:
     return {"show_error": True, "max_file_size": limits.MAX_UPLOAD_BYTES, "app_kwargs": app_kwargs, **overrides}
 
 
-_last_release = {"time": -math.inf}
+class MemoryReleaser:
+    """Frees what failed requests left, ``delay`` seconds after the last one asked (once their exception, which holds
+    the request's arrays through its traceback, is dropped): the reference cycles (gc) and the heap pages glibc
+    keeps (malloc_trim). One release at a time, so that a stream of bad requests costs little."""
+
+    def __init__(self, delay: float = 1.0):
+        self.delay = delay
+        self._pending = threading.Event()
+
+    def soon(self) -> None:
+        if not self._pending.is_set():
+            self._pending.set()
+            threading.Timer(self.delay, self.release).start()
+
+    def release(self) -> None:
+        self._pending.clear()
+        gc.collect()
+        with contextlib.suppress(OSError, AttributeError):  # not glibc
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def release_memory(every: float = 2.0) -> None:
-    """Free what a failed request left: the cycles through its traceback (gc) and the heap pages glibc keeps
-    (malloc_trim); at most once every ``every`` seconds, so that a stream of bad requests costs little."""
-    now = time.monotonic()
-    if now - _last_release["time"] < every:
-        return
-    _last_release["time"] = now
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+RELEASER = MemoryReleaser()
 
 
 def scrubbed(error_payload):
@@ -134,7 +142,7 @@ def scrubbed(error_payload):
 
     @functools.wraps(error_payload)
     def payload(error, show_error):
-        release_memory()
+        RELEASER.soon()
         content = error_payload(error, show_error)
         if isinstance(content.get("error"), str):
             content["error"] = without_paths(content["error"])
