@@ -8,8 +8,11 @@ input with one to three arguments replaced by a value from hand lists and random
 negative/huge numbers (10**400 included), empty/enormous/odd-mode images, malformed files, over-long strings.
 The outcome must be a ``gr.Error`` with a message or a result of the right form; anything else is a crash,
 reported with the endpoint and the input. Then a share of the inputs goes through ``gradio_client`` against a
-served app on 127.0.0.1, and the server must still answer a normal request. By default the models are tiny
-random ones of the real shapes (built in a temporary folder) so that accepted extreme settings stay fast.
+served app on 127.0.0.1; the hidden (ui_*) events get bad inputs and crafted select-event data through raw HTTP
+(bench/gradio_http.py: an answer or a clear error without server paths, never an HTTP 5xx); the image editor's
+``accept_blobs`` component-server call gets crafted fields and files (never an HTTP 5xx); and the server must
+still answer a normal request. By default the models are tiny random ones of the real shapes (built in a
+temporary folder) so that accepted extreme settings stay fast.
 """
 
 from __future__ import annotations
