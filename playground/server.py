@@ -113,21 +113,31 @@ def launch_options(**overrides) -> dict:
 
 
 class MemoryReleaser:
-    """Frees what failed requests left, ``delay`` seconds after the last one asked (once their exception, which holds
-    the request's arrays through its traceback, is dropped): the reference cycles (gc) and the heap pages glibc
-    keeps (malloc_trim). One release at a time, so that a stream of bad requests costs little."""
+    """Frees what failed requests left once their exception (which holds the request's arrays through its
+    traceback) is dropped: the reference cycles (gc) and the heap pages glibc keeps (malloc_trim), ``delays``
+    seconds after a failure (the later pass for a request still unwinding on a busy server). One series at a time,
+    so that a stream of bad requests costs little."""
 
-    def __init__(self, delay: float = 1.0):
-        self.delay = delay
+    def __init__(self, delays: tuple[float, ...] = (0.5, 5.0)):
+        self.delays = delays
         self._pending = threading.Event()
 
     def soon(self) -> None:
         if not self._pending.is_set():
             self._pending.set()
-            threading.Timer(self.delay, self.release).start()
+            threading.Thread(target=self._run, name="memory-releaser", daemon=True).start()
 
-    def release(self) -> None:
-        self._pending.clear()
+    def _run(self) -> None:
+        waited = 0.0
+        for delay in self.delays:
+            time.sleep(delay - waited)
+            waited = delay
+            if delay == self.delays[-1]:
+                self._pending.clear()  # failures from now on start a new series
+            self.release()
+
+    @staticmethod
+    def release() -> None:
         gc.collect()
         with contextlib.suppress(OSError, AttributeError):  # not glibc
             ctypes.CDLL("libc.so.6").malloc_trim(0)
