@@ -150,8 +150,8 @@ def field_name(component) -> str:
 
 def editor_sources(payload) -> list[tuple[str | bytes, str]]:
     """(file path or bytes, a name to show) of every picture in an ImageEditor payload (its blobs when it has an id)."""
-    blobs = BLOBS.get(payload.id) if payload.id is not None else None
     if payload.id is not None:
+        blobs = BLOBS.get(payload.id)
         pictures = [] if blobs is None else [blobs.background, blobs.composite, *blobs.layers]
         return [(p, "canvas") for p in pictures if p is not None]
     pictures = [payload.background, payload.composite, *payload.layers]
@@ -212,7 +212,8 @@ def accept_blobs(self, data):
     if not isinstance(key, str) or not 0 < len(key) <= 64:
         raise http_error(400, "id must be a string of 1 to 64 characters.")
     if kind == "layer":
-        if not (isinstance(index, str) and index.isdigit() and int(index) < MAX_LAYERS):
+        digits = isinstance(index, str) and index.isascii() and index.isdigit() and len(index) <= 3
+        if not (digits and int(index) < MAX_LAYERS):
             raise http_error(400, f"a layer index must be a whole number in [0, {MAX_LAYERS - 1}].")
         index = int(index)
     if len(files) != 1:

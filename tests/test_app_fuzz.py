@@ -18,14 +18,13 @@ from bench.bench_fuzz import (
     BASE_INPUTS,
     KINDS,
     fuzz_client,
-    fuzz_component_server,
-    fuzz_hidden,
     fuzz_in_process,
     normal_request_works,
     public_endpoints,
     run_case,
 )
 from bench.bench_load import PeakMemory, resident_bytes, serve_app
+from bench.fuzz_raw import fuzz_component_server, fuzz_hidden
 from playground import limits
 from tests.app_server import make_tiny_models
 
