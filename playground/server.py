@@ -70,15 +70,19 @@ async def request_error(request, error: Exception):
 
 
 def sweep(folder: Path, age: float, now: float | None = None) -> int:
-    """Delete the files under ``folder`` last written or read more than ``age`` seconds ago, then the emptied
-    folders; returns how many files went. (Gradio touches a cached file when it hands it out again.)"""
+    """Delete the files under ``folder`` last written or read more than ``age`` seconds ago, and the empty folders
+    unchanged for as long (a folder just made is about to get its file); returns how many files went. (Gradio
+    touches a cached file when it hands it out again.)"""
     now = time.time() if now is None else now
     deleted = 0
     for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):  # files before their folders
         with contextlib.suppress(OSError):  # gone meanwhile, or a folder not empty
+            status = path.lstat()
+            if now - max(status.st_mtime, status.st_atime) <= age:
+                continue
             if path.is_dir():
                 path.rmdir()
-            elif now - max(path.lstat().st_mtime, path.lstat().st_atime) > age:
+            else:
                 path.unlink()
                 deleted += 1
     return deleted

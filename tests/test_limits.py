@@ -189,9 +189,21 @@ def test_the_cache_sweep_deletes_files_unused_for_longer_than_the_age_and_their_
     os.utime(old, (now - 100, now - 100))
     os.utime(read, (now - 1, now - 100))  # written long ago, handed out again just now
     assert server.sweep(tmp_path, age=50, now=now) == 1
-    assert not old.exists() and not old.parent.exists() and recent.exists() and read.exists()
+    assert not old.exists() and recent.exists() and read.exists()
+    assert old.parent.exists()  # emptied just now: a folder goes once it has been empty for the age too
+    assert server.sweep(tmp_path, age=50, now=now + 60) == 2 and not old.parent.exists() and not recent.exists()
 
 
 def test_error_messages_lose_server_paths_but_keep_file_names_and_other_slashes():
     text = "cannot identify image file '/tmp/gradio/ab12/x.png' (cwd /work/app); ratio 2/3, see https://a.b/c/d"
     assert server.without_paths(text) == "cannot identify image file 'x.png' (cwd app); ratio 2/3, see https://a.b/c/d"
+
+
+def test_heavy_events_share_one_concurrency_group_and_picture_events_another():
+    import app
+
+    groups = {fn.api_name: fn.concurrency_id for fn in app.demo.fns.values() if fn.api_name}
+    assert groups["sample"] == groups["inpaint"] == limits.HEAVY
+    for name in ("vae_reconstruct", "ui_reconstruct_live", "vae_traverse", "forward_process", "ui_forward_live"):
+        assert groups[name] == limits.IMAGES, name
+    assert groups["vae_prior"] not in (limits.HEAVY, limits.IMAGES)  # no picture, no model loop: its own limit
