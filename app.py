@@ -3,24 +3,31 @@
     python app.py          # serves on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT (default 127.0.0.1:7860)
 
 Models are read from $PLAYGROUND_MODELS_DIR (default ./models), lazily, once. Every action is a named API
-endpoint (see the page's "Use via API" link), queued with a concurrency limit; inputs are validated.
+endpoint (see the page's "Use via API" link), queued; all sampling and inpainting share one concurrency limit
+(PLAYGROUND_CONCURRENCY); inputs are validated, pictures bounded before they are decoded (playground/limits.py),
+uploads and requests bounded in size and the cache cleaned (playground/server.py).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(tempfile.gettempdir()) / "playground-cache"))  # ours to sweep
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr
 import torch
 
+from playground import server
 from playground.atomic_cache import make_gradio_cache_writes_atomic
 from playground.tabs import TABS
 
 make_gradio_cache_writes_atomic()  # concurrent identical answers must not serve a half-written picture
+server.harden()  # pictures bounded before decoding, no server paths in errors, one log line per user error
 CONCURRENCY_LIMIT = int(os.environ.get("PLAYGROUND_CONCURRENCY", "2"))
 QUEUE_SIZE = 32
 
@@ -33,14 +40,23 @@ def build_demo() -> gr.Blocks:
             for tab in TABS:
                 with gr.Tab(tab.TITLE, id=tab.ID):
                     tab.build(demo)
+    server.share_concurrency(demo)  # heavy events share one limit; so do the other events that take a picture
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
     return demo
 
 
 demo = build_demo()
 
+
+def launch(**options) -> None:
+    """Serve the page with the server's bounds (upload and request sizes; playground/server.py); ``options`` are
+    more ``demo.launch`` arguments (server_name, server_port, ...)."""
+    server.CacheSweeper(demo).start()
+    demo.launch(**server.launch_options(**options))
+
+
 if __name__ == "__main__":
     # One torch thread per request: far faster than 2 on a shared 2-vCPU machine (no oversubscription; measured
     # 20× on the forward chain under load), and two queued requests then run side by side.
     torch.set_num_threads(int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
-    demo.launch(show_error=True)
+    launch()

@@ -8,13 +8,18 @@ input with one to three arguments replaced by a value from hand lists and random
 negative/huge numbers (10**400 included), empty/enormous/odd-mode images, malformed files, over-long strings.
 The outcome must be a ``gr.Error`` with a message or a result of the right form; anything else is a crash,
 reported with the endpoint and the input. Then a share of the inputs goes through ``gradio_client`` against a
-served app on 127.0.0.1, and the server must still answer a normal request. By default the models are tiny
-random ones of the real shapes (built in a temporary folder) so that accepted extreme settings stay fast.
+served app on 127.0.0.1; the hidden (ui_*) events get bad inputs and crafted select-event data through raw HTTP
+(bench/gradio_http.py: an answer or a clear error without server paths, never an HTTP 5xx); the image editor's
+``accept_blobs`` component-server call gets crafted fields and files (never an HTTP 5xx); and the server must
+still answer a normal request. By default the models are tiny random ones of the real shapes (built in a
+temporary folder) so that accepted extreme settings stay fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
 import math
 import os
 import random
@@ -264,7 +269,19 @@ def public_endpoints(demo) -> dict[str, tuple]:
 
 
 def finish(result):
-    """A generator endpoint's last update (streamed updates are skipped); others as they are."""
+    """A generator endpoint's last update (streamed updates are skipped); others as they are. Async handlers (the
+    cancellable heavy endpoints, playground/cancel.py) are run to their end on an event loop."""
+    if inspect.iscoroutine(result):
+        return asyncio.run(result)
+    if hasattr(result, "__anext__"):
+
+        async def drain():
+            last = None
+            async for last in result:  # noqa: B007 (only the final update is kept)
+                pass
+            return last
+
+        return asyncio.run(drain())
     if hasattr(result, "__next__"):
         *_, last = [None, *result]  # drain the stream, keep its final update
         return last
@@ -460,10 +477,18 @@ def main() -> int:
     )
     if args.client_count:
         from bench.bench_load import serve_app
+        from bench.fuzz_raw import fuzz_component_server, fuzz_hidden
 
         with serve_app(models_dir) as (url, _):
             crashes += print_report(
                 f"through gradio_client ({args.client_count} per endpoint)", fuzz_client(url, args.client_count)
+            )
+            crashes += print_report(
+                f"hidden events through raw HTTP ({args.client_count} per event)", fuzz_hidden(url, args.client_count)
+            )
+            crashes += print_report(
+                f"the component server ({10 * args.client_count} calls)",
+                fuzz_component_server(url, 10 * args.client_count),
             )
             alive = normal_request_works(url)
         print(f"\nserver answers a normal request afterwards: {alive}")

@@ -2,6 +2,8 @@
 
     python bench/bench_load.py                          # 16 users × 5 requests, the bundled models
     python bench/bench_load.py --users 4 --requests 2 --tiny-models --max-requests 1
+    python bench/bench_load.py --mixed --users 2 --tiny-models     # every heavy endpoint at once, per user
+    python bench/bench_load.py --cancel-requests 2 --tiny-models   # two users cancel a large sampling job
 
 Every user is its own ``gradio_client.Client`` (its own session) in a thread; the requests cycle through the
 endpoints whose models are bundled (sampling, the forward process, the schedule plot, VAE and inpainting),
@@ -10,10 +12,16 @@ result is checked (the right number of images of the right size, files that exis
 server's resident memory is sampled every 0.2 s (psutil, else /proc/<pid>/status VmRSS) and its peak must
 stay under ``--max-rss-gb``. Prints failures, p50/p95 latency and the peak; exits 1 on any failure.
 
-What keeps this bounded is the app's queue: ``default_concurrency_limit`` (PLAYGROUND_CONCURRENCY, default 2)
-requests run at once and at most ``max_size`` (32) wait; the rest are refused with "queue full" rather than
-piling up memory. Everything is bounded here too: a fixed number of requests, a timeout per request and for
-the server's start, and the server is stopped at the end.
+``--mixed`` sends, for each user, every heavy request at once: sampling and inpainting at the largest settings,
+and the forward process, reconstruction and traversal of the largest picture accepted (2048² RGBA noise).
+``--cancel-requests`` users start a largest-settings sampling job and cancel it after its first streamed frame
+(``job.cancel()``, as the page's Stop button): the seconds until the job is over are reported.
+
+What keeps this bounded is the app's queue: all sampling and inpainting share one concurrency limit
+(PLAYGROUND_CONCURRENCY, default 2), the other events that take a picture share another, and at most
+``max_size`` (32) wait; the rest are refused with "queue full" rather than piling up memory. Everything is
+bounded here too: a fixed number of requests, a timeout per request and for the server's start, and the
+server is stopped at the end.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ if str(ROOT) not in sys.path:
 DISPLAY_SIZE = 112  # 28-px digits shown ×4
 SERVE_CODE = (
     "import sys, torch; torch.set_num_threads(int(sys.argv[2])); import app; "
-    "app.demo.launch(server_name='127.0.0.1', server_port=int(sys.argv[1]), show_error=sys.argv[3] == 'True', quiet=True)"
+    "app.launch(server_name='127.0.0.1', server_port=int(sys.argv[1]), show_error=sys.argv[3] == 'True', quiet=True)"
 )
 
 
@@ -155,12 +163,13 @@ def available_keys(models_dir: str | os.PathLike) -> set[str]:
 
 
 def request_mix(available: set[str]) -> list[tuple[str, list, int | None]]:
-    """(function name, arguments, expected number of images or None) — small settings, bundled models only."""
+    """(function name, arguments, the expected number of images — of stats rows for the forward process — or None);
+    small settings, bundled models only."""
     from playground.validation import MAX_DDPM_STEPS, MAX_IMAGES  # noqa: F401  (documented limits)
 
     mix = [
         ("schedule_plot", [["linear", "squaredcos_cap_v2"], 1000, 1e-4, 0.02], None),
-        ("forward_process", [["linear", "sigmoid"], 1000, 1e-4, 0.02, 3, None, 300, 1], None),
+        ("forward_process", [["linear", "sigmoid"], 1000, 1e-4, 0.02, 3, None, 300, 1], 2),
     ]
     for key in ("pixel", "latent", "conditional"):
         if key in available:
@@ -178,6 +187,54 @@ def max_request(available: set[str], steps: int | None = None) -> tuple[str, lis
 
     key = next(k for k in ("pixel", "latent", "conditional") if k in available)
     return ("sample_stream", [key, "DDPM", steps or MAX_DDPM_STEPS, 0.0, 3, MAX_IMAGES, 3, 1.0], MAX_IMAGES)
+
+
+def largest_picture(folder: Path) -> Path:
+    """The largest picture the app accepts: 2048² random RGBA (16 MB as PNG), written once under ``folder``."""
+    from bench.bench_limits import noise_png
+    from playground.limits import MAX_IMAGE_SIDE
+
+    path = folder / "largest.png"
+    if not path.exists():
+        path.write_bytes(noise_png(MAX_IMAGE_SIDE))
+    return path
+
+
+def mixed_requests(available: set[str], picture: Path, steps: int | None = None) -> list[tuple[str, list, int | None]]:
+    """Every heavy request: sampling and inpainting at the largest settings, the largest picture through the
+    forward process (T = 2000, every schedule), reconstruction and traversal."""
+    from gradio_client import handle_file
+
+    from playground.tabs.schedules import MAX_T, SCHEDULE_LABELS
+
+    file = handle_file(str(picture))
+    drawing = {"background": file, "layers": [file], "composite": file}  # a layer of random alpha: all painted
+    mix = [("forward_process", [list(SCHEDULE_LABELS), MAX_T, 1e-4, 0.02, 3, drawing, MAX_T, 1], len(SCHEDULE_LABELS))]
+    if available & {"pixel", "latent", "conditional"}:
+        mix.append(max_request(available, steps))
+    if "pixel" in available:
+        mix.append(("inpaint", [7, drawing, "drawn", "DDPM", min(steps or 100, 100), 10, 8, 0], 8))
+    if "vae" in available:
+        mix += [("reconstruct", [5, drawing, 0], None), ("traverse", [5, drawing, 0, 3.0, 32], None)]
+    return mix
+
+
+def cancelling_user(url: str, index: int, request: tuple, names: dict[str, str], timeout: float) -> list[dict]:
+    """Start ``request`` (a streaming one), cancel it after its first streamed update; seconds until it is over."""
+    from gradio_client import Client
+    from gradio_client.utils import Status
+
+    function, args, _ = request
+    job = Client(url, verbose=False).submit(*args, api_name=names[function])
+    deadline = time.monotonic() + timeout
+    while job.status().code not in (Status.ITERATING, Status.FINISHED) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    start = time.perf_counter()
+    job.cancel()
+    while not job.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    error = None if job.done() else f"not over {timeout:.0f} s after its cancel"
+    return [{"user": index, "function": "cancel", "seconds": time.perf_counter() - start, "error": error}]
 
 
 def check_images(value, expected: int | None) -> str | None:
@@ -215,9 +272,12 @@ def validate(function: str, result, expected: int | None) -> str | None:
     if function == "forward_process":
         gallery, stats, note = outputs
         rows = stats.get("data") if isinstance(stats, dict) else stats
-        return check_images(gallery, None) or (None if rows and len(rows) == 2 and note else f"stats {stats!r:.200}")
+        rows_ok = rows and len(rows) == expected and note  # one row per schedule asked for
+        return check_images(gallery, None) or (None if rows_ok else f"stats {stats!r:.200}")
     if function in ("reconstruct", "interpolate"):
         return check_images(outputs[0], None) or check_images(outputs[1], None)
+    if function == "traverse":
+        return check_images(result, None)
     return None if outputs[0] is not None else "empty plot"
 
 
@@ -252,22 +312,37 @@ def run_load(
     max_requests: int,
     timeout: float,
     max_request_steps: int | None = None,
+    mixed: bool = False,
+    cancel_requests: int = 0,
 ) -> dict:
-    """Every user's plan (the mix, cycled, offset per user; the first ``max_requests`` users start with a max request)."""
+    """Every user's plan (the mix, cycled, offset per user; the first ``max_requests`` users start with a max request;
+    with ``mixed``, each user's heavy requests all at once instead), and ``cancel_requests`` users who cancel a
+    largest-settings sampling job."""
     from gradio_client import Client
 
     names = endpoint_names(Client(url, verbose=False))
     available = available_keys(models_dir)
-    mix = request_mix(available)
-    plans = []
-    for u in range(users):
-        plan = [mix[(u + r) % len(mix)] for r in range(requests)]
-        if u < max_requests and available & {"pixel", "latent", "conditional"}:
-            plan[0] = max_request(available, max_request_steps)
-        plans.append(plan)
+    if mixed:
+        heavy = mixed_requests(available, largest_picture(Path(tempfile.gettempdir())), max_request_steps)
+        plans = [[request] for _ in range(users) for request in heavy]  # one thread per request: all at once
+    else:
+        mix = request_mix(available)
+        plans = []
+        for u in range(users):
+            plan = [mix[(u + r) % len(mix)] for r in range(requests)]
+            if u < max_requests and available & {"pixel", "latent", "conditional"}:
+                plan[0] = max_request(available, max_request_steps)
+            plans.append(plan)
+    cancels = [max_request(available, max_request_steps)] * cancel_requests
+
+    def run(i):
+        if i < len(plans):
+            return user(url, i, plans[i], names, timeout)
+        return cancelling_user(url, i, cancels[i - len(plans)], names, timeout)
+
     start = time.perf_counter()
-    with PeakMemory(pid) as memory, ThreadPoolExecutor(users) as pool:
-        records = [r for rs in pool.map(lambda u: user(url, u, plans[u], names, timeout), range(users)) for r in rs]
+    with PeakMemory(pid) as memory, ThreadPoolExecutor(len(plans) + len(cancels)) as pool:
+        records = [r for rs in pool.map(run, range(len(plans) + len(cancels))) for r in rs]
     latencies = [r["seconds"] for r in records]
     return {
         "records": records,
@@ -296,6 +371,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per request")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
     parser.add_argument("--max-rss-gb", type=float, default=3.0)
+    parser.add_argument("--mixed", action="store_true", help="each user sends every heavy request at once")
+    parser.add_argument("--cancel-requests", type=int, default=0, help="users who cancel a large sampling job")
     args = parser.parse_args()
     models_dir = args.models_dir
     if args.tiny_models:
@@ -305,15 +382,25 @@ def main() -> int:
     print(f"models: {models_dir} (bundled: {sorted(available_keys(models_dir))})")
     with serve_app(models_dir, threads=args.threads) as (url, pid):
         result = run_load(
-            url, pid, models_dir, args.users, args.requests, args.max_requests, args.timeout, args.max_request_steps
+            url,
+            pid,
+            models_dir,
+            args.users,
+            args.requests,
+            args.max_requests,
+            args.timeout,
+            args.max_request_steps,
+            mixed=args.mixed,
+            cancel_requests=args.cancel_requests,
         )
     total = len(result["records"])
     by_function = {}
     for record in result["records"]:
         by_function.setdefault(record["function"], []).append(record["seconds"])
+    kind = "every heavy request at once" if args.mixed else f"{args.requests} requests"
     print(
-        f"{args.users} users × {args.requests} requests = {total} requests in {result['wall']:.1f} s "
-        f"({args.max_requests} at the largest settings, {args.max_request_steps or 'all'} steps)"
+        f"{args.users} users × {kind} (+ {args.cancel_requests} cancelled jobs) = {total} requests in "
+        f"{result['wall']:.1f} s ({args.max_requests} at the largest settings, {args.max_request_steps or 'all'} steps)"
     )
     for function, seconds in sorted(by_function.items()):
         print(

@@ -10,7 +10,9 @@ name and renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -22,7 +24,10 @@ def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "w
     folder = Path(cache_dir) / processing_utils.hash_bytes(data)
     folder.mkdir(exist_ok=True, parents=True)
     path = (folder / f"{name}.{format}").resolve()
-    if not path.exists():
+    if path.exists():  # handed out again: its access time tells the cache sweep (playground/server.py) it is in use
+        with contextlib.suppress(OSError):
+            os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
+    else:
         temporary = path.with_name(f".{uuid.uuid4().hex}.tmp")
         temporary.write_bytes(data)
         os.replace(temporary, path)  # atomic: a reader sees the old file or the whole new one

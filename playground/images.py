@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import tempfile
+import uuid
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import torch
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 from pipelines.image_grid import make_grid
 
+from .limits import check_picture
 from .models import test_digits
 from .validation import MAX_UPLOAD_SIDE, check_int
 
 SIZE = 28  # MNIST
 DISPLAY_SCALE = 4  # 28 px digits are shown at 112 px (nearest neighbour keeps the pixels crisp)
+WORK_SIDE = 560  # larger pictures are shrunk to this before they are processed (twice the 280 px canvas)
 
 
 def upscale(image: Image.Image, scale: int = DISPLAY_SCALE) -> Image.Image:
@@ -34,11 +38,15 @@ def to_pils(images: torch.Tensor, scale: int = DISPLAY_SCALE) -> list[Image.Imag
 
 
 def save_gif(frames: list[Image.Image], duration_ms: int = 120) -> str:
-    """Write the frames as a looping GIF in a temporary file; returns its path (the page offers it for download)."""
+    """Write the frames as a looping GIF; returns its path (the page offers it for download).
+
+    The file goes straight into Gradio's cache folder: Gradio then serves it without a copy and deletes it with
+    the rest of the cache (``CacheSweeper`` in playground/server.py), so the disk stays flat however many GIFs are made."""
     if not frames:
         raise gr.Error("nothing to animate.")
-    with tempfile.NamedTemporaryFile(suffix=".gif", delete=False, prefix="playground-") as file:
-        path = file.name
+    folder = Path(get_upload_folder()) / "playground-gifs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = str(folder / f"{uuid.uuid4().hex}.gif")
     frames = [f.convert("P", palette=Image.ADAPTIVE) for f in frames]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
     return path
@@ -63,11 +71,13 @@ def editor_array(value) -> np.ndarray | None:
     if value is None:
         return None
     if isinstance(value, str):
+        name = Path(value).name
+        check_picture(value, "the drawing/upload", name)  # its size, before it is decoded
         try:
             value = Image.open(value)
             value.load()  # read the whole file now, so a truncated one fails here with a clear message
-        except OSError as error:
-            raise gr.Error(f"the uploaded file is not a readable image: {error}") from None
+        except OSError:
+            raise gr.Error(f"the uploaded file {name!r} is not a readable image.") from None
     if isinstance(value, Image.Image):
         value = np.asarray(value.convert("RGBA"))
     array = np.asarray(value)
@@ -77,7 +87,18 @@ def editor_array(value) -> np.ndarray | None:
         raise gr.Error(
             f"the image must be at most {MAX_UPLOAD_SIDE}×{MAX_UPLOAD_SIDE} pixels, got {array.shape[1]}×{array.shape[0]}."
         )
-    return array
+    return shrunk(array)
+
+
+def shrunk(array: np.ndarray) -> np.ndarray:
+    """A large 8-bit picture shrunk (box filter, aspect kept) to WORK_SIDE pixels on its longer side before any
+    float copy of it is made (every digit ends 28×28: 4 float copies of a 2048² RGBA upload were 256 MB)."""
+    colours = array.ndim == 2 or array.shape[-1] in (3, 4)
+    if array.dtype != np.uint8 or not colours or max(array.shape[:2]) <= WORK_SIDE:
+        return array
+    image = Image.fromarray(array)
+    image.thumbnail((WORK_SIDE, WORK_SIDE), Image.BOX)
+    return np.asarray(image)
 
 
 def to_gray(array: np.ndarray) -> np.ndarray:

@@ -93,10 +93,11 @@ def bundled_betas() -> list[float]:
 
 
 def missing_message(key: str) -> str:
+    """Shown on the page: names the folder inside the models directory, never where that lies on the server."""
     spec = SPECS[key]
     return (
-        f"The {spec.label} is not bundled in this copy of the playground: the folder "
-        f"`{model_folder(key)}` is missing. Train it (see README) or pick another model."
+        f"The {spec.label} is not bundled in this copy of the playground: the folder `{spec.folder}` of the "
+        "models directory is missing. Train it (see README) or pick another model."
     )
 
 
@@ -122,7 +123,7 @@ def load(key: str):
             return _load(key)
         except (OSError, ValueError) as error:
             raise ModelUnavailable(
-                f"The {SPECS[key].label} at `{model_folder(key)}` could not be loaded: {error}"
+                f"The {SPECS[key].label} (folder `{SPECS[key].folder}`) could not be loaded: {error}"
             ) from None
 
 

@@ -1,7 +1,8 @@
 """Bad input: every public endpoint gets generated bad/extreme inputs; each gets a gr.Error or a valid answer.
 
 In-process (fast) through the endpoint functions taken from app.demo, by hand lists/random draws and by
-hypothesis; then a few through gradio_client against the served app, which must still answer afterwards.
+hypothesis; then a few through gradio_client against the served app, the hidden (ui_*) events and the image
+editor's component server through raw HTTP; the server must still answer afterwards.
 bench/bench_fuzz.py runs the full counts (≥ 300 inputs per endpoint).
 """
 
@@ -22,7 +23,9 @@ from bench.bench_fuzz import (
     public_endpoints,
     run_case,
 )
-from bench.bench_load import serve_app
+from bench.bench_load import PeakMemory, resident_bytes, serve_app
+from bench.fuzz_raw import fuzz_component_server, fuzz_hidden
+from playground import limits
 from tests.app_server import make_tiny_models
 
 COUNT = 25  # inputs per endpoint in CI
@@ -137,10 +140,38 @@ def test_hypothesis_inputs_never_crash_an_endpoint(demo, endpoint):
     check()
 
 
+@pytest.fixture(scope="module")
+def served(models_dir):
+    with serve_app(models_dir) as (url, pid):
+        yield url, pid
+
+
 @pytest.mark.slow
-def test_bad_inputs_over_http_get_the_app_message_and_the_server_keeps_answering(models_dir, demo):
-    with serve_app(models_dir) as (url, _):
-        report = fuzz_client(url, per_endpoint=4, seed=1, demo=demo)
-        assert not crashes_of(report), crashes_of(report)
-        assert sum(counts["error"] for counts in report.values()) > 0
-        assert normal_request_works(url)
+def test_bad_inputs_over_http_get_the_app_message_and_the_server_keeps_answering(served, demo):
+    url, _ = served
+    report = fuzz_client(url, per_endpoint=4, seed=1, demo=demo)
+    assert not crashes_of(report), crashes_of(report)
+    assert sum(counts["error"] for counts in report.values()) > 0
+    assert normal_request_works(url)
+
+
+@pytest.mark.slow
+def test_hidden_events_get_a_result_or_a_clear_error_like_public_ones(served):
+    """Every ui_* event through raw HTTP, with bad inputs and crafted select-event data (what the page never sends)."""
+    url, _ = served
+    report = fuzz_hidden(url, per_endpoint=3, seed=2)
+    assert len(report) >= 10 and "ui_map_click" in report
+    assert not crashes_of(report), crashes_of(report)
+    assert normal_request_works(url)
+
+
+@pytest.mark.slow
+def test_the_component_server_never_fails_with_a_server_error_nor_grows_the_server(served):
+    url, pid = served
+    before = resident_bytes(pid)
+    with PeakMemory(pid, every=0.05) as memory:
+        report = fuzz_component_server(url, count=30, seed=3)
+    assert not crashes_of(report), crashes_of(report)
+    assert report["component_server/accept_blobs"]["error"] > 0  # the crafted calls were refused
+    assert memory.peak - before < limits.BLOB_BUDGET_BYTES + 64 * 2**20
+    assert normal_request_works(url)

@@ -29,6 +29,21 @@ def test_concurrent_users_all_get_valid_results_within_the_memory_limit(tmp_path
     assert 0 < result["p50"] <= result["p95"] and math.isfinite(result["p95"])
 
 
+@pytest.mark.slow
+def test_every_heavy_request_at_once_and_cancelled_jobs_stay_within_the_memory_limit(tmp_path):
+    """One user sends every heavy request at once (the largest picture accepted, sampling and inpainting), another
+    starts a large sampling job and cancels it: all answered, the cancel is over at once, memory bounded."""
+    models_dir = make_tiny_models(tmp_path / "models")
+    with serve_app(models_dir) as (url, pid):
+        result = run_load(
+            url, pid, models_dir, 1, 1, 0, timeout=300, max_request_steps=10, mixed=True, cancel_requests=1
+        )
+    functions = {r["function"] for r in result["records"]}
+    assert {"sample_stream", "inpaint", "forward_process", "reconstruct", "traverse", "cancel"} <= functions
+    assert not result["failures"], result["failures"]
+    assert 0 < result["peak_rss"] < 1.5 * 2**30
+
+
 def test_resident_memory_reading_tracks_an_allocation():
     import os
 

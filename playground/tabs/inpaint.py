@@ -8,7 +8,9 @@ import torch
 from PIL import Image
 
 from .. import models
+from ..cancel import cancellable, stop_callback
 from ..images import SIZE, editor_array, test_digit, to_gray, to_pils
+from ..limits import HEAVY
 from ..validation import MAX_DDPM_STEPS, check_choice, check_int, check_seed, check_steps
 from ..widgets import DIGIT_HELP, NUM_TEST, missing_banner, seed_input
 
@@ -83,8 +85,9 @@ def editor_digit(editor, test_index) -> torch.Tensor:
 
 
 @torch.no_grad()
-def inpaint(test_index, editor, mask_preset, sampler, steps, resample_steps, num_variants, seed):
-    """(the digit with the region to fill shown grey, the filled-in variants as a gallery)."""
+def inpaint(test_index, editor, mask_preset, sampler, steps, resample_steps, num_variants, seed, stop=None):
+    """(the digit with the region to fill shown grey, the filled-in variants as a gallery); setting ``stop`` ends
+    the sampling after its current step."""
     mask_preset = check_choice("mask", mask_preset, MASK_PRESETS)
     sampler = check_choice("sampler", sampler, models.SAMPLERS)
     if not models.is_available("pixel"):
@@ -110,6 +113,7 @@ def inpaint(test_index, editor, mask_preset, sampler, steps, resample_steps, num
         num_inference_steps=steps,
         resample_steps=resample_steps,
         output_type="pt",
+        callback_on_step_end=stop_callback(stop),
     ).images
     shown = torch.where(keep > 0, image, torch.full_like(image, 0.5))
     return to_pils(shown, scale=6)[0], to_pils(images, scale=4)
@@ -150,9 +154,10 @@ def build(demo: gr.Blocks) -> None:
             result = gr.Gallery(format="png", label="Filled in", columns=4, height=200, elem_id="inpaint-gallery")
     index.change(editor_value, index, editor, api_name="ui_inpaint_digit", api_visibility="private")
     run.click(
-        inpaint,
+        cancellable(inpaint),
         [index, editor, mask, sampler, steps, resample, variants, seed],
         [masked, result],
         api_name="inpaint",
+        concurrency_id=HEAVY,
     )
     demo.load(editor_value, index, editor, api_name="ui_inpaint_digit_load", api_visibility="private")

@@ -22,7 +22,9 @@ from pipelines.defaults import (
 )
 
 from .. import models
+from ..cancel import cancellable, interrupt_if_stopped
 from ..images import grid, save_gif, to_pils
+from ..limits import HEAVY
 from ..validation import (
     MAX_DDIM_STEPS,
     MAX_DDPM_STEPS,
@@ -84,9 +86,11 @@ def sample_stream(
     guidance,
     autoguidance=DEFAULT_AUTOGUIDANCE_SCALE,
     progress=gr.Progress(),
+    stop: threading.Event | None = None,
 ):
     """Yields (gallery, trajectory picture, status, GIF path) — the gallery and GIF only at the end.
-    ``guidance`` applies to the class-conditional model, ``autoguidance`` to unconditional models that ship a guide."""
+    ``guidance`` applies to the class-conditional model, ``autoguidance`` to unconditional models that ship a guide.
+    Setting ``stop`` (or closing the generator) ends the sampling after its current step."""
     model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance = validate(
         model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance
     )
@@ -100,8 +104,11 @@ def sample_stream(
     updates: queue.Queue = queue.Queue()
     frames: list[Image.Image] = []
     result: dict = {}
+    stop = threading.Event() if stop is None else stop
 
     def on_step_end(p, step_index, timestep, kwargs):
+        if interrupt_if_stopped(p, stop):
+            return kwargs
         if step_index % every == 0 or step_index == steps - 1:
             z_t = p.decode_latents(kwargs["latents"]).cpu()
             x0 = kwargs.get("pred_original_sample")
@@ -139,9 +146,11 @@ def sample_stream(
             progress(done / steps, desc=f"{sampler} step {done}/{steps}")
             status = f"{sampler} step {done}/{steps} …"
             yield gr.skip(), frame, status, gr.skip()
-    finally:
-        pipe._interrupt = True  # the page went away: stop after the current step
-        worker.join()
+    except BaseException:  # closed early (the page went away) or failed: the worker stops after its current step
+        stop.set()
+        raise
+    if stop.is_set():  # cancelled: nothing more to show
+        return
     if "error" in result:
         raise gr.Error(f"sampling failed: {result['error']}")
     seconds = time.perf_counter() - start
@@ -226,7 +235,7 @@ def build(demo: gr.Blocks) -> None:
     )
     model.change(
         lambda m: (
-            gr.update(visible=m in models.SPECS and models.SPECS[m].conditional),
+            gr.update(visible=m in models.DIFFUSION_MODELS and models.is_conditional(m)),
             gr.update(visible=shows_autoguidance(m)),
         ),
         model,
@@ -235,8 +244,9 @@ def build(demo: gr.Blocks) -> None:
         api_visibility="private",
     )
     run.click(
-        sample_stream,
+        cancellable(sample_stream),
         [model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance],
         [gallery, trajectory, status, gif],
         api_name="sample",
+        concurrency_id=HEAVY,
     )

@@ -125,6 +125,11 @@ def forward_process(names, num_steps, beta_start, beta_end, test_index, drawing,
     return gallery, rows, note
 
 
+def t_slider_range(num_steps):
+    """The t slider ends at T (its static maximum is MAX_T, so that the API takes any t ≤ T)."""
+    return gr.update(maximum=max(2, min(int(num_steps or 2), MAX_T)))
+
+
 def build(demo: gr.Blocks) -> None:
     """The tab's layout and events; the schedule plot is drawn when the page opens."""
     with gr.Row():
@@ -142,7 +147,7 @@ def build(demo: gr.Blocks) -> None:
         with gr.Column():
             index, drawing = digit_inputs("forward-sketchpad")
         with gr.Column():
-            t = gr.Slider(1, 1000, value=200, step=1, label="t (≤ T)")
+            t = gr.Slider(1, MAX_T, value=200, step=1, label="t (≤ T)")
             seed = seed_input()
             run = gr.Button("Show z_t", variant="primary", elem_id="forward-button")
             gallery = gr.Gallery(
@@ -161,13 +166,8 @@ def build(demo: gr.Blocks) -> None:
         component.change(
             schedule_plot, schedule_inputs, plot, api_name="ui_schedule_plot_live", api_visibility="private"
         )
-    num_steps.change(
-        lambda n: gr.update(maximum=max(2, min(int(n or 2), MAX_T))),
-        num_steps,
-        t,
-        api_name="ui_t_range",
-        api_visibility="private",
-    )
+    num_steps.change(t_slider_range, num_steps, t, api_name="ui_t_range", api_visibility="private")
+    demo.load(t_slider_range, num_steps, t, api_name="ui_t_range_load", api_visibility="private")
     forward_inputs = [*schedule_inputs, index, drawing, t, seed]
     run.click(forward_process, forward_inputs, [gallery, stats, note], api_name="forward_process")
     t.release(

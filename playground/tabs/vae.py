@@ -10,7 +10,7 @@ from pipelines.pipeline_vae import lerp, slerp
 
 from .. import models
 from ..images import grid, input_digit, save_gif, test_digit, to_pils
-from ..plots import latent_map_image, map_limits, pixel_to_coords
+from ..plots import MAP_PIXELS, latent_map_image, map_limits, pixel_to_coords
 from ..validation import MAX_IMAGES, check_float, check_int, check_seed, is_finite_number
 from ..widgets import NUM_TEST, digit_inputs, missing_banner, seed_input
 
@@ -128,9 +128,11 @@ def decode_point(pc1, pc2):
 
 def map_click(evt: gr.SelectData):
     """A click on the map image → its (PC 1, PC 2) coordinates."""
+    index = evt.index if isinstance(evt.index, (list, tuple)) and len(evt.index) == 2 else (evt.index, None)
+    px = check_float("map click x (pixels)", index[0], 0, MAP_PIXELS - 1)  # a crafted request can send anything
+    py = check_float("map click y (pixels)", index[1], 0, MAP_PIXELS - 1)
     points, _, _, _ = _embedding()
-    px, py = evt.index
-    x, y = pixel_to_coords(float(px), float(py), map_limits(points))
+    x, y = pixel_to_coords(px, py, map_limits(points))
     return round(x, 3), round(y, 3)
 
 
