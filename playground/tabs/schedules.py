@@ -10,6 +10,7 @@ import gradio as gr
 import torch
 
 from pipelines import schedules
+from pipelines.data_range import to_image_range, to_model_range
 
 from ..images import input_digit, to_pils
 from ..plots import schedule_figure
@@ -18,12 +19,6 @@ from ..widgets import digit_inputs, seed_input
 
 TITLE = "Noise schedules & forward process"
 ID = "schedules"
-SCHEDULE_LABELS = {
-    "linear": "linear",
-    "squaredcos_cap_v2": "cosine",
-    "sigmoid": "sigmoid",
-    "scaled_linear": "scaled linear",
-}
 MAX_T = 2000
 NUM_DRAWS = 128  # samples of z_t used for the empirical mean and std
 CHAIN_CHUNK = 50  # forward_chain is run this many steps at a time so memory stays small
@@ -66,7 +61,7 @@ def schedule_plot(names, num_steps, beta_start, beta_end):
         betas = schedule_betas(name, num_steps, beta_start, beta_end)
         alpha_bar = schedules.alphas_cumprod(betas)
         log_snr = torch.log(schedules.signal_to_noise_ratio(alpha_bar))
-        curves[SCHEDULE_LABELS[name]] = {
+        curves[schedules.schedule_label(name)] = {
             "beta": betas.numpy(),
             "alpha_bar": alpha_bar.numpy(),
             "log_snr": log_snr.numpy(),
@@ -91,7 +86,7 @@ def forward_process(names, num_steps, beta_start, beta_end, test_index, drawing,
     t = check_int("t", t, 1, num_steps)
     seed = check_seed(seed)
     image, caption = input_digit(test_index, drawing)
-    x = (image * 2 - 1).expand(NUM_DRAWS, -1, -1, -1)  # the diffusion's data range [−1, 1]
+    x = to_model_range(image).expand(NUM_DRAWS, -1, -1, -1)  # the diffusion's data range [−1, 1]
     timesteps = torch.full((NUM_DRAWS,), t - 1, dtype=torch.long)  # betas[0] is β_1
     gallery, rows = [(to_pils(image)[0], f"x: {caption}")], []
     for name in names:
@@ -103,9 +98,9 @@ def forward_process(names, num_steps, beta_start, beta_end, test_index, drawing,
         closed = schedules.closed_form_sample(x, noise, alpha_bar, timesteps)
         mean_theory = schedules.closed_form_sample(x[:1], torch.zeros_like(x[:1]), alpha_bar, timesteps[:1])
         std_theory = schedules.closed_form_sample(torch.zeros(1), torch.ones(1), alpha_bar, timesteps[:1])
-        label = SCHEDULE_LABELS[name]
+        label = schedules.schedule_label(name)
         for kind, z in (("chain", chain), ("closed form", closed)):
-            gallery.append((to_pils((z[:1].float() + 1) / 2)[0], f"{label} · {kind} · t={t}"))
+            gallery.append((to_pils(to_image_range(z[:1].float()))[0], f"{label} · {kind} · t={t}"))
         rows.append(
             [
                 label,
@@ -134,7 +129,7 @@ def build(demo: gr.Blocks) -> None:
     """The tab's layout and events; the schedule plot is drawn when the page opens."""
     with gr.Row():
         names = gr.CheckboxGroup(
-            [(SCHEDULE_LABELS[n], n) for n in schedules.BETA_SCHEDULES],
+            [(schedules.schedule_label(n), n) for n in schedules.BETA_SCHEDULES],
             value=["linear", "squaredcos_cap_v2"],
             label="β schedules",
         )
