@@ -205,11 +205,12 @@ def mixed_requests(available: set[str], picture: Path, steps: int | None = None)
     forward process (T = 2000, every schedule), reconstruction and traversal."""
     from gradio_client import handle_file
 
-    from playground.tabs.schedules import MAX_T, SCHEDULE_LABELS
+    from pipelines.schedules import BETA_SCHEDULES
+    from playground.tabs.schedules import MAX_T
 
     file = handle_file(str(picture))
     drawing = {"background": file, "layers": [file], "composite": file}  # a layer of random alpha: all painted
-    mix = [("forward_process", [list(SCHEDULE_LABELS), MAX_T, 1e-4, 0.02, 3, drawing, MAX_T, 1], len(SCHEDULE_LABELS))]
+    mix = [("forward_process", [list(BETA_SCHEDULES), MAX_T, 1e-4, 0.02, 3, drawing, MAX_T, 1], len(BETA_SCHEDULES))]
     if available & {"pixel", "latent", "conditional"}:
         mix.append(max_request(available, steps))
     if "pixel" in available:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.schedules import BETA_SCHEDULES
+from pipelines.schedules import BETA_SCHEDULES, schedule_label
 from training import toy2d
 from training.live import MAX_SECONDS, MAX_SEED
 
@@ -19,12 +19,6 @@ from .. import lab_handlers as handlers
 
 TITLE = "Train it yourself"
 ID = "lab"
-SCHEDULE_LABELS = {
-    "linear": "linear",
-    "scaled_linear": "scaled linear",
-    "squaredcos_cap_v2": "cosine",
-    "sigmoid": "sigmoid",
-}
 
 INTRO = """Train the course notes' two models yourself, on this server, in under a minute, and watch them learn.
 One training job runs at a time (others wait in the queue); each stops at its time limit or when you press Stop."""
@@ -79,7 +73,7 @@ def _diffusion_inputs():
         visible=False,
         elem_id="lab-drawing",
     )
-    schedule = gr.Dropdown([(SCHEDULE_LABELS[n], n) for n in BETA_SCHEDULES], value="linear", label="β schedule")
+    schedule = gr.Dropdown([(schedule_label(n), n) for n in BETA_SCHEDULES], value="linear", label="β schedule")
     num_steps = gr.Slider(toy2d.MIN_T, toy2d.MAX_T, value=100, step=1, label="T (diffusion steps)")
     max_seconds = _seconds(20, "lab-diffusion-seconds")
     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
