@@ -1,4 +1,4 @@
-"""Matplotlib figures: the noise schedules side by side, and the VAE's 2-D latent map of the test set."""
+"""Matplotlib figures: the noise schedules (one figure or one per panel), and the VAE's 2-D latent map of the test set."""
 
 from __future__ import annotations
 
@@ -9,28 +9,46 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from PIL import Image
 
 MAP_PIXELS = 480  # the latent map is a square image; its axes fill it exactly (pixel ↔ latent coordinates)
 
 
+SCHEDULE_PANELS = {  # curve key → (title, y scale)
+    "beta": ("β_t", "log"),
+    "alpha_bar": ("ᾱ_t", "linear"),
+    "log_snr": ("log SNR(t) = log ᾱ_t/(1−ᾱ_t)", "linear"),
+}
+
+
+def draw_schedule_panel(ax, curves: dict[str, dict[str, np.ndarray]], key: str) -> None:
+    """One panel: curve ``key`` of every schedule against t (``curves[name] = {"beta", "alpha_bar", "log_snr"}``)."""
+    title, yscale = SCHEDULE_PANELS[key]
+    for name, curve in curves.items():
+        t = np.arange(1, len(curve[key]) + 1)
+        ax.plot(t, curve[key], label=name, lw=1.8)
+    ax.set_title(title)
+    ax.set_xlabel("t")
+    ax.set_yscale(yscale)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def schedule_figure(curves: dict[str, dict[str, np.ndarray]]):
-    """Three panels: β_t, ᾱ_t and log SNR(t), one line per schedule (``curves[name] = {"beta", "alpha_bar", "log_snr"}``)."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
-    panels = (
-        ("beta", "β_t", "log"),
-        ("alpha_bar", "ᾱ_t", "linear"),
-        ("log_snr", "log SNR(t) = log ᾱ_t/(1−ᾱ_t)", "linear"),
-    )
-    for ax, (key, title, yscale) in zip(axes, panels):
-        for name, curve in curves.items():
-            t = np.arange(1, len(curve[key]) + 1)
-            ax.plot(t, curve[key], label=name, lw=1.8)
-        ax.set_title(title)
-        ax.set_xlabel("t")
-        ax.set_yscale(yscale)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    """Three panels side by side: β_t, ᾱ_t and log SNR(t), one line per schedule."""
+    fig = Figure(figsize=(13, 3.6), layout="constrained")  # not pyplot's: nothing keeps it alive once shown
+    axes = fig.subplots(1, 3)
+    for ax, key in zip(axes, SCHEDULE_PANELS):
+        draw_schedule_panel(ax, curves, key)
+    return fig
+
+
+def schedule_panel_figure(curves: dict[str, dict[str, np.ndarray]], key: str):
+    """One panel as its own figure (the page shows three, which stack on a narrow screen)."""
+    fig = Figure(figsize=(4.4, 3.3), layout="constrained")
+    ax = fig.subplots()
+    draw_schedule_panel(ax, curves, key)
     return fig
 
 

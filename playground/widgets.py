@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import gradio as gr
 
 from . import models
@@ -35,5 +37,34 @@ def digit_inputs(elem_id: str, label: str = DIGIT_HELP, value: int = 0) -> tuple
     return index, drawing
 
 
-def seed_input(label: str = "Seed") -> gr.Number:
-    return gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label=label)
+def seed_input(label: str = "Seed", value: int = 0) -> gr.Number:
+    return gr.Number(value, precision=0, minimum=0, maximum=MAX_SEED, label=label)
+
+
+def when_bundled(fn, *keys: str):
+    """``fn`` for an on-open event: it leaves the outputs as they are when a model it needs is not bundled (the tab's
+    banner says so), instead of greeting the visitor with an error."""
+
+    @functools.wraps(fn)
+    def run(*args):
+        if not all(models.is_available(key) for key in keys):
+            return gr.skip()
+        return fn(*args)
+
+    return run
+
+
+def endpoint_shown_on_open(
+    demo: gr.Blocks, triggers: list, fn, inputs, outputs, api_name: str, needs: tuple[str, ...] = (), **options
+) -> None:
+    """``fn`` as the public endpoint ``api_name``, run by ``triggers`` (a button, or the inputs themselves for a
+    live view) and once when the page opens, so that no visitor meets an empty box (``needs``: the models it uses)."""
+    gr.on(triggers, fn, inputs, outputs, api_name=api_name, **options)
+    demo.load(
+        when_bundled(fn, *needs),
+        inputs,
+        outputs,
+        api_name=f"ui_{api_name}_on_open",
+        api_visibility="private",
+        **options,
+    )

@@ -36,6 +36,11 @@ CLASSIFIER_DIR = Path(__file__).resolve().parents[1] / "models" / "mnist-classif
 CONFIDENCE = 0.9
 
 
+def is_confident(probs: torch.Tensor) -> torch.Tensor:
+    """Which images (rows of class probabilities) are confident digits: the classifier gives ≥ 0.9 to one class."""
+    return probs.max(1).values >= CONFIDENCE
+
+
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """‖μ_a − μ_b‖² + Tr(Σ_a + Σ_b − 2(Σ_a Σ_b)^½) between Gaussians fitted to two feature sets (FID's formula)."""
     mu_a, mu_b = a.mean(0), b.mean(0)
@@ -55,7 +60,7 @@ def score_digits(images: torch.Tensor, requested: torch.Tensor | None = None, cl
     real = load_data("mnist", "test").images
     metrics = {
         "num_samples": len(images),
-        "confident_fraction": (confidence >= CONFIDENCE).float().mean().item(),
+        "confident_fraction": is_confident(probs).float().mean().item(),
         "digit_fractions": [round(v, 4) for v in histogram.tolist()],
         "min_digit_fraction": histogram.min().item(),
         "max_digit_fraction": histogram.max().item(),

@@ -6,6 +6,6 @@
 A new tab is a new module here and one entry in ``TABS``.
 """
 
-from . import inpaint, math, sample, schedules, vae
+from . import inpaint, math, sample, schedules, vae, walks
 
-TABS = (sample, schedules, vae, inpaint, math)
+TABS = (sample, schedules, vae, walks, inpaint, math)

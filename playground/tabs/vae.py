@@ -12,7 +12,7 @@ from .. import models
 from ..images import grid, input_digit, save_gif, test_digit, to_pils
 from ..plots import latent_map_image, map_limits, pixel_to_coords
 from ..validation import MAX_IMAGES, check_float, check_int, check_seed, is_finite_number
-from ..widgets import NUM_TEST, digit_inputs, missing_banner, seed_input
+from ..widgets import NUM_TEST, digit_inputs, endpoint_shown_on_open, missing_banner, seed_input
 
 TITLE = "VAE"
 ID = "vae"
@@ -34,7 +34,7 @@ def vae_pipe(beta=1.0):
 
 
 @torch.no_grad()
-def reconstruct(test_index, drawing, seed, beta=1.0):
+def reconstruct(test_index=0, drawing=None, seed=0, beta=1.0):
     """(input, reconstruction, ELBO markdown, ELBO terms as a dict in nats) under the VAE trained with ``beta``."""
     seed = check_seed(seed)
     pipe = vae_pipe(beta)
@@ -88,7 +88,7 @@ def interpolate(index_a, index_b, num_frames):
 
 
 @torch.no_grad()
-def traverse(test_index, drawing, dim, span, num_frames):
+def traverse(test_index=0, drawing=None, dim=0, span=3.0, num_frames=10):
     """Move one latent coordinate of μ(x) from −span to +span."""
     pipe = vae_pipe()
     size = int(np.prod(pipe.vae.latent_shape))
@@ -144,43 +144,38 @@ def beta_radio(elem_id: str) -> gr.Radio:
 
 
 def build(demo: gr.Blocks) -> None:
-    """The VAE tab's sub-tabs: layout and events."""
+    """The VAE tab's sub-tabs: each shows its result when the page opens and follows its inputs (all cheap)."""
     missing_banner("vae")
+    live = {"trigger_mode": "always_last", "show_progress": "hidden"}
     with gr.Tabs():
         with gr.Tab("Reconstruction & ELBO"):
             gr.Markdown(
-                "The ELBO = E_q[ln p(x|z)] − KL[q(z|x) ‖ p(z)] of a digit, live: reconstruction minus KL, in nats."
+                "The ELBO = E_q[ln p(x|z)] − KL[q(z|x) ‖ p(z)] of a digit, live: reconstruction minus KL, in nats. "
+                "Right: the input x and its reconstruction E[x | z = μ]."
             )
             with gr.Row():
                 with gr.Column():
                     index, drawing = digit_inputs("vae-sketchpad")
                     seed = seed_input("Seed (the draw z = μ + σ·ε)")
                     beta = beta_radio("vae-beta")
-                    run = gr.Button("Reconstruct", variant="primary", elem_id="vae-reconstruct-button")
                 with gr.Column():
                     with gr.Row():
-                        original = gr.Image(label="Input x", type="pil", format="png", height=200, elem_id="vae-input")
+                        original = gr.Image(label="input", type="pil", format="png", height=200, elem_id="vae-input")
                         recon = gr.Image(
-                            label="Reconstruction E[x | z = μ]",
-                            type="pil",
-                            format="png",
-                            height=200,
-                            elem_id="vae-recon",
+                            label="reconstruction", type="pil", format="png", height=200, elem_id="vae-recon"
                         )
-                    elbo_text = gr.Markdown(label="ELBO", elem_id="vae-elbo")
-                    elbo = gr.JSON(label="ELBO terms (nats)")
-            outputs = [original, recon, elbo_text, elbo]
-            run.click(reconstruct, [index, drawing, seed, beta], outputs, api_name="vae_reconstruct")
-            for trigger in (index.release, drawing.change, beta.change):  # live: a new digit, a stroke or β recomputes
-                trigger(
-                    reconstruct,
-                    [index, drawing, seed, beta],
-                    outputs,
-                    api_name="ui_reconstruct_live",
-                    api_visibility="private",
-                    trigger_mode="always_last",
-                    show_progress="hidden",
-                )
+                    elbo_text = gr.Markdown(label="elbo_text", elem_id="vae-elbo")
+                    elbo = gr.JSON(label="elbo_terms")
+            endpoint_shown_on_open(
+                demo,
+                [index.input, drawing.change, seed.input, beta.change],
+                reconstruct,
+                [index, drawing, seed, beta],
+                [original, recon, elbo_text, elbo],
+                "vae_reconstruct",
+                needs=("vae",),
+                **live,
+            )
 
         with gr.Tab("Prior samples"):
             gr.Markdown("z ~ p(z) = N(0, I), then the mean of p(x | z).")
@@ -188,25 +183,41 @@ def build(demo: gr.Blocks) -> None:
                 num_prior = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
                 prior_seed = seed_input()
                 prior_beta = beta_radio("vae-prior-beta")
-                prior_run = gr.Button("Sample the prior", variant="primary", elem_id="vae-prior-button")
-            prior = gr.Gallery(format="png", columns=8, height=300, label="Prior samples", elem_id="vae-prior-gallery")
-            prior_run.click(prior_samples, [num_prior, prior_seed, prior_beta], prior, api_name="vae_prior")
+            prior = gr.Gallery(
+                format="png", columns=8, height="auto", label="prior_samples", elem_id="vae-prior-gallery"
+            )
+            endpoint_shown_on_open(
+                demo,
+                [num_prior.input, prior_seed.input, prior_beta.change],
+                prior_samples,
+                [num_prior, prior_seed, prior_beta],
+                prior,
+                "vae_prior",
+                needs=("vae",),
+                **live,
+            )
 
         with gr.Tab("Interpolation"):
-            gr.Markdown("From μ(a) to μ(b) in latent space: a straight line vs. the great circle (slerp).")
+            gr.Markdown(
+                "From μ(a) to μ(b) in latent space: a straight line (top) vs. the great circle (slerp, below). "
+                "The GIF shows both, linear left."
+            )
             with gr.Row():
                 index_a = gr.Slider(0, NUM_TEST - 1, value=0, step=1, label="From test digit #")
                 index_b = gr.Slider(0, NUM_TEST - 1, value=60, step=1, label="To test digit #")
                 frames = gr.Slider(2, MAX_FRAMES, value=10, step=1, label="Frames")
-                walk = gr.Button("Interpolate", variant="primary", elem_id="vae-interpolate-button")
-            linear = gr.Image(label="Linear", type="pil", format="png", height=130, elem_id="vae-linear")
-            spherical = gr.Image(label="Slerp", type="pil", format="png", height=130, elem_id="vae-slerp")
-            walk_gif = gr.File(label="GIF (left: linear, right: slerp)", elem_id="vae-walk-gif")
-            walk.click(
+            linear = gr.Image(label="linear", type="pil", format="png", height=130, elem_id="vae-linear")
+            spherical = gr.Image(label="slerp", type="pil", format="png", height=130, elem_id="vae-slerp")
+            walk_gif = gr.File(label="gif", elem_id="vae-walk-gif")
+            endpoint_shown_on_open(
+                demo,
+                [index_a.input, index_b.input, frames.input],
                 interpolate,
                 [index_a, index_b, frames],
                 [linear, spherical, walk_gif],
-                api_name="vae_interpolate",
+                "vae_interpolate",
+                needs=("vae",),
+                **live,
             )
 
         with gr.Tab("Traversal"):
@@ -218,12 +229,16 @@ def build(demo: gr.Blocks) -> None:
                 dim = gr.Slider(0, 15, value=0, step=1, label="Latent dimension")
                 span = gr.Slider(0.5, 5, value=3, step=0.5, label="Span ±")
                 traverse_frames = gr.Slider(2, MAX_FRAMES, value=10, step=1, label="Frames")
-                traverse_run = gr.Button("Traverse", variant="primary", elem_id="vae-traverse-button")
-            traversal = gr.Image(
-                label="z_dim from −span to +span", type="pil", format="png", height=130, elem_id="vae-traversal"
-            )
-            traverse_run.click(
-                traverse, [index, drawing, dim, span, traverse_frames], traversal, api_name="vae_traverse"
+            traversal = gr.Image(label="traversal", type="pil", format="png", height=130, elem_id="vae-traversal")
+            endpoint_shown_on_open(
+                demo,
+                [dim.input, span.input, traverse_frames.input, index.input, drawing.change],
+                traverse,
+                [index, drawing, dim, span, traverse_frames],
+                traversal,
+                "vae_traverse",
+                needs=("vae",),
+                **live,
             )
 
         with gr.Tab("Latent map"):
@@ -233,9 +248,8 @@ def build(demo: gr.Blocks) -> None:
             )
             with gr.Row():
                 with gr.Column(scale=2):
-                    map_run = gr.Button("Draw the latent map", variant="primary", elem_id="vae-map-button")
                     map_image = gr.Image(
-                        label="Latent map (click a point)",
+                        label="latent_map",
                         type="pil",
                         format="png",
                         interactive=False,
@@ -245,10 +259,20 @@ def build(demo: gr.Blocks) -> None:
                 with gr.Column(scale=1):
                     pc1 = gr.Number(0.0, label="PC 1")
                     pc2 = gr.Number(0.0, label="PC 2")
-                    decode_run = gr.Button("Decode this point", elem_id="vae-decode-button")
-                    decoded = gr.Image(label="Decoded", type="pil", format="png", height=200, elem_id="vae-decoded")
-            map_run.click(latent_map, None, map_image, api_name="vae_latent_map")
-            decode_run.click(decode_point, [pc1, pc2], [decoded, map_image], api_name="vae_decode_point")
+                    decoded = gr.Image(label="decoded", type="pil", format="png", height=200, elem_id="vae-decoded")
+            # the public map endpoint draws the bare map; the page opens on the map with the origin decoded
+            map_button = gr.Button(visible=False)
+            map_button.click(latent_map, None, map_image, api_name="vae_latent_map")
+            endpoint_shown_on_open(
+                demo,
+                [pc1.input, pc2.input],
+                decode_point,
+                [pc1, pc2],
+                [decoded, map_image],
+                "vae_decode_point",
+                needs=("vae",),
+                **live,
+            )
             map_image.select(map_click, None, [pc1, pc2], api_name="ui_map_click", api_visibility="private").then(
                 decode_point,
                 [pc1, pc2],
