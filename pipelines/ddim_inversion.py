@@ -51,6 +51,13 @@ def check_ddim(pipe) -> None:
         )
 
 
+def check_invertible(scheduler) -> None:
+    """A network predicting x̂_0 leaves no trace of z in DDIM's last step to a clean sample (z_0 = x̂_0 whatever z_t
+    was), so that step has no inverse: ε̂ = (z − √ᾱ·x̂_0)/√(1 − ᾱ) is 0/0 at ᾱ = 1."""
+    if scheduler.config.prediction_type == "sample":
+        raise ValueError('DDIM inversion needs a network that predicts ε or v; this one predicts x_0 ("sample").')
+
+
 @torch.no_grad()
 def encode_images(pipe, images: torch.Tensor) -> torch.Tensor:
     """Images (N, C, H, W) in [0, 1] → the space the UNet diffuses (the inverse of ``pipe.decode_latents``).
@@ -108,7 +115,8 @@ def invert(
     """
     check_ddim(pipe)
     scheduler = pipe.scheduler
-    device = pipe._execution_device
+    check_invertible(scheduler)
+    device = pipe.device
     latents = encode_images(pipe, images.to(device)).float()
     pipe.check_sampling_inputs(len(latents), num_inference_steps, 0.0, "pt", None, ["latents"], return_trajectory_every)
     pipe.start_sampling(guidance_scale, precision, device, autoguidance_scale)
@@ -156,7 +164,7 @@ def sample_from_noise(
     What ``pipe(..., eta=0)`` does after drawing z_T, with z_T given instead (the pipelines draw it themselves).
     """
     check_ddim(pipe)
-    device = pipe._execution_device
+    device = pipe.device
     pipe.check_sampling_inputs(
         len(noise), num_inference_steps, 0.0, output_type, None, ["latents"], return_trajectory_every
     )

@@ -17,7 +17,8 @@ from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
 from pipelines.pipeline_vae import VAEPipeline
 from pipelines.scheduling_ddpm import DDPMScheduler
 from pipelines.vae import VAE
-from playground.models import ROOT, SPECS
+from playground.models import CLASSIFIER_FOLDER, ROOT, SPECS
+from training.classifier import DigitClassifier
 
 
 def _unet(sample_size: int, channels: int, blocks: tuple[int, ...], num_class_embeds: int | None = None) -> UNet2DModel:
@@ -35,8 +36,8 @@ def _unet(sample_size: int, channels: int, blocks: tuple[int, ...], num_class_em
 
 
 def make_tiny_models(folder: str | Path, keys: tuple[str, ...] = tuple(SPECS)) -> Path:
-    """Save random pixel/latent/conditional DDPMs and vector (β-)VAEs under ``folder`` (only ``keys``); the pixel DDPM
-    ships a guide UNet for autoguidance, the latent one does not."""
+    """Save random pixel/latent/conditional DDPMs and vector (β-)VAEs under ``folder`` (only ``keys``), and a random
+    scoring classifier; the pixel DDPM ships a guide UNet for autoguidance, the latent one does not."""
     folder = Path(folder)
     torch.manual_seed(0)
     scheduler = DDPMScheduler(num_train_timesteps=1000)
@@ -53,6 +54,7 @@ def make_tiny_models(folder: str | Path, keys: tuple[str, ...] = tuple(SPECS)) -
         builders[key] = builders["vae"]
     for key in keys:
         builders[key]().save_pretrained(folder / SPECS[key].folder, safe_serialization=True)
+    DigitClassifier(channels=4, feature_dim=8).save_pretrained(folder / CLASSIFIER_FOLDER, safe_serialization=True)
     return folder
 
 

@@ -192,8 +192,9 @@ def first_view():
     _first_views[inputs] = last
 
 
-def steps_label(sampler: str) -> str:
-    return f"Steps ({sampler}: at most {models.max_steps(sampler)})"
+def steps_label() -> str:
+    caps = ", ".join(f"{s} ≤ {models.max_steps(s)}" for s in models.SAMPLERS)
+    return f"Steps ({caps})"
 
 
 def build(demo: gr.Blocks) -> None:
@@ -206,12 +207,12 @@ def build(demo: gr.Blocks) -> None:
                 [(models.SPECS[k].label, k) for k in models.DIFFUSION_MODELS], value=start["model"], label="Model"
             )
             sampler = gr.Radio(list(models.SAMPLERS), value=start["sampler"], label="Sampler")
-            steps = gr.Slider(
+            steps = gr.Slider(  # the largest cap of any sampler: the API checks a call against it, then each sampler's
                 1,
-                models.max_steps(start["sampler"]),
+                max(models.max_steps(s) for s in models.SAMPLERS),
                 value=start["steps"],
                 step=1,
-                label=steps_label(start["sampler"]),
+                label=steps_label(),
                 elem_id="sample-steps",
             )
             eta = gr.Slider(

@@ -190,7 +190,7 @@ def build(demo: gr.Blocks) -> None:
                 format="png", label="z_t per schedule", columns=5, height="auto", elem_id="forward-gallery"
             )
             note = gr.Markdown(label="note", elem_id="forward-note")
-    stats = gr.Dataframe(headers=STATS_HEADERS, label="mean and std vs theory", elem_id="forward-stats")
+    stats = gr.Dataframe(headers=STATS_HEADERS, label="statistics", elem_id="forward-stats")
     schedule_inputs = [names, num_steps, beta_start, beta_end]
     live = {"trigger_mode": "always_last", "show_progress": "hidden"}
     gr.on(

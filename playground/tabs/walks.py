@@ -126,7 +126,7 @@ def inversion_round_trip(model: str, x: torch.Tensor, caption: str, steps: int):
         floor = f" (the VAE alone, decode(encode(x)), is off by {errors['vae_mean_abs_error']:.4f})"
     frames = [(to_pils(x)[0], "x")]
     frames += trajectory_pictures(pipe, inverted.trajectory, "↑")
-    frames += trajectory_pictures(pipe, decoded.trajectory, "↓")
+    frames += trajectory_pictures(pipe, decoded.trajectory[1:], "↓")  # [0] is z_T, shown last on the way up
     frames.append((to_pils(x_hat)[0], f"x̂ (error {errors['mean_abs_error']:.3f})"))
     gif = save_gif([picture.resize((168, 168), Image.NEAREST) for picture, _ in frames], duration_ms=300)
     summary = (
