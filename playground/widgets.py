@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 
 import gradio as gr
 
@@ -10,6 +11,9 @@ from . import models
 from .validation import MAX_SEED
 
 NUM_TEST = 500  # the MNIST test split: 50 digits per class
+# On-open results that take seconds run one at a time, in page order (the Sample tab's first batch first), and
+# apart from the visitors' own heavy requests ("heavy"); each is computed once per server and then kept.
+SLOW_FIRST_VIEW = {"concurrency_id": "first_views", "concurrency_limit": 1}
 DIGIT_HELP = "Test digit # (0–499, from the held-out MNIST test split)"
 
 
@@ -43,28 +47,47 @@ def seed_input(label: str = "Seed", value: int = 0) -> gr.Number:
 
 def when_bundled(fn, *keys: str):
     """``fn`` for an on-open event: it leaves the outputs as they are when a model it needs is not bundled (the tab's
-    banner says so), instead of greeting the visitor with an error."""
+    banner says so), instead of greeting the visitor with an error. A generator (a streamed view) stays one."""
+
+    def bundled() -> bool:
+        return all(models.is_available(key) for key in keys)
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def stream(*args):
+            yield from fn(*args) if bundled() else [gr.skip()]
+
+        return stream
 
     @functools.wraps(fn)
     def run(*args):
-        if not all(models.is_available(key) for key in keys):
-            return gr.skip()
-        return fn(*args)
+        return fn(*args) if bundled() else gr.skip()
 
     return run
 
 
 def endpoint_shown_on_open(
-    demo: gr.Blocks, triggers: list, fn, inputs, outputs, api_name: str, needs: tuple[str, ...] = (), **options
+    demo: gr.Blocks,
+    triggers: list,
+    fn,
+    inputs,
+    outputs,
+    api_name: str,
+    needs: tuple[str, ...] = (),
+    slow: bool = False,
+    **options,
 ) -> None:
     """``fn`` as the public endpoint ``api_name``, run by ``triggers`` (a button, or the inputs themselves for a
-    live view) and once when the page opens, so that no visitor meets an empty box (``needs``: the models it uses)."""
-    gr.on(triggers, fn, inputs, outputs, api_name=api_name, **options)
+    live view) and once when the page opens, so that no visitor meets an empty box (``needs``: the models it uses).
+    A ``slow`` one (seconds) runs in the "heavy" group when asked for, and on open as a :data:`SLOW_FIRST_VIEW`."""
+    gr.on(triggers, fn, inputs, outputs, api_name=api_name, **({"concurrency_id": "heavy"} if slow else {}), **options)
     demo.load(
         when_bundled(fn, *needs),
         inputs,
         outputs,
         api_name=f"ui_{api_name}_on_open",
         api_visibility="private",
+        **(SLOW_FIRST_VIEW if slow else {}),
         **options,
     )

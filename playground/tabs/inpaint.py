@@ -12,7 +12,7 @@ from PIL import Image
 from .. import models
 from ..images import SIZE, editor_array, test_digit, to_gray, to_pils
 from ..validation import MAX_DDPM_STEPS, check_choice, check_int, check_seed, check_steps
-from ..widgets import DIGIT_HELP, NUM_TEST, missing_banner, seed_input, when_bundled
+from ..widgets import DIGIT_HELP, NUM_TEST, SLOW_FIRST_VIEW, missing_banner, seed_input, when_bundled
 
 TITLE = "Inpaint"
 ID = "inpaint"
@@ -198,7 +198,6 @@ def build(demo: gr.Blocks) -> None:
         [index, editor, mask, sampler, steps, resample, variants, seed],
         [masked, result],
         api_name="inpaint",
-        concurrency_id="heavy",
     )
     demo.load(editor_value, index, editor, api_name="ui_inpaint_digit_load", api_visibility="private")
     demo.load(
@@ -207,5 +206,5 @@ def build(demo: gr.Blocks) -> None:
         [masked, result],
         api_name="ui_inpaint_first",
         api_visibility="private",
-        concurrency_id="heavy",
+        **SLOW_FIRST_VIEW,
     )

@@ -31,7 +31,7 @@ from ..validation import (
     check_seed,
     check_steps,
 )
-from ..widgets import missing_banner, seed_input, when_bundled
+from ..widgets import SLOW_FIRST_VIEW, missing_banner, seed_input, when_bundled
 
 TITLE = "Sample"
 ID = "sample"
@@ -281,7 +281,7 @@ def build(demo: gr.Blocks) -> None:
         outputs,
         api_name="ui_first_batch",
         api_visibility="private",
-        concurrency_id="heavy",
+        **SLOW_FIRST_VIEW,
     )
     steps_quality_section(model)
 

@@ -206,7 +206,7 @@ def build(demo: gr.Blocks) -> None:
         [seed_strip, seed_gif, seed_summary],
         "walk_seeds",
         needs=("latent",),
-        concurrency_id="heavy",
+        slow=True,
     )
 
     gr.Markdown(
@@ -234,7 +234,7 @@ def build(demo: gr.Blocks) -> None:
         [invert_frames, invert_gif, invert_errors, invert_summary],
         "ddim_invert",
         needs=("latent",),
-        concurrency_id="heavy",
+        slow=True,
     )
 
     gr.Markdown(
@@ -264,5 +264,5 @@ def build(demo: gr.Blocks) -> None:
             "latent",
             "vae",
         ),
-        concurrency_id="heavy",
+        slow=True,
     )
