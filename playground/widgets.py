@@ -24,20 +24,22 @@ def missing_banner(*keys: str) -> gr.Markdown:
 
 
 def digit_inputs(elem_id: str, label: str = DIGIT_HELP, value: int = 0) -> tuple[gr.Slider, gr.Sketchpad]:
-    """A test-digit slider and a sketchpad (draw, or upload a picture) that overrides it when not empty."""
+    """A test-digit slider and, folded away below it (it fills a phone's screen), a sketchpad to draw or upload a
+    digit, which overrides the test digit when not empty."""
     with gr.Row():
         index = gr.Slider(0, NUM_TEST - 1, value=value, step=1, label=label)
-    drawing = gr.Sketchpad(
-        label="…or draw / upload a digit (overrides the test digit; clear it to go back)",
-        value=None,
-        type="numpy",
-        image_mode="RGBA",
-        canvas_size=(280, 280),
-        height=300,
-        brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
-        sources=("upload", "clipboard"),
-        elem_id=elem_id,
-    )
+    with gr.Accordion("✏️ Draw or upload your own digit instead", open=False, elem_id=f"{elem_id}-fold"):
+        drawing = gr.Sketchpad(
+            label="Your digit (overrides the test digit; clear it to go back)",
+            value=None,
+            type="numpy",
+            image_mode="RGBA",
+            canvas_size=(280, 280),
+            height=300,
+            brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
+            sources=("upload", "clipboard"),
+            elem_id=elem_id,
+        )
     return index, drawing
 
 

@@ -190,7 +190,14 @@ def build(demo: gr.Blocks) -> None:
             run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
             masked = gr.Image(label="kept_pixels", type="pil", format="png", elem_id="inpaint-masked")
             gr.Markdown("Kept pixels above (grey: to fill in); the filled-in variants below.")
-            result = gr.Gallery(format="png", label="filled_in", columns=4, height="auto", elem_id="inpaint-gallery")
+            result = gr.Gallery(
+                format="png",
+                object_fit="contain",
+                label="filled_in",
+                columns=4,
+                height="auto",
+                elem_id="inpaint-gallery",
+            )
     index.change(editor_value, index, editor, api_name="ui_inpaint_digit", api_visibility="private")
     editor.input(mask_after_painting, editor, mask, api_name="ui_inpaint_mask", api_visibility="private")
     run.click(

@@ -241,7 +241,9 @@ def build(demo: gr.Blocks) -> None:
             run = gr.Button("Sample", variant="primary", elem_id="sample-button")
         with gr.Column(scale=2):
             status = gr.Markdown(label="status", elem_id="sample-status")
-            gallery = gr.Gallery(format="png", label="samples", columns=6, height="auto", elem_id="sample-gallery")
+            gallery = gr.Gallery(
+                format="png", object_fit="contain", label="samples", columns=6, height="auto", elem_id="sample-gallery"
+            )
             trajectory = gr.Image(
                 label="trajectory", type="pil", format="png", elem_id="sample-trajectory", show_label=False
             )
@@ -299,7 +301,12 @@ def steps_quality_section(model: gr.Dropdown) -> None:
             grid_seed = seed_input()
             grid_run = gr.Button("Compare", variant="primary", elem_id="steps-button")
         cells = gr.Gallery(
-            format="png", label="cells", columns=len(STEP_COUNTS), height="auto", elem_id="steps-gallery"
+            format="png",
+            object_fit="contain",
+            label="cells",
+            columns=len(STEP_COUNTS),
+            height="auto",
+            elem_id="steps-gallery",
         )
         table = gr.Dataframe(headers=GRID_HEADERS, label="scores", elem_id="steps-table")
     grid_run.click(

@@ -188,7 +188,12 @@ def build(demo: gr.Blocks) -> None:
             t = gr.Slider(1, 1000, value=200, step=1, label="t (≤ T)", elem_id="forward-t")
             seed = seed_input()
             gallery = gr.Gallery(
-                format="png", label="z_t per schedule", columns=5, height="auto", elem_id="forward-gallery"
+                format="png",
+                object_fit="contain",
+                label="z_t per schedule",
+                columns=5,
+                height="auto",
+                elem_id="forward-gallery",
             )
             note = gr.Markdown(label="note", elem_id="forward-note")
     stats = gr.Dataframe(headers=STATS_HEADERS, label="statistics", elem_id="forward-stats")

@@ -147,8 +147,8 @@ def build(demo: gr.Blocks) -> None:
     """The VAE tab's sub-tabs: each shows its result when the page opens and follows its inputs (all cheap)."""
     missing_banner("vae")
     live = {"trigger_mode": "always_last", "show_progress": "hidden"}
-    with gr.Tabs():
-        with gr.Tab("Reconstruction & ELBO"):
+    with gr.Tabs(overflow_behavior="wrap"):
+        with gr.Tab("ELBO"):
             gr.Markdown(
                 "The ELBO = E_q[ln p(x|z)] − KL[q(z|x) ‖ p(z)] of a digit, live: reconstruction minus KL, in nats. "
                 "Right: the input x and its reconstruction E[x | z = μ]."
@@ -184,7 +184,12 @@ def build(demo: gr.Blocks) -> None:
                 prior_seed = seed_input()
                 prior_beta = beta_radio("vae-prior-beta")
             prior = gr.Gallery(
-                format="png", columns=8, height="auto", label="prior_samples", elem_id="vae-prior-gallery"
+                format="png",
+                object_fit="contain",
+                columns=8,
+                height="auto",
+                label="prior_samples",
+                elem_id="vae-prior-gallery",
             )
             endpoint_shown_on_open(
                 demo,
@@ -222,8 +227,7 @@ def build(demo: gr.Blocks) -> None:
 
         with gr.Tab("Traversal"):
             gr.Markdown(
-                "One coordinate of μ(x) swept from −span to +span, the others fixed (x: the digit of "
-                "'Reconstruction & ELBO')."
+                "One coordinate of μ(x) swept from −span to +span, the others fixed (x: the digit of the ELBO tab)."
             )
             with gr.Row():
                 dim = gr.Slider(0, 15, value=0, step=1, label="Latent dimension")

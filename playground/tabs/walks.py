@@ -177,7 +177,9 @@ def steps_slider() -> gr.Slider:
 
 
 def frames_gallery(label: str, elem_id: str) -> gr.Gallery:
-    return gr.Gallery(format="png", label=label, columns=8, height="auto", elem_id=elem_id, elem_classes="strip")
+    return gr.Gallery(
+        format="png", object_fit="contain", label=label, columns=8, height="auto", elem_id=elem_id, elem_classes="strip"
+    )
 
 
 def build(demo: gr.Blocks) -> None:
@@ -195,9 +197,8 @@ def build(demo: gr.Blocks) -> None:
         seed_steps = steps_slider()
     seed_run = gr.Button("Morph", variant="primary", elem_id="walk-seeds-button")
     seed_strip = frames_gallery("frames", "walk-seeds-frames")
-    with gr.Row():
-        seed_summary = gr.Markdown(label="summary", elem_id="walk-seeds-summary")
-        seed_gif = gr.File(label="gif", elem_id="walk-seeds-gif")
+    seed_summary = gr.Markdown(label="summary", elem_id="walk-seeds-summary")
+    seed_gif = gr.File(label="gif", elem_id="walk-seeds-gif")
     endpoint_shown_on_open(
         demo,
         [seed_run.click],
@@ -221,7 +222,12 @@ def build(demo: gr.Blocks) -> None:
             invert_run = gr.Button("Invert and decode", variant="primary", elem_id="walk-invert-button")
         with gr.Column():
             invert_frames = gr.Gallery(
-                format="png", label="frames", columns=6, height="auto", elem_id="walk-invert-frames"
+                format="png",
+                object_fit="contain",
+                label="frames",
+                columns=6,
+                height="auto",
+                elem_id="walk-invert-frames",
             )
             invert_summary = gr.Markdown(label="summary", elem_id="walk-invert-summary")
             invert_errors = gr.JSON(label="errors")
@@ -250,9 +256,8 @@ def build(demo: gr.Blocks) -> None:
     pair_run = gr.Button("Walk", variant="primary", elem_id="walk-digits-button")
     ddim_strip = frames_gallery("ddim_frames", "walk-digits-ddim")
     vae_strip = frames_gallery("vae_frames", "walk-digits-vae")
-    with gr.Row():
-        pair_summary = gr.Markdown(label="summary", elem_id="walk-digits-summary")
-        pair_gif = gr.File(label="gif", elem_id="walk-digits-gif")
+    pair_summary = gr.Markdown(label="summary", elem_id="walk-digits-summary")
+    pair_gif = gr.File(label="gif", elem_id="walk-digits-gif")
     endpoint_shown_on_open(
         demo,
         [pair_run.click],
