@@ -11,9 +11,10 @@ from . import models
 from .validation import MAX_SEED
 
 NUM_TEST = 500  # the MNIST test split: 50 digits per class
-# On-open results that take seconds run one at a time, in page order (the Sample tab's first batch first), and
-# apart from the visitors' own heavy requests ("heavy"); each is computed once per server and then kept.
-SLOW_FIRST_VIEW = {"concurrency_id": "first_views", "concurrency_limit": 1}
+# What the page computes when it opens runs one event at a time, in page order: the Sample tab's first batch gets the
+# CPU to itself, the other tabs fill in behind it, and none of it delays a visitor's own requests ("heavy" or live
+# ones). The slow results are computed once per server and then kept.
+ON_OPEN = {"concurrency_id": "on_open", "concurrency_limit": 1}
 DIGIT_HELP = "Test digit # (0–499, from the held-out MNIST test split)"
 
 
@@ -82,7 +83,7 @@ def endpoint_shown_on_open(
 ) -> None:
     """``fn`` as the public endpoint ``api_name``, run by ``triggers`` (a button, or the inputs themselves for a
     live view) and once when the page opens, so that no visitor meets an empty box (``needs``: the models it uses).
-    A ``slow`` one (seconds) runs in the "heavy" group when asked for, and on open as a :data:`SLOW_FIRST_VIEW`."""
+    A ``slow`` one (seconds) runs in the "heavy" group when asked for; on open, every one runs :data:`ON_OPEN`."""
     gr.on(triggers, fn, inputs, outputs, api_name=api_name, **({"concurrency_id": "heavy"} if slow else {}), **options)
     demo.load(
         when_bundled(fn, *needs),
@@ -90,6 +91,5 @@ def endpoint_shown_on_open(
         outputs,
         api_name=f"ui_{api_name}_on_open",
         api_visibility="private",
-        **(SLOW_FIRST_VIEW if slow else {}),
-        **options,
+        **{**options, **ON_OPEN},
     )

@@ -65,9 +65,14 @@ def free_port() -> int:
 
 
 def launch_app(
-    models_dir: str | Path | None, log_path: str | Path, startup_timeout: float = 120.0, env: dict | None = None
+    models_dir: str | Path | None,
+    log_path: str | Path,
+    startup_timeout: float = 120.0,
+    env: dict | None = None,
+    root: str | Path = ROOT,
 ):
-    """Start `python app.py` on a free port (with ``models_dir`` if given); returns (process, url) once it serves."""
+    """Start `python app.py` of the project at ``root`` on a free port (with ``models_dir`` if given); returns
+    (process, url) once it serves."""
     port = free_port()
     env = {
         **os.environ,
@@ -81,7 +86,7 @@ def launch_app(
         env["PLAYGROUND_MODELS_DIR"] = str(models_dir)
     log_path = Path(log_path)
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

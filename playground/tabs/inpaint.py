@@ -12,7 +12,7 @@ from PIL import Image
 from .. import models
 from ..images import SIZE, editor_array, test_digit, to_gray, to_pils
 from ..validation import MAX_DDPM_STEPS, check_choice, check_int, check_seed, check_steps
-from ..widgets import DIGIT_HELP, NUM_TEST, SLOW_FIRST_VIEW, missing_banner, seed_input, when_bundled
+from ..widgets import DIGIT_HELP, NUM_TEST, ON_OPEN, missing_banner, seed_input, when_bundled
 
 TITLE = "Inpaint"
 ID = "inpaint"
@@ -206,12 +206,12 @@ def build(demo: gr.Blocks) -> None:
         [masked, result],
         api_name="inpaint",
     )
-    demo.load(editor_value, index, editor, api_name="ui_inpaint_digit_load", api_visibility="private")
+    demo.load(editor_value, index, editor, api_name="ui_inpaint_digit_load", api_visibility="private", **ON_OPEN)
     demo.load(
         when_bundled(first_view, "pixel"),
         None,
         [masked, result],
         api_name="ui_inpaint_first",
         api_visibility="private",
-        **SLOW_FIRST_VIEW,
+        **ON_OPEN,
     )

@@ -31,7 +31,7 @@ from ..validation import (
     check_seed,
     check_steps,
 )
-from ..widgets import SLOW_FIRST_VIEW, missing_banner, seed_input, when_bundled
+from ..widgets import ON_OPEN, missing_banner, seed_input, when_bundled
 
 TITLE = "Sample"
 ID = "sample"
@@ -283,7 +283,7 @@ def build(demo: gr.Blocks) -> None:
         outputs,
         api_name="ui_first_batch",
         api_visibility="private",
-        **SLOW_FIRST_VIEW,
+        **ON_OPEN,
     )
     steps_quality_section(model)
 

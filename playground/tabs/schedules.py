@@ -17,7 +17,7 @@ from pipelines import schedules
 from ..images import SIZE, input_digit, to_pils
 from ..plots import SCHEDULE_PANELS, schedule_figure, schedule_panel_figure
 from ..validation import check_float, check_int, check_seed
-from ..widgets import digit_inputs, endpoint_shown_on_open, seed_input
+from ..widgets import ON_OPEN, digit_inputs, endpoint_shown_on_open, seed_input
 
 TITLE = "Schedules"
 ID = "schedules"
@@ -200,13 +200,21 @@ def build(demo: gr.Blocks) -> None:
     schedule_inputs = [names, num_steps, beta_start, beta_end]
     live = {"trigger_mode": "always_last", "show_progress": "hidden"}
     gr.on(
-        [demo.load, *(c.change for c in schedule_inputs)],
+        [c.change for c in schedule_inputs],
         schedule_panels,
         schedule_inputs,
         panels,
         api_name="ui_schedule_panels",
         api_visibility="private",
         **live,
+    )
+    demo.load(
+        schedule_panels,
+        schedule_inputs,
+        panels,
+        api_name="ui_schedule_panels_on_open",
+        api_visibility="private",
+        **ON_OPEN,
     )
     num_steps.change(
         lambda n: gr.update(maximum=max(2, min(int(n or 2), MAX_T))),

@@ -151,7 +151,7 @@ def build(demo: gr.Blocks) -> None:
         with gr.Tab("ELBO"):
             gr.Markdown(
                 "The ELBO = E_q[ln p(x|z)] − KL[q(z|x) ‖ p(z)] of a digit, live: reconstruction minus KL, in nats. "
-                "Right: the input x and its reconstruction E[x | z = μ]."
+                "With it: the input x and its reconstruction E[x | z = μ]."
             )
             with gr.Row():
                 with gr.Column():
@@ -160,9 +160,16 @@ def build(demo: gr.Blocks) -> None:
                     beta = beta_radio("vae-beta")
                 with gr.Column():
                     with gr.Row():
-                        original = gr.Image(label="input", type="pil", format="png", height=200, elem_id="vae-input")
+                        original = gr.Image(
+                            label="input", type="pil", format="png", height=200, min_width=120, elem_id="vae-input"
+                        )
                         recon = gr.Image(
-                            label="reconstruction", type="pil", format="png", height=200, elem_id="vae-recon"
+                            label="reconstruction",
+                            type="pil",
+                            format="png",
+                            height=200,
+                            min_width=120,
+                            elem_id="vae-recon",
                         )
                     elbo_text = gr.Markdown(label="elbo_text", elem_id="vae-elbo")
                     elbo = gr.JSON(label="elbo_terms")
@@ -225,9 +232,10 @@ def build(demo: gr.Blocks) -> None:
                 **live,
             )
 
-        with gr.Tab("Traversal"):
+        with gr.Tab("Traversal") as traversal_tab:
             gr.Markdown(
-                "One coordinate of μ(x) swept from −span to +span, the others fixed (x: the digit of the ELBO tab)."
+                "One coordinate of μ(x) swept from −span to +span, the others fixed (x: the digit of the ELBO tab, "
+                "as it is when this tab opens)."
             )
             with gr.Row():
                 dim = gr.Slider(0, 15, value=0, step=1, label="Latent dimension")
@@ -236,7 +244,7 @@ def build(demo: gr.Blocks) -> None:
             traversal = gr.Image(label="traversal", type="pil", format="png", height=130, elem_id="vae-traversal")
             endpoint_shown_on_open(
                 demo,
-                [dim.input, span.input, traverse_frames.input, index.input, drawing.change],
+                [dim.input, span.input, traverse_frames.input, traversal_tab.select],
                 traverse,
                 [index, drawing, dim, span, traverse_frames],
                 traversal,
