@@ -225,7 +225,7 @@ def build(demo: gr.Blocks) -> None:
                 format="png",
                 object_fit="contain",
                 label="frames",
-                columns=6,
+                columns=4,
                 height="auto",
                 elem_id="walk-invert-frames",
             )
