@@ -84,8 +84,7 @@ def endpoint_shown_on_open(
     """``fn`` as the public endpoint ``api_name``, run by ``triggers`` (a button, or the inputs themselves for a
     live view) and once when the page opens, so that no visitor meets an empty box (``needs``: the models it uses).
     A ``slow`` one (seconds) runs in the "heavy" group when asked for; on open, every one runs :data:`ON_OPEN`."""
-    gr.on(triggers, fn, inputs, outputs, api_name=api_name, **({"concurrency_id": "heavy"} if slow else {}), **options)
-    demo.load(
+    on_open = demo.load(
         when_bundled(fn, *needs),
         inputs,
         outputs,
@@ -93,3 +92,6 @@ def endpoint_shown_on_open(
         api_visibility="private",
         **{**options, **ON_OPEN},
     )
+    heavy = {"concurrency_id": "heavy"} if slow else {}
+    # a visitor's own request replaces the on-open one if that has not answered yet (it would overwrite theirs)
+    gr.on(triggers, fn, inputs, outputs, api_name=api_name, cancels=[on_open], **heavy, **options)

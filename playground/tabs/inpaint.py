@@ -200,18 +200,20 @@ def build(demo: gr.Blocks) -> None:
             )
     index.change(editor_value, index, editor, api_name="ui_inpaint_digit", api_visibility="private")
     editor.input(mask_after_painting, editor, mask, api_name="ui_inpaint_mask", api_visibility="private")
-    run.click(
-        inpaint,
-        [index, editor, mask, sampler, steps, resample, variants, seed],
-        [masked, result],
-        api_name="inpaint",
-    )
-    demo.load(editor_value, index, editor, api_name="ui_inpaint_digit_load", api_visibility="private", **ON_OPEN)
-    demo.load(
+    # not queued behind the slow on-open work: a visitor may start painting at once
+    demo.load(editor_value, index, editor, api_name="ui_inpaint_digit_load", api_visibility="private")
+    first = demo.load(
         when_bundled(first_view, "pixel"),
         None,
         [masked, result],
         api_name="ui_inpaint_first",
         api_visibility="private",
         **ON_OPEN,
+    )
+    run.click(
+        inpaint,
+        [index, editor, mask, sampler, steps, resample, variants, seed],
+        [masked, result],
+        api_name="inpaint",
+        cancels=[first],
     )

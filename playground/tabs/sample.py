@@ -271,19 +271,20 @@ def build(demo: gr.Blocks) -> None:
         api_name="ui_conditional_inputs",
         api_visibility="private",
     )
-    run.click(
-        sample_stream,
-        [model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance],
-        outputs,
-        api_name="sample",
-    )
-    demo.load(
+    first_batch = demo.load(
         when_bundled(first_view, start["model"]),
         None,
         outputs,
         api_name="ui_first_batch",
         api_visibility="private",
         **ON_OPEN,
+    )
+    run.click(
+        sample_stream,
+        [model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance],
+        outputs,
+        api_name="sample",
+        cancels=[first_batch],  # a visitor's first click wins over the first batch still on its way
     )
     steps_quality_section(model)
 

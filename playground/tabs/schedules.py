@@ -199,6 +199,14 @@ def build(demo: gr.Blocks) -> None:
     stats = gr.Dataframe(headers=STATS_HEADERS, label="statistics", elem_id="forward-stats")
     schedule_inputs = [names, num_steps, beta_start, beta_end]
     live = {"trigger_mode": "always_last", "show_progress": "hidden"}
+    panels_on_open = demo.load(
+        schedule_panels,
+        schedule_inputs,
+        panels,
+        api_name="ui_schedule_panels_on_open",
+        api_visibility="private",
+        **ON_OPEN,
+    )
     gr.on(
         [c.change for c in schedule_inputs],
         schedule_panels,
@@ -206,15 +214,8 @@ def build(demo: gr.Blocks) -> None:
         panels,
         api_name="ui_schedule_panels",
         api_visibility="private",
+        cancels=[panels_on_open],
         **live,
-    )
-    demo.load(
-        schedule_panels,
-        schedule_inputs,
-        panels,
-        api_name="ui_schedule_panels_on_open",
-        api_visibility="private",
-        **ON_OPEN,
     )
     num_steps.change(
         lambda n: gr.update(maximum=max(2, min(int(n or 2), MAX_T))),
