@@ -10,7 +10,7 @@ from pipelines.pipeline_vae import lerp, slerp
 
 from .. import models
 from ..images import grid, input_digit, save_gif, test_digit, to_pils
-from ..plots import latent_map_image, map_limits, pixel_to_coords
+from ..plots import latent_map_image, map_limits, mark_point, pixel_to_coords
 from ..validation import MAX_IMAGES, check_float, check_int, check_seed, is_finite_number
 from ..widgets import NUM_TEST, digit_inputs, endpoint_shown_on_open, missing_banner, seed_input
 
@@ -109,9 +109,17 @@ def _embedding():
 
 
 def latent_map(marker=None):
-    """The test digits' posterior means projected on their first two principal directions, coloured by digit."""
+    """The test digits' posterior means projected on their first two principal directions, coloured by digit
+    (drawn once; a ``marker`` (PC 1, PC 2) is a cross drawn on a copy, so a click answers at once)."""
     points, labels, _, _ = _embedding()
-    return latent_map_image(points, labels, map_limits(points), marker)
+    limits = map_limits(points)
+    key = (id(models.load("vae")), limits)
+    if _map_cache.get("key") != key:
+        _map_cache.update(key=key, image=latent_map_image(points, labels, limits))
+    return _map_cache["image"] if marker is None else mark_point(_map_cache["image"], *marker, limits)
+
+
+_map_cache: dict = {}
 
 
 @torch.no_grad()
