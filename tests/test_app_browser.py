@@ -127,10 +127,13 @@ def test_bad_input_shows_an_error_toast_and_the_page_keeps_working(page):
     page.wait_for_selector('[data-testid="toast-body"].error', timeout=TIMEOUT_MS)
     assert any("must lie in [1, 200]" in text for text in error_toasts(page))
     screenshot(page, "sample-error")
-    page.get_by_role(
-        "radio", name="DDPM", exact=True
-    ).first.check()  # DDPM's default steps (100) are valid: the page still samples
-    click_sample_and_wait(page, seed=4)
+    toasts = len(error_toasts(page))
+    page.get_by_role("radio", name="DDPM", exact=True).first.check()  # its default steps (100) are valid
+    page.wait_for_function(
+        "() => document.querySelector('#sample-steps input[type=number]').value === '100'", timeout=TIMEOUT_MS
+    )
+    click_sample_and_wait(page, seed=4)  # the page still samples
+    assert len(error_toasts(page)) == toasts  # no new error on the way
 
 
 def test_schedules_tab_plots_and_shows_chain_next_to_closed_form(page):

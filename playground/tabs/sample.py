@@ -203,41 +203,7 @@ def build(demo: gr.Blocks) -> None:
     start = default_inputs()
     with gr.Row():
         with gr.Column(scale=1):
-            model = gr.Dropdown(
-                [(models.SPECS[k].label, k) for k in models.DIFFUSION_MODELS], value=start["model"], label="Model"
-            )
-            sampler = gr.Radio(list(models.SAMPLERS), value=start["sampler"], label="Sampler")
-            steps = gr.Slider(  # the largest cap of any sampler: the API checks a call against it, then each sampler's
-                1,
-                max(models.max_steps(s) for s in models.SAMPLERS),
-                value=start["steps"],
-                step=1,
-                label=steps_label(),
-                elem_id="sample-steps",
-            )
-            eta = gr.Slider(
-                0, 1, value=start["eta"], step=0.05, label="DDIM η (0 = deterministic, 1 = DDPM-like noise)"
-            )
-            num_images = gr.Slider(1, MAX_IMAGES, value=start["num_images"], step=1, label="Number of images")
-            seed = seed_input(value=start["seed"])
-            with gr.Group(visible=models.SPECS[start["model"]].conditional) as conditional_inputs:
-                digit = gr.Slider(0, 9, value=start["digit"], step=1, label="Digit (class-conditional model only)")
-                guidance = gr.Slider(
-                    0,
-                    MAX_GUIDANCE,
-                    value=start["guidance"],
-                    step=0.5,
-                    label="Guidance scale w (class-conditional model only)",
-                )
-            with gr.Group(visible=shows_autoguidance(start["model"])) as autoguidance_inputs:
-                autoguidance = gr.Slider(
-                    0,
-                    MAX_GUIDANCE,
-                    value=start["autoguidance"],
-                    step=0.25,
-                    elem_id="sample-autoguidance",
-                    label="Autoguidance w: steer away from a small, briefly trained guide model (1 = off)",
-                )
+            inputs, conditional_inputs, autoguidance_inputs = sample_controls(start)
             run = gr.Button("Sample", variant="primary", elem_id="sample-button")
         with gr.Column(scale=2):
             status = gr.Markdown(label="status", elem_id="sample-status")
@@ -250,12 +216,9 @@ def build(demo: gr.Blocks) -> None:
             gr.Markdown("Reverse process, streamed: z_t (left) and the model's prediction x̂_0 (right).")
             gif = gr.File(label="gif", elem_id="sample-gif")
     outputs = [gallery, trajectory, status, gif]
+    model, sampler, steps = inputs["model"], inputs["sampler"], inputs["steps"]
     sampler.change(
-        lambda s: (
-            gr.update(value=models.default_steps(s), maximum=models.max_steps(s), label=steps_label(s))
-            if s in models.SAMPLERS
-            else gr.skip()
-        ),
+        lambda s: gr.update(value=models.default_steps(s)) if s in models.SAMPLERS else gr.skip(),
         sampler,
         steps,
         api_name="ui_default_steps",
@@ -281,12 +244,57 @@ def build(demo: gr.Blocks) -> None:
     )
     run.click(
         sample_stream,
-        [model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance],
+        list(inputs.values()),
         outputs,
         api_name="sample",
         cancels=[first_batch],  # a visitor's first click wins over the first batch still on its way
     )
     steps_quality_section(model)
+
+
+def sample_controls(start: dict) -> tuple[dict, gr.Group, gr.Group]:
+    """The inputs of /sample in its order (keys as ``default_inputs``), and the groups shown only for some models."""
+    model = gr.Dropdown(
+        [(models.SPECS[k].label, k) for k in models.DIFFUSION_MODELS], value=start["model"], label="Model"
+    )
+    sampler = gr.Radio(list(models.SAMPLERS), value=start["sampler"], label="Sampler")
+    steps = gr.Slider(  # the largest cap of any sampler: the API checks a call against it, then each sampler's own
+        1,
+        max(models.max_steps(s) for s in models.SAMPLERS),
+        value=start["steps"],
+        step=1,
+        label=steps_label(),
+        elem_id="sample-steps",
+    )
+    eta = gr.Slider(0, 1, value=start["eta"], step=0.05, label="DDIM η (0 = deterministic, 1 = DDPM-like noise)")
+    num_images = gr.Slider(1, MAX_IMAGES, value=start["num_images"], step=1, label="Number of images")
+    seed = seed_input(value=start["seed"])
+    with gr.Group(visible=models.SPECS[start["model"]].conditional) as conditional_inputs:
+        digit = gr.Slider(0, 9, value=start["digit"], step=1, label="Digit (class-conditional model only)")
+        guidance = gr.Slider(
+            0, MAX_GUIDANCE, value=start["guidance"], step=0.5, label="Guidance scale w (class-conditional model only)"
+        )
+    with gr.Group(visible=shows_autoguidance(start["model"])) as autoguidance_inputs:
+        autoguidance = gr.Slider(
+            0,
+            MAX_GUIDANCE,
+            value=start["autoguidance"],
+            step=0.25,
+            elem_id="sample-autoguidance",
+            label="Autoguidance w: steer away from a small, briefly trained guide model (1 = off)",
+        )
+    inputs = {  # the order of /sample's parameters (shown in another order)
+        "model": model,
+        "sampler": sampler,
+        "steps": steps,
+        "eta": eta,
+        "seed": seed,
+        "num_images": num_images,
+        "digit": digit,
+        "guidance": guidance,
+        "autoguidance": autoguidance,
+    }
+    return inputs, conditional_inputs, autoguidance_inputs
 
 
 def steps_quality_section(model: gr.Dropdown) -> None:

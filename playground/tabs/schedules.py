@@ -161,8 +161,17 @@ def forward_process(names, num_steps, beta_start, beta_end, test_index, drawing=
     return gallery, rows, note
 
 
+LIVE = {"trigger_mode": "always_last", "show_progress": "hidden"}  # follow the inputs as they move
+
+
 def build(demo: gr.Blocks) -> None:
     """The tab's layout and events: the plots and z_t are drawn when the page opens and follow every input."""
+    schedule_inputs = schedules_section(demo)
+    forward_section(demo, schedule_inputs)
+
+
+def schedules_section(demo: gr.Blocks) -> list:
+    """The schedule inputs and their three panels (live, and in one figure for the API); returns the inputs."""
     gr.Markdown("### Noise schedules")
     with gr.Row():
         names = gr.CheckboxGroup(
@@ -175,11 +184,36 @@ def build(demo: gr.Blocks) -> None:
         beta_end = gr.Number(0.02, minimum=1e-6, maximum=0.999, label="β_end (not used by cosine)")
     with gr.Row(elem_id="schedule-plot"):  # three panels: side by side, stacked when the screen is narrow
         panels = [
-            gr.Plot(
-                label=SCHEDULE_PANELS[key][0], show_label=False, min_width=300, format="png", elem_id=f"schedule-{key}"
-            )
-            for key in SCHEDULE_PANELS
+            gr.Plot(label=title, show_label=False, min_width=300, format="png", elem_id=f"schedule-{key}")
+            for key, (title, _) in SCHEDULE_PANELS.items()
         ]
+    schedule_inputs = [names, num_steps, beta_start, beta_end]
+    on_open = demo.load(
+        schedule_panels,
+        schedule_inputs,
+        panels,
+        api_name="ui_schedule_panels_on_open",
+        api_visibility="private",
+        **ON_OPEN,
+    )
+    gr.on(
+        [c.change for c in schedule_inputs],
+        schedule_panels,
+        schedule_inputs,
+        panels,
+        api_name="ui_schedule_panels",
+        api_visibility="private",
+        cancels=[on_open],
+        **LIVE,
+    )
+    # a named API endpoint for the three panels in one figure
+    plot = gr.Plot(label="schedule_plot", visible=False)
+    gr.Button(visible=False).click(schedule_plot, schedule_inputs, plot, api_name="schedule_plot")
+    return schedule_inputs
+
+
+def forward_section(demo: gr.Blocks, schedule_inputs: list) -> None:
+    """z_t of a digit by the chain and by the closed form, following t, the digit, the seed and the schedules."""
     gr.Markdown("### The forward process on a digit: step-by-step chain vs. closed form at the same t")
     with gr.Row():
         with gr.Column():
@@ -197,26 +231,7 @@ def build(demo: gr.Blocks) -> None:
             )
             note = gr.Markdown(label="note", elem_id="forward-note")
     stats = gr.Dataframe(headers=STATS_HEADERS, label="statistics", elem_id="forward-stats")
-    schedule_inputs = [names, num_steps, beta_start, beta_end]
-    live = {"trigger_mode": "always_last", "show_progress": "hidden"}
-    panels_on_open = demo.load(
-        schedule_panels,
-        schedule_inputs,
-        panels,
-        api_name="ui_schedule_panels_on_open",
-        api_visibility="private",
-        **ON_OPEN,
-    )
-    gr.on(
-        [c.change for c in schedule_inputs],
-        schedule_panels,
-        schedule_inputs,
-        panels,
-        api_name="ui_schedule_panels",
-        api_visibility="private",
-        cancels=[panels_on_open],
-        **live,
-    )
+    num_steps = schedule_inputs[1]
     num_steps.change(
         lambda n: gr.update(maximum=max(2, min(int(n or 2), MAX_T))),
         num_steps,
@@ -224,16 +239,12 @@ def build(demo: gr.Blocks) -> None:
         api_name="ui_t_range",
         api_visibility="private",
     )
-    endpoint_shown_on_open(  # follows t as it moves, the digit picker, a drawing, the seed and the schedules
+    endpoint_shown_on_open(
         demo,
         [t.input, index.input, drawing.change, seed.input, *(c.change for c in schedule_inputs)],
         forward_process,
         [*schedule_inputs, index, drawing, t, seed],
         [gallery, stats, note],
         "forward_process",
-        **live,
+        **LIVE,
     )
-    # a named API endpoint for the three panels in one figure
-    plot = gr.Plot(label="schedule_plot", visible=False)
-    plot_button = gr.Button(visible=False)
-    plot_button.click(schedule_plot, schedule_inputs, plot, api_name="schedule_plot")

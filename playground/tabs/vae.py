@@ -151,152 +151,142 @@ def beta_radio(elem_id: str) -> gr.Radio:
     )
 
 
+LIVE = {"trigger_mode": "always_last", "show_progress": "hidden"}  # cheap views follow their inputs as they move
+
+
+def live_view(demo: gr.Blocks, triggers: list, fn, inputs, outputs, api_name: str) -> None:
+    """``fn`` as a public endpoint that follows ``triggers`` and is shown when the page opens."""
+    endpoint_shown_on_open(demo, triggers, fn, inputs, outputs, api_name, needs=("vae",), **LIVE)
+
+
 def build(demo: gr.Blocks) -> None:
     """The VAE tab's sub-tabs: each shows its result when the page opens and follows its inputs (all cheap)."""
     missing_banner("vae")
-    live = {"trigger_mode": "always_last", "show_progress": "hidden"}
     with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("ELBO"):
-            gr.Markdown(
-                "The ELBO = E_q[ln p(x|z)] − KL[q(z|x) ‖ p(z)] of a digit, live: reconstruction minus KL, in nats. "
-                "With it: the input x and its reconstruction E[x | z = μ]."
-            )
-            with gr.Row():
-                with gr.Column():
-                    index, drawing = digit_inputs("vae-sketchpad")
-                    seed = seed_input("Seed (the draw z = μ + σ·ε)")
-                    beta = beta_radio("vae-beta")
-                with gr.Column():
-                    with gr.Row():
-                        original = gr.Image(
-                            label="input", type="pil", format="png", height=200, min_width=120, elem_id="vae-input"
-                        )
-                        recon = gr.Image(
-                            label="reconstruction",
-                            type="pil",
-                            format="png",
-                            height=200,
-                            min_width=120,
-                            elem_id="vae-recon",
-                        )
-                    elbo_text = gr.Markdown(label="elbo_text", elem_id="vae-elbo")
-                    elbo = gr.JSON(label="elbo_terms")
-            endpoint_shown_on_open(
-                demo,
-                [index.input, drawing.change, seed.input, beta.change],
-                reconstruct,
-                [index, drawing, seed, beta],
-                [original, recon, elbo_text, elbo],
-                "vae_reconstruct",
-                needs=("vae",),
-                **live,
-            )
-
+            index, drawing = elbo_tab(demo)
         with gr.Tab("Prior samples"):
-            gr.Markdown("z ~ p(z) = N(0, I), then the mean of p(x | z).")
-            with gr.Row():
-                num_prior = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
-                prior_seed = seed_input()
-                prior_beta = beta_radio("vae-prior-beta")
-            prior = gr.Gallery(
-                format="png",
-                object_fit="contain",
-                columns=8,
-                height="auto",
-                label="prior_samples",
-                elem_id="vae-prior-gallery",
-            )
-            endpoint_shown_on_open(
-                demo,
-                [num_prior.input, prior_seed.input, prior_beta.change],
-                prior_samples,
-                [num_prior, prior_seed, prior_beta],
-                prior,
-                "vae_prior",
-                needs=("vae",),
-                **live,
-            )
-
+            prior_tab(demo)
         with gr.Tab("Interpolation"):
-            gr.Markdown(
-                "From μ(a) to μ(b) in latent space: a straight line (top) vs. the great circle (slerp, below). "
-                "The GIF shows both, linear left."
-            )
-            with gr.Row():
-                index_a = gr.Slider(0, NUM_TEST - 1, value=0, step=1, label="From test digit #")
-                index_b = gr.Slider(0, NUM_TEST - 1, value=60, step=1, label="To test digit #")
-                frames = gr.Slider(2, MAX_FRAMES, value=10, step=1, label="Frames")
-            linear = gr.Image(label="linear", type="pil", format="png", height=130, elem_id="vae-linear")
-            spherical = gr.Image(label="slerp", type="pil", format="png", height=130, elem_id="vae-slerp")
-            walk_gif = gr.File(label="gif", elem_id="vae-walk-gif")
-            endpoint_shown_on_open(
-                demo,
-                [index_a.input, index_b.input, frames.input],
-                interpolate,
-                [index_a, index_b, frames],
-                [linear, spherical, walk_gif],
-                "vae_interpolate",
-                needs=("vae",),
-                **live,
-            )
-
-        with gr.Tab("Traversal") as traversal_tab:
-            gr.Markdown(
-                "One coordinate of μ(x) swept from −span to +span, the others fixed (x: the digit of the ELBO tab, "
-                "as it is when this tab opens)."
-            )
-            with gr.Row():
-                dim = gr.Slider(0, 15, value=0, step=1, label="Latent dimension")
-                span = gr.Slider(0.5, 5, value=3, step=0.5, label="Span ±")
-                traverse_frames = gr.Slider(2, MAX_FRAMES, value=10, step=1, label="Frames")
-            traversal = gr.Image(label="traversal", type="pil", format="png", height=130, elem_id="vae-traversal")
-            endpoint_shown_on_open(
-                demo,
-                [dim.input, span.input, traverse_frames.input, traversal_tab.select],
-                traverse,
-                [index, drawing, dim, span, traverse_frames],
-                traversal,
-                "vae_traverse",
-                needs=("vae",),
-                **live,
-            )
-
+            interpolation_tab(demo)
+        with gr.Tab("Traversal") as tab:
+            traversal_tab(demo, tab, index, drawing)
         with gr.Tab("Latent map"):
-            gr.Markdown(
-                "The test digits' μ(x) on their first two principal directions, coloured by digit. "
-                "Click anywhere to decode that point."
-            )
+            latent_map_tab(demo)
+
+
+def elbo_tab(demo: gr.Blocks) -> tuple[gr.Slider, gr.Sketchpad]:
+    """A digit's reconstruction and ELBO terms; returns its digit inputs (the traversal uses the same digit)."""
+    gr.Markdown(
+        "The ELBO = E_q[ln p(x|z)] − KL[q(z|x) ‖ p(z)] of a digit, live: reconstruction minus KL, in nats. "
+        "With it: the input x and its reconstruction E[x | z = μ]."
+    )
+    with gr.Row():
+        with gr.Column():
+            index, drawing = digit_inputs("vae-sketchpad")
+            seed = seed_input("Seed (the draw z = μ + σ·ε)")
+            beta = beta_radio("vae-beta")
+        with gr.Column():
             with gr.Row():
-                with gr.Column(scale=2):
-                    map_image = gr.Image(
-                        label="latent_map",
-                        type="pil",
-                        format="png",
-                        interactive=False,
-                        height=500,
-                        elem_id="vae-map",
-                    )
-                with gr.Column(scale=1):
-                    pc1 = gr.Number(0.0, label="PC 1")
-                    pc2 = gr.Number(0.0, label="PC 2")
-                    decoded = gr.Image(label="decoded", type="pil", format="png", height=200, elem_id="vae-decoded")
-            # the public map endpoint draws the bare map; the page opens on the map with the origin decoded
-            map_button = gr.Button(visible=False)
-            map_button.click(latent_map, None, map_image, api_name="vae_latent_map")
-            endpoint_shown_on_open(
-                demo,
-                [pc1.input, pc2.input],
-                decode_point,
-                [pc1, pc2],
-                [decoded, map_image],
-                "vae_decode_point",
-                needs=("vae",),
-                **live,
+                picture = {"type": "pil", "format": "png", "height": 200, "min_width": 120}
+                original = gr.Image(label="input", elem_id="vae-input", **picture)
+                recon = gr.Image(label="reconstruction", elem_id="vae-recon", **picture)
+            elbo_text = gr.Markdown(label="elbo_text", elem_id="vae-elbo")
+            elbo = gr.JSON(label="elbo_terms")
+    live_view(
+        demo,
+        [index.input, drawing.change, seed.input, beta.change],
+        reconstruct,
+        [index, drawing, seed, beta],
+        [original, recon, elbo_text, elbo],
+        "vae_reconstruct",
+    )
+    return index, drawing
+
+
+def prior_tab(demo: gr.Blocks) -> None:
+    gr.Markdown("z ~ p(z) = N(0, I), then the mean of p(x | z).")
+    with gr.Row():
+        num_prior = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
+        seed = seed_input()
+        beta = beta_radio("vae-prior-beta")
+    prior = gr.Gallery(
+        format="png",
+        object_fit="contain",
+        columns=8,
+        height="auto",
+        label="prior_samples",
+        elem_id="vae-prior-gallery",
+    )
+    live_view(
+        demo, [num_prior.input, seed.input, beta.change], prior_samples, [num_prior, seed, beta], prior, "vae_prior"
+    )
+
+
+def interpolation_tab(demo: gr.Blocks) -> None:
+    gr.Markdown(
+        "From μ(a) to μ(b) in latent space: a straight line (top) vs. the great circle (slerp, below). "
+        "The GIF shows both, linear left."
+    )
+    with gr.Row():
+        index_a = gr.Slider(0, NUM_TEST - 1, value=0, step=1, label="From test digit #")
+        index_b = gr.Slider(0, NUM_TEST - 1, value=60, step=1, label="To test digit #")
+        frames = gr.Slider(2, MAX_FRAMES, value=10, step=1, label="Frames")
+    linear = gr.Image(label="linear", type="pil", format="png", height=130, elem_id="vae-linear")
+    spherical = gr.Image(label="slerp", type="pil", format="png", height=130, elem_id="vae-slerp")
+    walk_gif = gr.File(label="gif", elem_id="vae-walk-gif")
+    live_view(
+        demo,
+        [index_a.input, index_b.input, frames.input],
+        interpolate,
+        [index_a, index_b, frames],
+        [linear, spherical, walk_gif],
+        "vae_interpolate",
+    )
+
+
+def traversal_tab(demo: gr.Blocks, tab: gr.Tab, index: gr.Slider, drawing: gr.Sketchpad) -> None:
+    gr.Markdown(
+        "One coordinate of μ(x) swept from −span to +span, the others fixed (x: the digit of the ELBO tab, "
+        "as it is when this tab opens)."
+    )
+    with gr.Row():
+        dim = gr.Slider(0, 15, value=0, step=1, label="Latent dimension")
+        span = gr.Slider(0.5, 5, value=3, step=0.5, label="Span ±")
+        frames = gr.Slider(2, MAX_FRAMES, value=10, step=1, label="Frames")
+    traversal = gr.Image(label="traversal", type="pil", format="png", height=130, elem_id="vae-traversal")
+    live_view(
+        demo,
+        [dim.input, span.input, frames.input, tab.select],
+        traverse,
+        [index, drawing, dim, span, frames],
+        traversal,
+        "vae_traverse",
+    )
+
+
+def latent_map_tab(demo: gr.Blocks) -> None:
+    gr.Markdown(
+        "The test digits' μ(x) on their first two principal directions, coloured by digit. "
+        "Click anywhere to decode that point."
+    )
+    with gr.Row():
+        with gr.Column(scale=2):
+            map_image = gr.Image(
+                label="latent_map", type="pil", format="png", interactive=False, height=500, elem_id="vae-map"
             )
-            map_image.select(map_click, None, [pc1, pc2], api_name="ui_map_click", api_visibility="private").then(
-                decode_point,
-                [pc1, pc2],
-                [decoded, map_image],
-                api_name="ui_map_decode",
-                api_visibility="private",
-            )
+        with gr.Column(scale=1):
+            pc1 = gr.Number(0.0, label="PC 1")
+            pc2 = gr.Number(0.0, label="PC 2")
+            decoded = gr.Image(label="decoded", type="pil", format="png", height=200, elem_id="vae-decoded")
+    # the public map endpoint draws the bare map; the page opens on the map with the origin decoded
+    map_button = gr.Button(visible=False)
+    map_button.click(latent_map, None, map_image, api_name="vae_latent_map")
+    live_view(demo, [pc1.input, pc2.input], decode_point, [pc1, pc2], [decoded, map_image], "vae_decode_point")
+    map_image.select(map_click, None, [pc1, pc2], api_name="ui_map_click", api_visibility="private").then(
+        decode_point,
+        [pc1, pc2],
+        [decoded, map_image],
+        api_name="ui_map_decode",
+        api_visibility="private",
+    )

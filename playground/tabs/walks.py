@@ -186,42 +186,48 @@ def build(demo: gr.Blocks) -> None:
     """The tab's three walks (seconds each, so behind buttons); each shows its starting walk when the page opens,
     computed once and then served from memory."""
     missing_banner(*WALK_MODELS)
+    seed_morph_section(demo)
+    inversion_section(demo)
+    digit_walk_section(demo)
+
+
+def walk_endpoint(demo: gr.Blocks, button: gr.Button, fn, inputs: list, outputs: list, needs=("latent",)) -> None:
+    endpoint_shown_on_open(demo, [button.click], fn, inputs, outputs, fn.__name__, needs=needs, slow=True)
+
+
+def seed_morph_section(demo: gr.Blocks) -> None:
     gr.Markdown(
         "### Morph between two noises\nDDIM with η = 0 turns each noise z_T into one digit: walking z_T along the "
         "great circle from seed A's noise to seed B's morphs one generated digit into the other."
     )
     with gr.Row():
-        seed_model = model_radio()
-        seed_a, seed_b = seed_input("Seed A"), seed_input("Seed B", value=1)
-        seed_frames = gr.Slider(2, MAX_FRAMES, value=8, step=1, label="Frames")
-        seed_steps = steps_slider()
-    seed_run = gr.Button("Morph", variant="primary", elem_id="walk-seeds-button")
-    seed_strip = frames_gallery("frames", "walk-seeds-frames")
-    seed_summary = gr.Markdown(label="summary", elem_id="walk-seeds-summary")
-    seed_gif = gr.File(label="gif", elem_id="walk-seeds-gif")
-    endpoint_shown_on_open(
-        demo,
-        [seed_run.click],
-        walk_seeds,
-        [seed_model, seed_a, seed_b, seed_frames, seed_steps],
-        [seed_strip, seed_gif, seed_summary],
-        "walk_seeds",
-        needs=("latent",),
-        slow=True,
-    )
+        inputs = [
+            model_radio(),
+            seed_input("Seed A"),
+            seed_input("Seed B", value=1),
+            gr.Slider(2, MAX_FRAMES, value=8, step=1, label="Frames"),
+            steps_slider(),
+        ]
+    run = gr.Button("Morph", variant="primary", elem_id="walk-seeds-button")
+    strip = frames_gallery("frames", "walk-seeds-frames")
+    summary = gr.Markdown(label="summary", elem_id="walk-seeds-summary")
+    gif = gr.File(label="gif", elem_id="walk-seeds-gif")
+    walk_endpoint(demo, run, walk_seeds, inputs, [strip, gif, summary])
 
+
+def inversion_section(demo: gr.Blocks) -> None:
     gr.Markdown(
         "### DDIM inversion: a real digit's noise\nRun DDIM backwards, x → z_T, then forwards again, z_T → x̂. "
         "The only approximation: each backward step asks the network about the noise at the point it starts from."
     )
     with gr.Row():
         with gr.Column():
-            invert_model = model_radio()
+            model = model_radio()
             index, drawing = digit_inputs("walk-sketchpad")
-            invert_steps = steps_slider()
-            invert_run = gr.Button("Invert and decode", variant="primary", elem_id="walk-invert-button")
+            steps = steps_slider()
+            run = gr.Button("Invert and decode", variant="primary", elem_id="walk-invert-button")
         with gr.Column():
-            invert_frames = gr.Gallery(
+            frames = gr.Gallery(
                 format="png",
                 object_fit="contain",
                 label="frames",
@@ -229,45 +235,28 @@ def build(demo: gr.Blocks) -> None:
                 height="auto",
                 elem_id="walk-invert-frames",
             )
-            invert_summary = gr.Markdown(label="summary", elem_id="walk-invert-summary")
-            invert_errors = gr.JSON(label="errors")
-            invert_gif = gr.File(label="gif", elem_id="walk-invert-gif")
-    endpoint_shown_on_open(
-        demo,
-        [invert_run.click],
-        ddim_invert,
-        [invert_model, index, drawing, invert_steps],
-        [invert_frames, invert_gif, invert_errors, invert_summary],
-        "ddim_invert",
-        needs=("latent",),
-        slow=True,
-    )
+            summary = gr.Markdown(label="summary", elem_id="walk-invert-summary")
+            errors = gr.JSON(label="errors")
+            gif = gr.File(label="gif", elem_id="walk-invert-gif")
+    walk_endpoint(demo, run, ddim_invert, [model, index, drawing, steps], [frames, gif, errors, summary])
 
+
+def digit_walk_section(demo: gr.Blocks) -> None:
     gr.Markdown(
         "### Two real digits: DDIM's walk vs. the VAE's\nInvert both digits, walk the great circle between their "
         "noises and decode each point with DDIM; beside it, the VAE decodes the same walk between μ(a) and μ(b)."
     )
     with gr.Row():
-        pair_model = model_radio()
-        index_a = gr.Slider(0, NUM_TEST - 1, value=0, step=1, label="From test digit #")
-        index_b = gr.Slider(0, NUM_TEST - 1, value=60, step=1, label="To test digit #")
-        pair_frames = gr.Slider(2, MAX_FRAMES, value=8, step=1, label="Frames")
-        pair_steps = steps_slider()
-    pair_run = gr.Button("Walk", variant="primary", elem_id="walk-digits-button")
+        inputs = [
+            model_radio(),
+            gr.Slider(0, NUM_TEST - 1, value=0, step=1, label="From test digit #"),
+            gr.Slider(0, NUM_TEST - 1, value=60, step=1, label="To test digit #"),
+            gr.Slider(2, MAX_FRAMES, value=8, step=1, label="Frames"),
+            steps_slider(),
+        ]
+    run = gr.Button("Walk", variant="primary", elem_id="walk-digits-button")
     ddim_strip = frames_gallery("ddim_frames", "walk-digits-ddim")
     vae_strip = frames_gallery("vae_frames", "walk-digits-vae")
-    pair_summary = gr.Markdown(label="summary", elem_id="walk-digits-summary")
-    pair_gif = gr.File(label="gif", elem_id="walk-digits-gif")
-    endpoint_shown_on_open(
-        demo,
-        [pair_run.click],
-        walk_digits,
-        [pair_model, index_a, index_b, pair_frames, pair_steps],
-        [ddim_strip, vae_strip, pair_gif, pair_summary],
-        "walk_digits",
-        needs=(
-            "latent",
-            "vae",
-        ),
-        slow=True,
-    )
+    summary = gr.Markdown(label="summary", elem_id="walk-digits-summary")
+    gif = gr.File(label="gif", elem_id="walk-digits-gif")
+    walk_endpoint(demo, run, walk_digits, inputs, [ddim_strip, vae_strip, gif, summary], needs=("latent", "vae"))
