@@ -24,6 +24,7 @@ import torch
 
 from playground import server
 from playground.atomic_cache import make_gradio_cache_writes_atomic
+from playground.style import page_style
 from playground.tabs import TABS
 
 make_gradio_cache_writes_atomic()  # concurrent identical answers must not serve a half-written picture
@@ -35,8 +36,9 @@ QUEUE_SIZE = 32
 def build_demo() -> gr.Blocks:
     """The page: a header, then one tab per module of playground.tabs (each holds its layout and handlers)."""
     with gr.Blocks(title="VAE & diffusion playground") as demo:
+        page_style()
         gr.Markdown("# VAE & diffusion playground\nSee and touch every quantity of a VAE and a DDPM trained on MNIST.")
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # on a phone the tab bar wraps: every tab stays one tap away
             for tab in TABS:
                 with gr.Tab(tab.TITLE, id=tab.ID):
                     tab.build(demo)

@@ -1,40 +1,120 @@
-"""Time the playground as a user meets it: cold start of `python app.py`, and a click on "Sample" until all
-16 images are rendered in a real browser (Debian's chromium via Playwright), with the fastest sampler.
+"""Time the playground as a visitor meets it in a real browser (Debian's chromium via Playwright): the app as it was
+before this branch ("old", a git ref exported to a temporary folder) and the working tree ("new"), one after the
+other in the same run, on the same models, with the same clicks.
 
-    .venv/bin/python bench/bench_app.py [--models-dir models] [--model auto] [--steps DEFAULT_DDIM_STEPS] [--repeats 5] [--screenshot out.png]
+    .venv/bin/python bench/bench_app.py [--baseline REF] [--models-dir models] [--repeats 3] [--cold-starts 3]
+        [--screenshots DIR]
 
-``--model auto`` picks the latent DDPM when it is bundled (much faster than the pixel one), else the pixel DDPM;
-the sampler is the app's default (DDIM, η = 1, `pipelines/defaults.py`). Goals: click → 16 images ≤ 1.5 s; cold start → serving ≤ 15 s.
-Prints one line per figure, the headline ones prefixed with "cold start" and "click to 16 images".
+Figures, each printed old | new | ratio:
+- cold start: spawning `python app.py` → its port accepting connections (goal ≤ 5 s);
+- open → first samples: the new page opens on a first batch; the old one waits for a click on "Sample";
+- click "Sample" → 16 digits rendered, latent and pixel DDPM, the default sampler (DDIM-25, η = 1), warm;
+- reactive updates, input → new picture loaded (goal ≤ 0.3 s): the t slider moved (z_t), the digit picker on the
+  Schedules tab (old: followed by a click on "Show z_t", which it needs) and on the VAE tab (reconstruction).
+``--baseline`` defaults to where this branch left main (git merge-base HEAD main). Before each app's timings the
+server is left to finish its on-open work (CPU idle), so that the clicks are timed alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from pipelines.defaults import DEFAULT_DDIM_STEPS
 from tests.app_server import launch_app, stop_app
 
 CHROMIUM = "/usr/bin/chromium"
 NUM_IMAGES = 16
+TIMEOUT_MS = 300_000
+DIGIT_LABEL = "Test digit #"
+TABS = ("Sample", "Schedules", "VAE", "Walks", "Inpaint", "Math")
+VIEWPORTS = {"desktop": {"width": 1400, "height": 1000}, "phone": {"width": 390, "height": 844}}
 
 
-def cold_start(models_dir: str, log_dir: Path) -> tuple[float, object, str]:
-    """Seconds from spawning `python app.py` to its port accepting connections; returns the running app too."""
+def export_ref(ref: str, folder: Path) -> Path:
+    """The files of git ``ref`` (read-only export, no checkout) under ``folder``."""
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 1/100 s
+
+
+def wait_until_idle(pid: int, quiet: float = 2.0, limit: float = 600.0) -> None:
+    """Until the server has used under 5% of a core for ``quiet`` seconds (its on-open work is done)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(quiet)
+        if cpu_seconds(pid) - before < 0.05 * quiet:
+            return
+
+
+def image_sources(page, selector: str) -> list[str]:
+    return page.eval_on_selector_all(f"{selector} img", "els => els.map(e => e.src)")
+
+
+def wait_for_new_images(page, selector: str, old: list[str], count: int = 1) -> None:
+    """Until ``selector`` shows ``count`` loaded images that are not among ``old`` (a picture that did not change
+    keeps its address: Gradio names files by their content), and every image is loaded."""
+    page.wait_for_function(
+        """([selector, old, n]) => {
+            const imgs = [...document.querySelectorAll(selector + ' img')];
+            return imgs.filter(im => !old.includes(im.src)).length >= n
+                && imgs.every(im => im.complete && im.naturalWidth > 0);
+        }""",
+        arg=[selector, old, count],
+        timeout=TIMEOUT_MS,
+        polling=10,
+    )
+
+
+def open_tab(page, titles: tuple[str, ...]) -> None:
+    """Click the first tab whose title is one of ``titles`` (the old page named some tabs differently)."""
+    for title in titles:
+        tab = page.get_by_role("tab", name=title, exact=True)
+        if tab.count():
+            tab.first.click()
+            return
+    raise LookupError(f"no tab named any of {titles}")
+
+
+def slider_range(page, label: str):
+    """The visible range input of the slider labelled ``label``."""
+    return page.locator(".block:visible", has_text=label).locator("input[type=range]:visible").first
+
+
+def click_slider(page, label: str, fraction: float) -> None:
+    """Click the slider ``label`` at ``fraction`` of its width: input, change and release events, as a visitor's tap."""
+    box = slider_range(page, label).bounding_box()
+    page.mouse.click(box["x"] + fraction * box["width"], box["y"] + box["height"] / 2)
+
+
+def timed_update(page, label: str, fraction: float, selector: str, changed: int, button: str | None = None) -> float:
+    """Seconds from moving slider ``label`` (then clicking ``button`` where the page needs it) until ``changed``
+    new pictures are shown."""
+    old = image_sources(page, selector)
     start = time.perf_counter()
-    process, url = launch_app(models_dir, log_dir / "app.log", startup_timeout=180)
-    return time.perf_counter() - start, process, url
+    click_slider(page, label, fraction)
+    if button:
+        page.click(button)
+    wait_for_new_images(page, selector, old, changed)
+    return time.perf_counter() - start
 
 
-def pick(page, label: str) -> None:
-    page.get_by_label(label, exact=True).check()
+def pick_model(page, model: str) -> None:
+    page.get_by_label("Model").first.click()
+    page.get_by_role("option").filter(has_text={"pixel": "Pixel", "latent": "Latent DDPM"}[model]).first.click()
 
 
 def click_to_images(page, seed: int) -> float:
@@ -42,70 +122,118 @@ def click_to_images(page, seed: int) -> float:
     seed_box = page.get_by_label("Seed", exact=True).first
     seed_box.fill(str(seed))
     seed_box.press("Tab")
-    old = page.eval_on_selector_all("#sample-gallery img", "els => els.map(e => e.src)")
+    old = image_sources(page, "#sample-gallery")
     start = time.perf_counter()
     page.click("#sample-button")
-    page.wait_for_function(
-        """([old, n]) => {
-            const imgs = [...document.querySelectorAll('#sample-gallery img')];
-            return imgs.length >= n && imgs.every(im => !old.includes(im.src) && im.complete && im.naturalWidth > 0);
-        }""",
-        arg=[old, NUM_IMAGES],
-        timeout=120_000,
-        polling=10,
-    )
+    wait_for_new_images(page, "#sample-gallery", old, NUM_IMAGES)
     return time.perf_counter() - start
+
+
+def measure(
+    app_dir: Path, models_dir: Path, repeats: int, cold_starts: int, screenshots: Path | None
+) -> dict[str, float]:
+    """Every figure for the app in ``app_dir`` (its own app.py and code), on ``models_dir``."""
+    from playwright.sync_api import sync_playwright
+
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        starts = []
+        for attempt in range(cold_starts):
+            start = time.perf_counter()
+            process, url = launch_app(models_dir, Path(tmp) / "app.log", startup_timeout=300, root=app_dir)
+            starts.append(time.perf_counter() - start)
+            if attempt < cold_starts - 1:
+                stop_app(process)
+        figures[f"cold start: python app.py → serving (median of {cold_starts})"] = statistics.median(starts)
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+                page = browser.new_page(viewport=VIEWPORTS["desktop"])
+                start = time.perf_counter()
+                page.goto(url)
+                page.wait_for_selector("#sample-button", timeout=TIMEOUT_MS)
+                opens_on_samples = page.get_by_role("tab", name="Walks", exact=True).count() > 0
+                if not opens_on_samples:
+                    page.click("#sample-button")  # the old page shows nothing until asked
+                wait_for_new_images(page, "#sample-gallery", [], NUM_IMAGES)
+                figures["open → first samples visible (old: + a click)"] = time.perf_counter() - start
+                wait_until_idle(process.pid)
+                for model, runs in (("latent", repeats), ("pixel", max(1, repeats // 2))):
+                    pick_model(page, model)
+                    click_to_images(page, seed=100)  # loads the model once
+                    times = [click_to_images(page, seed=i + 1) for i in range(runs)]
+                    figures[f"click → {NUM_IMAGES} {model} digits rendered (median of {runs})"] = statistics.median(
+                        times
+                    )
+                open_tab(page, ("Schedules", "Noise schedules & forward process"))
+                button = None if opens_on_samples else "#forward-button"
+                if button:  # the old page's first z_t, before its moves are timed
+                    page.click(button)
+                wait_for_new_images(page, "#forward-gallery", [], 5)
+                figures["t slider → z_t pictures (4 of them)"] = statistics.median(
+                    timed_update(page, "t (≤ T)", f, "#forward-gallery", 4) for f in (0.3, 0.6, 0.9)[:repeats]
+                )
+                figures["digit picker → z_t pictures (old: + a click)"] = statistics.median(
+                    timed_update(page, DIGIT_LABEL, f, "#forward-gallery", 5, button) for f in (0.2, 0.5, 0.8)[:repeats]
+                )
+                open_tab(page, ("VAE",))
+                if not opens_on_samples:
+                    page.click("#vae-reconstruct-button")
+                wait_for_new_images(page, "#vae-recon", [], 1)
+                figures["digit picker → VAE reconstruction"] = statistics.median(
+                    timed_update(page, DIGIT_LABEL, f, "#vae-recon", 1) for f in (0.25, 0.55, 0.85)[:repeats]
+                )
+                if screenshots is not None:
+                    save_screenshots(browser, url, screenshots)
+                browser.close()
+        finally:
+            stop_app(process)
+    return figures
+
+
+def save_screenshots(browser, url: str, folder: Path) -> None:
+    """Every tab at the desktop and phone viewports, once the page has shown it (scrolled through, so that lazily
+    loaded pictures load), as bench-<viewport>-<tab>.png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for viewport, size in VIEWPORTS.items():
+        page = browser.new_page(viewport=size)
+        page.goto(url)
+        page.wait_for_selector("#sample-gallery img", timeout=TIMEOUT_MS)
+        for tab in TABS:
+            open_tab(page, (tab,))
+            page.wait_for_timeout(3000)
+            for y in range(0, page.evaluate("document.body.scrollHeight"), 400):
+                page.evaluate(f"window.scrollTo(0, {y})")
+                page.wait_for_timeout(100)
+            page.evaluate("window.scrollTo(0, 0)")
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(folder / f"bench-{viewport}-{tab.lower()}.png"), full_page=True)
+        page.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default=None, help="git ref of the old app (default: merge-base with main)")
     parser.add_argument("--models-dir", default="models")
-    parser.add_argument("--model", default="auto", choices=["auto", "pixel", "latent", "conditional"])
-    parser.add_argument("--steps", type=int, default=DEFAULT_DDIM_STEPS)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--screenshot", help="save the page after the last click (real samples) to this PNG")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cold-starts", type=int, default=3, help="launches of each app, for the cold start's median")
+    parser.add_argument("--screenshots", type=Path, help="save the new page's tabs (desktop and phone) here")
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
-
-    root = Path(__file__).resolve().parents[1]
-    models_dir = Path(args.models_dir) if Path(args.models_dir).is_absolute() else root / args.models_dir
-    model = args.model
-    if model == "auto":
-        model = "latent" if (models_dir / "ddpm-latent" / "model_index.json").is_file() else "pixel"
-    with tempfile.TemporaryDirectory() as tmp:
-        seconds, process, url = cold_start(str(models_dir), Path(tmp))
-        print(f"cold start (python app.py → serving): {seconds:.2f} s  (goal ≤ 15 s)")
-        try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                start = time.perf_counter()
-                page.goto(url)
-                page.wait_for_selector("#sample-button")
-                print(f"page load to interactive: {time.perf_counter() - start:.2f} s")
-                page.locator("#sample-steps input[type=number]").fill(str(args.steps))
-                page.locator("#sample-steps input[type=number]").press("Tab")
-                pick(page, "DDIM")
-                page.get_by_label("Model").first.click()
-                page.get_by_role("option").filter(
-                    has_text={"pixel": "Pixel", "latent": "Latent DDPM", "conditional": "Class"}[model]
-                ).first.click()
-                first = click_to_images(page, seed=0)  # loads the model once
-                print(f"first click (includes loading the {model} model): {first:.2f} s")
-                times = [click_to_images(page, seed=i + 1) for i in range(args.repeats)]
-                status = page.inner_text("#sample-status")
-                print(f"server-side: {status}")
-                print(
-                    f"click to {NUM_IMAGES} images rendered ({model} DDPM, DDIM {args.steps} steps, warm, "
-                    f"{args.repeats} runs): median {statistics.median(times):.2f} s, min {min(times):.2f} s, "
-                    f"max {max(times):.2f} s  (goal ≤ 1.5 s)"
-                )
-                if args.screenshot:
-                    page.screenshot(path=args.screenshot, full_page=True)
-                    print(f"screenshot: {args.screenshot}")
-                browser.close()
-        finally:
-            stop_app(process)
+    models_dir = Path(args.models_dir) if Path(args.models_dir).is_absolute() else ROOT / args.models_dir
+    baseline = (
+        args.baseline
+        or subprocess.run(
+            ["git", "merge-base", "HEAD", "main"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-app-old-") as old_dir:
+        old = measure(export_ref(baseline, Path(old_dir)), models_dir, args.repeats, args.cold_starts, None)
+    new = measure(ROOT, models_dir, args.repeats, args.cold_starts, args.screenshots)
+    print(f"old = {baseline[:10]}, new = the working tree; models {models_dir}; seconds")
+    print(f"{'':58s} {'old':>8s} {'new':>8s} {'old/new':>8s}")
+    for name in new:
+        ratio = old[name] / new[name] if new[name] > 0 else float("nan")
+        print(f"{name:58s} {old[name]:8.2f} {new[name]:8.2f} {ratio:7.1f}×")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,10 @@ BASE_INPUTS = {
     "decode_point": [0.0, 0.0],
     "inpaint": [7, None, "left half", "DDIM", 3, 1, 1, 0],
     "schedule_plot": [["linear"], 100, 1e-4, 0.02],
+    "steps_quality": ["latent", 1, 0],
+    "walk_seeds": ["latent", 0, 1, 2, 2],
+    "ddim_invert": ["latent", 3, None, 2],
+    "walk_digits": ["latent", 0, 60, 2, 2],
 }
 KINDS = {
     "Slider": "number",

@@ -6,7 +6,7 @@
     python bench/bench_load.py --cancel-requests 2 --tiny-models   # two users cancel a large sampling job
 
 Every user is its own ``gradio_client.Client`` (its own session) in a thread; the requests cycle through the
-endpoints whose models are bundled (sampling, the forward process, the schedule plot, VAE and inpainting),
+endpoints whose models are bundled (sampling, the forward process, the schedule plot, VAE, inpainting and walks),
 and ``--max-requests`` of them sample at the largest allowed settings (DDPM, 1000 steps, 64 images). Each
 result is checked (the right number of images of the right size, files that exist). While it runs, the
 server's resident memory is sampled every 0.2 s (psutil, else /proc/<pid>/status VmRSS) and its peak must
@@ -178,6 +178,10 @@ def request_mix(available: set[str]) -> list[tuple[str, list, int | None]]:
         mix.append(("inpaint", [7, None, "left half", "DDIM", 10, 1, 2, 0], 2))
     if "vae" in available:
         mix += [("prior_samples", [8, 1], 8), ("reconstruct", [5, None, 0], None), ("interpolate", [0, 60, 6], None)]
+    if "latent" in available:  # the Walks tab: a seed morph and an inversion (and a walk between digits with the VAE)
+        mix += [("walk_seeds", ["latent", 3, 4, 6, 10], 6), ("ddim_invert", ["latent", 5, None, 10], None)]
+        if "vae" in available:
+            mix.append(("walk_digits", ["latent", 0, 60, 6, 10], 6))
     return mix
 
 
@@ -279,6 +283,13 @@ def validate(function: str, result, expected: int | None) -> str | None:
         return check_images(outputs[0], None) or check_images(outputs[1], None)
     if function == "traverse":
         return check_images(result, None)
+    if function == "walk_seeds":  # (frames, GIF, summary)
+        return check_images(outputs[0], expected) or (None if Path(outputs[1]).is_file() else "no GIF")
+    if function == "ddim_invert":  # (frames, GIF, errors, summary)
+        errors = outputs[2]
+        return check_images(outputs[0], None) or (None if 0 <= errors["mean_abs_error"] <= 1 else f"errors {errors}")
+    if function == "walk_digits":  # (DDIM frames, VAE frames, GIF, summary)
+        return check_images(outputs[0], expected) or check_images(outputs[1], expected)
     return None if outputs[0] is not None else "empty plot"
 
 

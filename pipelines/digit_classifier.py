@@ -12,6 +12,13 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
+CONFIDENCE = 0.9  # a digit is "confident" when the classifier gives one class at least this probability
+
+
+def is_confident(probs: torch.Tensor) -> torch.Tensor:
+    """Which images (rows of class probabilities) are confident digits: the classifier gives ≥ 0.9 to one class."""
+    return probs.max(1).values >= CONFIDENCE
+
 
 class DigitClassifier(ModelMixin, ConfigMixin):
     """Three convolutions and two linear layers on 1×28×28 images in [0, 1]; ``features`` is the

@@ -15,12 +15,12 @@ from typing import Literal
 
 import torch
 
+from pipelines import samplers
+from pipelines.digit_classifier import load_classifier
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_inpaint import DDPMInpaintPipeline
 from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
 from pipelines.pipeline_vae import VAEPipeline, principal_directions
-from pipelines.scheduling_ddim import DDIMScheduler
-from pipelines.scheduling_ddpm import DDPMScheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,8 +66,24 @@ SPECS = {
 }
 DIFFUSION_MODELS = tuple(key for key, spec in SPECS.items() if spec.kind != "vae")  # the Sample tab's choices
 VAE_BY_BETA = {spec.beta: key for key, spec in SPECS.items() if spec.kind == "vae"}  # trained β → its key
-SAMPLERS = ("DDIM", "DDPM")
+CLASSIFIER_FOLDER = "mnist-classifier"  # the scoring classifier (pipelines/digit_classifier.py), not a pipeline
 _lock = threading.Lock()
+
+# The samplers the page offers, by label: pipelines/samplers.py's table (its default and largest step counts too)
+# is the one place every tab reads them from (the Sample tab, the steps-vs-quality grid, the walks).
+SAMPLERS = tuple(sampler.label for sampler in samplers.SAMPLERS.values())
+# RePaint re-noises between steps through the scheduler's own ᾱ_t: only our DDPM and DDIM schedulers inpaint.
+INPAINT_SAMPLERS = ("DDIM", "DDPM")
+
+
+def default_steps(sampler: str) -> int:
+    """The steps a sampler starts with on the page."""
+    return samplers.resolve_sampler(sampler).default_steps
+
+
+def max_steps(sampler: str) -> int:
+    """The most steps the page allows a sampler (validation.check_steps enforces the same caps)."""
+    return samplers.resolve_sampler(sampler).max_steps
 
 
 class ModelUnavailable(RuntimeError):
@@ -129,28 +145,28 @@ def load(key: str):
 
 def make_scheduler(config, sampler: str, **overrides):
     """A fresh scheduler per request (schedulers hold per-call state), from the trained model's config."""
-    return (DDIMScheduler if sampler == "DDIM" else DDPMScheduler).from_config(config, **overrides)
+    return samplers.make_scheduler(config, sampler, **overrides)
 
 
-def sampling_pipeline(key: str, sampler: str):
+def sampling_pipeline(key: str, sampler: str, **scheduler_overrides):
     """A per-request pipeline sharing the cached networks, with its own scheduler of kind ``sampler``."""
     base = load(key)
     if isinstance(base, LatentDDPMPipeline):
         # Latents (scaled to unit variance) often lie outside [−1, 1]: clipping x̂_0 there ruins the samples
         # (seen on the bundled models), so latent sampling never clips, as in latent diffusion.
-        scheduler = make_scheduler(base.scheduler.config, sampler, clip_sample=False)
+        scheduler = make_scheduler(base.scheduler.config, sampler, **{"clip_sample": False, **scheduler_overrides})
         pipe = LatentDDPMPipeline(vae=base.vae, unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
     else:
-        pipe = DDPMPipeline(
-            unet=base.unet, scheduler=make_scheduler(base.scheduler.config, sampler), guide_unet=base.guide_unet
-        )
+        scheduler = make_scheduler(base.scheduler.config, sampler, **scheduler_overrides)
+        pipe = DDPMPipeline(unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 def inpaint_pipeline(sampler: str) -> DDPMInpaintPipeline:
     base = load("pixel")
-    pipe = DDPMInpaintPipeline(unet=base.unet, scheduler=make_scheduler(base.scheduler.config, sampler))
+    scheduler = make_scheduler(base.scheduler.config, sampler)
+    pipe = DDPMInpaintPipeline(unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -166,6 +182,16 @@ def has_guide(key: str) -> bool:
 
 def is_conditional(key: str) -> bool:
     return SPECS[key].conditional
+
+
+@cache
+def classifier():
+    """The project's MNIST classifier (models/mnist-classifier), which scores generated digits; loaded once."""
+    folder = models_dir() / CLASSIFIER_FOLDER
+    try:
+        return load_classifier(folder).requires_grad_(False)
+    except (OSError, ValueError) as error:  # FileNotFoundError is an OSError
+        raise ModelUnavailable(f"The scoring classifier at `{folder}` could not be loaded: {error}") from None
 
 
 @lru_cache(maxsize=1)

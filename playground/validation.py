@@ -7,8 +7,10 @@ import numbers
 
 import gradio as gr
 
-MAX_DDPM_STEPS = 1000
-MAX_DDIM_STEPS = 200
+from pipelines import samplers
+
+MAX_DDPM_STEPS = samplers.SAMPLERS["ddpm"].max_steps
+MAX_DDIM_STEPS = samplers.SAMPLERS["ddim"].max_steps
 MAX_IMAGES = 64
 MAX_SEED = 2**31 - 1
 MAX_UPLOAD_SIDE = 2048  # pixels, each side of an uploaded or drawn picture
@@ -49,9 +51,11 @@ def check_seed(value) -> int:
 
 
 def check_steps(sampler: str, steps, num_train_timesteps: int) -> int:
-    """DDPM: at most 1000 steps, DDIM: at most 200 (and never more than the model was trained with)."""
-    cap = min(MAX_DDPM_STEPS if sampler == "DDPM" else MAX_DDIM_STEPS, num_train_timesteps)
-    return check_int(f"steps ({sampler})", steps, 1, cap)
+    """The sampler table's step limits (pipelines/samplers.py), never more than the model was trained with."""
+    try:
+        return samplers.check_steps(sampler, steps, num_train_timesteps)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
 
 
 def check_num_images(value) -> int:

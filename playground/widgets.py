@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import gradio as gr
 
 from . import models
 from .validation import MAX_SEED
 
 NUM_TEST = 500  # the MNIST test split: 50 digits per class
+# What the page computes when it opens runs one event at a time, in page order: the Sample tab's first batch gets the
+# CPU to itself, the other tabs fill in behind it, and none of it delays a visitor's own requests ("heavy" or live
+# ones). The slow results are computed once per server and then kept.
+ON_OPEN = {"concurrency_id": "on_open", "concurrency_limit": 1}
 DIGIT_HELP = "Test digit # (0–499, from the held-out MNIST test split)"
 
 
@@ -18,22 +25,73 @@ def missing_banner(*keys: str) -> gr.Markdown:
 
 
 def digit_inputs(elem_id: str, label: str = DIGIT_HELP, value: int = 0) -> tuple[gr.Slider, gr.Sketchpad]:
-    """A test-digit slider and a sketchpad (draw, or upload a picture) that overrides it when not empty."""
+    """A test-digit slider and, folded away below it (it fills a phone's screen), a sketchpad to draw or upload a
+    digit, which overrides the test digit when not empty."""
     with gr.Row():
         index = gr.Slider(0, NUM_TEST - 1, value=value, step=1, label=label)
-    drawing = gr.Sketchpad(
-        label="…or draw / upload a digit (overrides the test digit; clear it to go back)",
-        value=None,
-        type="numpy",
-        image_mode="RGBA",
-        canvas_size=(280, 280),
-        height=300,
-        brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
-        sources=("upload", "clipboard"),
-        elem_id=elem_id,
-    )
+    with gr.Accordion("✏️ Draw or upload your own digit instead", open=False, elem_id=f"{elem_id}-fold"):
+        drawing = gr.Sketchpad(
+            label="Your digit (overrides the test digit; clear it to go back)",
+            value=None,
+            type="numpy",
+            image_mode="RGBA",
+            canvas_size=(280, 280),
+            height=300,
+            brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
+            sources=("upload", "clipboard"),
+            elem_id=elem_id,
+        )
     return index, drawing
 
 
-def seed_input(label: str = "Seed") -> gr.Number:
-    return gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label=label)
+def seed_input(label: str = "Seed", value: int = 0) -> gr.Number:
+    return gr.Number(value, precision=0, minimum=0, maximum=MAX_SEED, label=label)
+
+
+def when_bundled(fn, *keys: str):
+    """``fn`` for an on-open event: it leaves the outputs as they are when a model it needs is not bundled (the tab's
+    banner says so), instead of greeting the visitor with an error. A generator (a streamed view) stays one."""
+
+    def bundled() -> bool:
+        return all(models.is_available(key) for key in keys)
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def stream(*args):
+            yield from fn(*args) if bundled() else [gr.skip()]
+
+        return stream
+
+    @functools.wraps(fn)
+    def run(*args):
+        return fn(*args) if bundled() else gr.skip()
+
+    return run
+
+
+def endpoint_shown_on_open(
+    demo: gr.Blocks,
+    triggers: list,
+    fn,
+    inputs,
+    outputs,
+    api_name: str,
+    needs: tuple[str, ...] = (),
+    slow: bool = False,
+    **options,
+) -> None:
+    """``fn`` as the public endpoint ``api_name``, run by ``triggers`` (a button, or the inputs themselves for a
+    live view) and once when the page opens, so that no visitor meets an empty box (``needs``: the models it uses).
+    A ``slow`` one (seconds) runs in the "heavy" group when asked for; on open, every one runs :data:`ON_OPEN`."""
+    on_open = demo.load(
+        when_bundled(fn, *needs),
+        inputs,
+        outputs,
+        api_name=f"ui_{api_name}_on_open",
+        api_visibility="private",
+        **{**options, **ON_OPEN},
+    )
+    heavy = {"concurrency_id": "heavy"} if slow else {}
+    # a visitor's own request replaces the on-open one if that has not answered yet (it would overwrite theirs)
+    gr.on(triggers, fn, inputs, outputs, api_name=api_name, cancels=[on_open], **heavy, **options)

@@ -17,7 +17,8 @@ from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
 from pipelines.pipeline_vae import VAEPipeline
 from pipelines.scheduling_ddpm import DDPMScheduler
 from pipelines.vae import VAE
-from playground.models import ROOT, SPECS
+from playground.models import CLASSIFIER_FOLDER, ROOT, SPECS
+from training.classifier import DigitClassifier
 
 
 def _unet(sample_size: int, channels: int, blocks: tuple[int, ...], num_class_embeds: int | None = None) -> UNet2DModel:
@@ -35,8 +36,8 @@ def _unet(sample_size: int, channels: int, blocks: tuple[int, ...], num_class_em
 
 
 def make_tiny_models(folder: str | Path, keys: tuple[str, ...] = tuple(SPECS)) -> Path:
-    """Save random pixel/latent/conditional DDPMs and vector (β-)VAEs under ``folder`` (only ``keys``); the pixel DDPM
-    ships a guide UNet for autoguidance, the latent one does not."""
+    """Save random pixel/latent/conditional DDPMs and vector (β-)VAEs under ``folder`` (only ``keys``), and a random
+    scoring classifier; the pixel DDPM ships a guide UNet for autoguidance, the latent one does not."""
     folder = Path(folder)
     torch.manual_seed(0)
     scheduler = DDPMScheduler(num_train_timesteps=1000)
@@ -53,6 +54,7 @@ def make_tiny_models(folder: str | Path, keys: tuple[str, ...] = tuple(SPECS)) -
         builders[key] = builders["vae"]
     for key in keys:
         builders[key]().save_pretrained(folder / SPECS[key].folder, safe_serialization=True)
+    DigitClassifier(channels=4, feature_dim=8).save_pretrained(folder / CLASSIFIER_FOLDER, safe_serialization=True)
     return folder
 
 
@@ -63,9 +65,14 @@ def free_port() -> int:
 
 
 def launch_app(
-    models_dir: str | Path | None, log_path: str | Path, startup_timeout: float = 120.0, env: dict | None = None
+    models_dir: str | Path | None,
+    log_path: str | Path,
+    startup_timeout: float = 120.0,
+    env: dict | None = None,
+    root: str | Path = ROOT,
 ):
-    """Start `python app.py` on a free port (with ``models_dir`` if given); returns (process, url) once it serves."""
+    """Start `python app.py` of the project at ``root`` on a free port (with ``models_dir`` if given); returns
+    (process, url) once it serves."""
     port = free_port()
     env = {
         **os.environ,
@@ -79,7 +86,7 @@ def launch_app(
         env["PLAYGROUND_MODELS_DIR"] = str(models_dir)
     log_path = Path(log_path)
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

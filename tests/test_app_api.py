@@ -6,6 +6,7 @@ trained weights; they check behaviour (shapes, determinism, the maths shown agre
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,27 @@ ENDPOINTS = {
     "/vae_latent_map",
     "/vae_decode_point",
     "/inpaint",
+    "/steps_quality",
+    "/walk_seeds",
+    "/ddim_invert",
+    "/walk_digits",
+}
+# Every endpoint called with keyword arguments only (small settings; the rest, drawings included, left to defaults).
+KEYWORD_CALLS = {
+    "/sample": {"model": "latent", "steps": 3, "num_images": 2},
+    "/steps_quality": {"model": "latent", "num_images": 1},
+    "/schedule_plot": {"names": ["linear"]},
+    "/forward_process": {"test_index": 5, "t": 300},
+    "/vae_reconstruct": {"test_index": 4},
+    "/vae_prior": {"num_images": 3},
+    "/vae_interpolate": {"index_b": 7, "num_frames": 4},
+    "/vae_traverse": {"test_index": 3, "dim": 2},
+    "/vae_latent_map": {},
+    "/vae_decode_point": {"pc1": 0.5},
+    "/walk_seeds": {"seed_a": 1, "seed_b": 2, "num_frames": 3, "steps": 3},
+    "/ddim_invert": {"test_index": 3, "steps": 4},
+    "/walk_digits": {"index_a": 1, "index_b": 2, "num_frames": 3, "steps": 3},
+    "/inpaint": {"test_index": 9, "steps": 4, "num_variants": 2},
 }
 
 
@@ -53,8 +75,46 @@ def editor_value(path) -> dict:
     return {"background": file, "layers": [], "composite": file, "id": None}
 
 
+def api_info(client) -> dict:
+    return client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+
+
 def test_every_action_is_a_named_endpoint(client):
-    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) >= ENDPOINTS
+    assert set(api_info(client)) >= ENDPOINTS
+    assert set(api_info(client)) == set(KEYWORD_CALLS)  # and each is tried below
+
+
+def test_every_parameter_is_optional_and_every_output_has_a_readable_ascii_name(client):
+    for name, info in api_info(client).items():
+        assert all(p["parameter_has_default"] for p in info["parameters"]), name
+        outputs = [gradio_client.utils.sanitize_parameter_names(r["label"]) for r in info["returns"]]
+        assert all(re.fullmatch(r"[a-z][a-z0-9_]*", o) and len(o) <= 20 for o in outputs), (name, outputs)
+
+
+def readme_api_section() -> str:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    return text.split("## The app and its API", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_lists_every_endpoint_and_its_client_example_runs(client, capsys):
+    section = readme_api_section()
+    for name, info in api_info(client).items():
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{name}` |"))
+        names = [p["parameter_name"] for p in info["parameters"]] or ["—"]
+        outputs = [gradio_client.utils.sanitize_parameter_names(r["label"]) for r in info["returns"]]
+        assert row.split(" | ")[1:3] == [", ".join(names), ", ".join(outputs) + " |"], row
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    example = example.replace('Client("http://127.0.0.1:7860/")', "client")  # the test's served app
+    exec(compile(example, "README.md", "exec"), {"client": client, "Client": lambda url: client})
+    printed = capsys.readouterr().out.split()
+    assert 0 <= float(printed[0]) <= 1  # the inversion's mean |x̂ − x|, then a scores row and two frame paths
+
+
+@pytest.mark.parametrize("api_name", sorted(KEYWORD_CALLS))
+def test_every_endpoint_answers_a_call_with_keyword_arguments_only(client, api_name):
+    result = client.predict(**KEYWORD_CALLS[api_name], api_name=api_name)
+    outputs = len(api_info(client)[api_name]["returns"])
+    assert result is not None and (outputs == 1 or len(result) == outputs)
 
 
 @pytest.mark.parametrize("model", ["pixel", "latent", "conditional"])
@@ -186,6 +246,58 @@ def test_inpaint_keeps_the_known_pixels_exactly(client):
         np.testing.assert_allclose(result[:, 14:], digit[:, 14:], atol=1)
 
 
+def test_the_seed_morph_starts_and_ends_at_the_sample_tabs_deterministic_samples(client):
+    frames, gif, summary = client.predict(
+        model="latent", seed_a=4, seed_b=9, num_frames=5, steps=3, api_name="/walk_seeds"
+    )
+    assert len(frames) == 5 and "seed 4" in summary
+    for seed, frame in ((4, frames[0]), (9, frames[-1])):
+        sampled = client.predict(
+            model="latent", sampler="DDIM", steps=3, eta=0.0, seed=seed, num_images=1, api_name="/sample"
+        )[0]
+        difference = np.abs(pixels(gallery_paths([frame])[0]).astype(int) - pixels(gallery_paths(sampled)[0]))
+        assert difference.mean() < 2  # the same z_T and DDIM (the Sample tab may run the UNet in bf16)
+    with Image.open(gif) as animation:
+        assert animation.n_frames == 2 * 5 - 2
+
+
+@pytest.mark.parametrize("model", ["latent", "pixel"])
+def test_ddim_inversion_returns_its_frames_and_the_reconstruction_error(client, model):
+    frames, gif, errors, summary = client.predict(model=model, test_index=12, steps=6, api_name="/ddim_invert")
+    from playground.models import test_digits
+
+    digit = np.round(test_digits().images[12, 0].numpy() * 255)
+    first, last = (pixels(p)[::4, ::4].astype(float) for p in gallery_paths([frames[0], frames[-1]]))
+    np.testing.assert_allclose(first, digit, atol=1)  # x itself
+    assert np.abs(last - digit).mean() / 255 == pytest.approx(errors["mean_abs_error"], abs=0.01)  # x̂ and its error
+    assert errors["steps"] == 6 and 0 <= errors["mean_abs_error"] <= errors["max_abs_error"] <= 1
+    assert ("vae_mean_abs_error" in errors) == (model == "latent")
+    assert len(frames) >= 4 and "test digit #12" in summary
+    with Image.open(gif) as animation:
+        assert animation.n_frames == len(frames)
+
+
+def test_walk_between_two_digits_puts_ddim_and_vae_frames_side_by_side(client):
+    ddim, vae, gif, summary = client.predict(index_a=0, index_b=60, num_frames=4, steps=3, api_name="/walk_digits")
+    assert len(ddim) == len(vae) == 4 and "#0" in summary and "#60" in summary
+    with Image.open(gif) as animation:
+        assert animation.n_frames == 2 * 4 - 2 and animation.width > 1.8 * animation.height  # two tiles side by side
+    _, reconstruction, _, _ = client.predict(test_index=0, api_name="/vae_reconstruct")  # decode(μ(a))
+    np.testing.assert_allclose(pixels(gallery_paths(vae)[0]), pixels(reconstruction), atol=1)  # the VAE walk's start
+
+
+def test_steps_quality_scores_every_sampler_at_every_step_count(client):
+    from playground.models import SAMPLERS
+    from playground.steps_grid import STEP_COUNTS
+
+    cells, table = client.predict(model="latent", num_images=2, seed=3, api_name="/steps_quality")
+    assert len(cells) == len(SAMPLERS) * len(STEP_COUNTS)
+    rows = table["data"]
+    assert [(r[0], r[1]) for r in rows] == [(s, n) for s in SAMPLERS for n in STEP_COUNTS]
+    assert all(r[2] in (0.0, 50.0, 100.0) for r in rows)  # 0, 1 or 2 of 2 digits confident
+    assert all(f"{r[2]:.0f}% confident" in c["caption"] for r, c in zip(rows, cells))
+
+
 BAD_INPUTS = [
     ("/sample", ("latent", "DDIM", 500, 0.0, 0, 4, 3, 1.0), "steps (DDIM) must lie in [1, 200]"),
     ("/sample", ("latent", "DDIM", 10, 0.0, 0, 100, 3, 1.0), "64"),
@@ -204,6 +316,13 @@ BAD_INPUTS = [
     ("/vae_decode_point", (1e9, 0.0), "PC 1"),
     ("/inpaint", (3, None, "drawn", "DDIM", 10, 1, 1, 0), "paint over the digit"),
     ("/inpaint", (3, None, "left half", "DDPM", 500, 3, 1, 0), "at most 1000"),
+    ("/walk_seeds", ("conditional", 0, 1, 4, 3), "not in the list of choices: ['latent', 'pixel']"),
+    ("/walk_seeds", ("latent", 0, 1, 1, 3), "less than minimum value 2"),
+    ("/ddim_invert", ("pixel", 3, None, 0), "less than minimum value 1"),
+    ("/ddim_invert", ("latent", 900, None, 3), "499"),
+    ("/walk_digits", ("latent", 0, 1, 4, 500), "greater than maximum value 200"),
+    ("/steps_quality", ("latent", 99, 0), "16"),
+    ("/steps_quality", ("nope", 2, 0), "nope"),
 ]
 
 

@@ -116,6 +116,10 @@ STRATEGIES = {
         "vae_decode_point",
         "inpaint",
         "schedule_plot",
+        "steps_quality",
+        "walk_seeds",
+        "ddim_invert",
+        "walk_digits",
     ],
 )
 def test_hypothesis_inputs_never_crash_an_endpoint(demo, endpoint):

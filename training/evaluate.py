@@ -28,7 +28,7 @@ from pipelines.defaults import (
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_SAMPLER,
 )
-from pipelines.digit_classifier import load_classifier
+from pipelines.digit_classifier import is_confident, load_classifier
 from pipelines.distributions import DiagonalGaussian
 from pipelines.guidance import null_class_label
 from pipelines.loading import pipeline_class_name
@@ -39,7 +39,6 @@ from .data import load_data
 from .train_vae import BINARIZE_SEED, binarize
 
 CLASSIFIER_DIR = Path(__file__).resolve().parents[1] / "models" / "mnist-classifier"
-CONFIDENCE = 0.9
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -61,7 +60,7 @@ def score_digits(images: torch.Tensor, requested: torch.Tensor | None = None, cl
     real = load_data("mnist", "test").images
     metrics = {
         "num_samples": len(images),
-        "confident_fraction": (confidence >= CONFIDENCE).float().mean().item(),
+        "confident_fraction": is_confident(probs).float().mean().item(),
         "digit_fractions": [round(v, 4) for v in histogram.tolist()],
         "min_digit_fraction": histogram.min().item(),
         "max_digit_fraction": histogram.max().item(),

@@ -6,6 +6,6 @@
 A new tab is a new module here and one entry in ``TABS``.
 """
 
-from . import inpaint, lab, math, sample, schedules, vae
+from . import inpaint, lab, math, sample, schedules, vae, walks
 
-TABS = (sample, schedules, vae, inpaint, lab, math)
+TABS = (sample, schedules, vae, walks, inpaint, lab, math)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import gradio as gr
 import numpy as np
 import torch
@@ -12,7 +14,7 @@ from ..cancel import cancellable, stop_callback
 from ..images import SIZE, editor_array, test_digit, to_gray, to_pils
 from ..limits import HEAVY
 from ..validation import MAX_DDPM_STEPS, check_choice, check_int, check_seed, check_steps
-from ..widgets import DIGIT_HELP, NUM_TEST, missing_banner, seed_input
+from ..widgets import DIGIT_HELP, NUM_TEST, ON_OPEN, missing_banner, seed_input, when_bundled
 
 TITLE = "Inpaint"
 ID = "inpaint"
@@ -54,8 +56,8 @@ def _to_28(gray: np.ndarray) -> np.ndarray:
     )
 
 
-def drawn_mask(editor) -> torch.Tensor:
-    """Pixels painted in any layer of the editor (alpha > 0 or dark strokes) → 0 (fill); the rest 1."""
+def painted_ink(editor) -> np.ndarray | None:
+    """How much each pixel is painted over in any layer of the editor (alpha, or darkness of the strokes), or None."""
     layers = editor.get("layers") if isinstance(editor, dict) else None
     painted = None
     for layer in layers or []:
@@ -67,6 +69,12 @@ def drawn_mask(editor) -> torch.Tensor:
         else:
             ink = 1.0 - to_gray(array)
         painted = ink if painted is None else np.maximum(painted, ink)
+    return painted
+
+
+def drawn_mask(editor) -> torch.Tensor:
+    """Pixels painted in any layer of the editor (alpha > 0 or dark strokes) → 0 (fill); the rest 1."""
+    painted = painted_ink(editor)
     if painted is None or painted.max() <= 0.05:
         raise gr.Error("paint over the digit to mark the pixels to fill in, or pick a preset mask.")
     fill = _to_28(painted.clip(0, 1)) > 0.2
@@ -85,11 +93,21 @@ def editor_digit(editor, test_index) -> torch.Tensor:
 
 
 @torch.no_grad()
-def inpaint(test_index, editor, mask_preset, sampler, steps, resample_steps, num_variants, seed, stop=None):
+def inpaint(
+    test_index=7,
+    editor=None,
+    mask_preset="centre square",
+    sampler="DDIM",
+    steps=50,
+    resample_steps=2,
+    num_variants=4,
+    seed=0,
+    stop=None,
+):
     """(the digit with the region to fill shown grey, the filled-in variants as a gallery); setting ``stop`` ends
     the sampling after its current step."""
     mask_preset = check_choice("mask", mask_preset, MASK_PRESETS)
-    sampler = check_choice("sampler", sampler, models.SAMPLERS)
+    sampler = check_choice("sampler", sampler, models.INPAINT_SAMPLERS)
     if not models.is_available("pixel"):
         raise gr.Error(models.missing_message("pixel"))
     steps = check_steps(sampler, steps, models.num_train_timesteps("pixel"))
@@ -119,8 +137,31 @@ def inpaint(test_index, editor, mask_preset, sampler, steps, resample_steps, num
     return to_pils(shown, scale=6)[0], to_pils(images, scale=4)
 
 
+DEFAULTS = {  # the tab's starting values, which the first view inpaints with
+    "test_index": 7,
+    "mask_preset": "centre square",
+    "sampler": "DDIM",
+    "steps": 50,
+    "resample_steps": 2,
+    "num_variants": 4,
+    "seed": 0,
+}
+
+
+@cache
+def first_view():
+    """The starting values' result, computed once for the first visitor and kept."""
+    return inpaint(**DEFAULTS)
+
+
+def mask_after_painting(editor):
+    """Painting over the digit switches the mask to "drawn" (the strokes are the mask)."""
+    ink = painted_ink(editor)
+    return "drawn" if ink is not None and ink.max() > 0.05 else gr.skip()
+
+
 def build(demo: gr.Blocks) -> None:
-    """The Inpaint tab's layout and events; the editor opens on a test digit."""
+    """The Inpaint tab's layout and events; it opens on a test digit with its centre filled in."""
     missing_banner("pixel")
     gr.Markdown(
         "Paint over part of the digit (any colour): the pixel DDPM fills the painted pixels in, keeping the rest "
@@ -128,7 +169,7 @@ def build(demo: gr.Blocks) -> None:
     )
     with gr.Row():
         with gr.Column():
-            index = gr.Slider(0, NUM_TEST - 1, value=7, step=1, label=DIGIT_HELP)
+            index = gr.Slider(0, NUM_TEST - 1, value=DEFAULTS["test_index"], step=1, label=DIGIT_HELP)
             editor = gr.ImageEditor(
                 value=None,
                 type="numpy",
@@ -140,24 +181,45 @@ def build(demo: gr.Blocks) -> None:
                 label="Digit (paint the pixels to fill in)",
                 elem_id="inpaint-editor",
             )
-            mask = gr.Radio(list(MASK_PRESETS), value="drawn", label="Mask")
+            mask = gr.Radio(list(MASK_PRESETS), value=DEFAULTS["mask_preset"], label="Mask")
         with gr.Column():
             with gr.Row():
-                sampler = gr.Radio(list(models.SAMPLERS), value="DDIM", label="Sampler")
-                steps = gr.Slider(1, MAX_DDPM_STEPS, value=50, step=1, label="Steps")
-                resample = gr.Slider(1, MAX_RESAMPLE, value=2, step=1, label="Resample steps U")
+                sampler = gr.Radio(list(models.INPAINT_SAMPLERS), value=DEFAULTS["sampler"], label="Sampler")
+                steps = gr.Slider(1, MAX_DDPM_STEPS, value=DEFAULTS["steps"], step=1, label="Steps")
+                resample = gr.Slider(
+                    1, MAX_RESAMPLE, value=DEFAULTS["resample_steps"], step=1, label="Resample steps U"
+                )
             with gr.Row():
-                variants = gr.Slider(1, MAX_VARIANTS, value=4, step=1, label="Variants")
-                seed = seed_input()
+                variants = gr.Slider(1, MAX_VARIANTS, value=DEFAULTS["num_variants"], step=1, label="Variants")
+                seed = seed_input(value=DEFAULTS["seed"])
             run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
-            masked = gr.Image(label="Kept pixels (grey = to fill)", type="pil", format="png", elem_id="inpaint-masked")
-            result = gr.Gallery(format="png", label="Filled in", columns=4, height=200, elem_id="inpaint-gallery")
+            masked = gr.Image(label="kept_pixels", type="pil", format="png", elem_id="inpaint-masked")
+            gr.Markdown("Kept pixels above (grey: to fill in); the filled-in variants below.")
+            result = gr.Gallery(
+                format="png",
+                object_fit="contain",
+                label="filled_in",
+                columns=4,
+                height="auto",
+                elem_id="inpaint-gallery",
+            )
     index.change(editor_value, index, editor, api_name="ui_inpaint_digit", api_visibility="private")
+    editor.input(mask_after_painting, editor, mask, api_name="ui_inpaint_mask", api_visibility="private")
+    # not queued behind the slow on-open work: a visitor may start painting at once
+    demo.load(editor_value, index, editor, api_name="ui_inpaint_digit_load", api_visibility="private")
+    first = demo.load(
+        when_bundled(first_view, "pixel"),
+        None,
+        [masked, result],
+        api_name="ui_inpaint_first",
+        api_visibility="private",
+        **ON_OPEN,
+    )
     run.click(
         cancellable(inpaint),
         [index, editor, mask, sampler, steps, resample, variants, seed],
         [masked, result],
         api_name="inpaint",
         concurrency_id=HEAVY,
+        cancels=[first],
     )
-    demo.load(editor_value, index, editor, api_name="ui_inpaint_digit_load", api_visibility="private")

@@ -6,7 +6,7 @@ import gradio as gr
 
 from ..math_text import LATEX_DELIMITERS, math_markdown
 
-TITLE = "The math"
+TITLE = "Math"
 ID = "math"
 
 

@@ -15,19 +15,17 @@ from PIL import Image, ImageDraw
 from pipelines.defaults import (
     DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_DDIM_ETA,
-    DEFAULT_DDIM_STEPS,
-    DEFAULT_DDPM_STEPS,
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_SAMPLER,
 )
+from pipelines.samplers import resolve_sampler
 
 from .. import models
 from ..cancel import cancellable, interrupt_if_stopped
 from ..images import grid, save_gif, to_pils
 from ..limits import HEAVY
+from ..steps_grid import GRID_HEADERS, MAX_GRID_IMAGES, STEP_COUNTS, steps_quality
 from ..validation import (
-    MAX_DDIM_STEPS,
-    MAX_DDPM_STEPS,
     MAX_IMAGES,
     check_choice,
     check_float,
@@ -36,7 +34,7 @@ from ..validation import (
     check_seed,
     check_steps,
 )
-from ..widgets import missing_banner, seed_input
+from ..widgets import ON_OPEN, missing_banner, seed_input, when_bundled
 
 TITLE = "Sample"
 ID = "sample"
@@ -159,7 +157,8 @@ def sample_stream(
         what += f", autoguidance w = {autoguidance:g}"
     status = (
         f"**{num_images} images** from the {models.SPECS[model].label} with {sampler} "
-        f"({steps} steps{f', η = {eta:g}' if sampler == 'DDIM' else ''}; {what}; seed {seed}) in {seconds:.2f} s."
+        f"({steps} steps{f', η = {eta:g}' if resolve_sampler(sampler).takes_eta else ''}; {what}; seed {seed}) "
+        f"in {seconds:.2f} s."
     )
     images = result["output"].images
     yield to_pils(images), frames[-1] if frames else None, status, save_gif(frames)
@@ -173,61 +172,64 @@ def shows_autoguidance(model: str | None) -> bool:
     return model in models.DIFFUSION_MODELS and not models.SPECS[model].conditional and models.has_guide(model)
 
 
+def default_inputs() -> dict:
+    """The tab's starting values (pipelines/defaults.py and models' sampler table): the first view samples with them."""
+    sampler = DEFAULT_SAMPLER.upper()
+    return {
+        "model": default_model(),
+        "sampler": sampler,
+        "steps": models.default_steps(sampler),
+        "eta": DEFAULT_DDIM_ETA,
+        "seed": 0,
+        "num_images": 16,
+        "digit": 3,
+        "guidance": DEFAULT_GUIDANCE_SCALE,
+        "autoguidance": DEFAULT_AUTOGUIDANCE_SCALE,
+    }
+
+
+_first_views: dict[tuple, tuple] = {}
+
+
+def first_view():
+    """The first batch at the starting values, streamed to the first visitor, then kept: later visitors see it at once."""
+    inputs = tuple(default_inputs().values())
+    if inputs in _first_views:
+        yield _first_views[inputs]
+        return
+    last = None
+    for last in sample_stream(*inputs, progress=lambda *args, **kwargs: None):
+        yield last
+    _first_views[inputs] = last
+
+
+def steps_label() -> str:
+    caps = ", ".join(f"{s} ≤ {models.max_steps(s)}" for s in models.SAMPLERS)
+    return f"Steps ({caps})"
+
+
 def build(demo: gr.Blocks) -> None:
-    """The Sample tab's layout and events."""
+    """The Sample tab's layout and events: it opens on a first batch sampled with the starting values."""
     missing_banner(*models.DIFFUSION_MODELS)
+    start = default_inputs()
     with gr.Row():
         with gr.Column(scale=1):
-            model = gr.Dropdown(
-                [(models.SPECS[k].label, k) for k in models.DIFFUSION_MODELS],
-                value=default_model(),
-                label="Model",
-            )
-            sampler = gr.Radio(list(models.SAMPLERS), value=DEFAULT_SAMPLER.upper(), label="Sampler")
-            steps = gr.Slider(
-                1,
-                MAX_DDPM_STEPS,
-                value=DEFAULT_DDIM_STEPS,
-                step=1,
-                label=f"Steps (DDIM ≤ {MAX_DDIM_STEPS}, DDPM ≤ {MAX_DDPM_STEPS})",
-                elem_id="sample-steps",
-            )
-            eta = gr.Slider(
-                0, 1, value=DEFAULT_DDIM_ETA, step=0.05, label="DDIM η (0 = deterministic, 1 = DDPM-like noise)"
-            )
-            num_images = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
-            seed = seed_input()
-            with gr.Group(visible=models.SPECS[default_model()].conditional) as conditional_inputs:
-                digit = gr.Slider(0, 9, value=3, step=1, label="Digit (class-conditional model only)")
-                guidance = gr.Slider(
-                    0,
-                    MAX_GUIDANCE,
-                    value=DEFAULT_GUIDANCE_SCALE,
-                    step=0.5,
-                    label="Guidance scale w (class-conditional model only)",
-                )
-            with gr.Group(visible=shows_autoguidance(default_model())) as autoguidance_inputs:
-                autoguidance = gr.Slider(
-                    0,
-                    MAX_GUIDANCE,
-                    value=DEFAULT_AUTOGUIDANCE_SCALE,
-                    step=0.25,
-                    elem_id="sample-autoguidance",
-                    label="Autoguidance w: steer away from a small, briefly trained guide model (1 = off)",
-                )
+            inputs, conditional_inputs, autoguidance_inputs = sample_controls(start)
             run = gr.Button("Sample", variant="primary", elem_id="sample-button")
         with gr.Column(scale=2):
-            status = gr.Markdown(label="Status", elem_id="sample-status")
-            gallery = gr.Gallery(format="png", label="Samples", columns=6, height=420, elem_id="sample-gallery")
-            trajectory = gr.Image(
-                label="Reverse process: z_t (left) and the predicted x̂_0 (right), streamed",
-                type="pil",
-                format="png",
-                elem_id="sample-trajectory",
+            status = gr.Markdown(label="status", elem_id="sample-status")
+            gallery = gr.Gallery(
+                format="png", object_fit="contain", label="samples", columns=6, height="auto", elem_id="sample-gallery"
             )
-            gif = gr.File(label="Trajectory GIF (download)", elem_id="sample-gif")
+            trajectory = gr.Image(
+                label="trajectory", type="pil", format="png", elem_id="sample-trajectory", show_label=False
+            )
+            gr.Markdown("Reverse process, streamed: z_t (left) and the model's prediction x̂_0 (right).")
+            gif = gr.File(label="gif", elem_id="sample-gif")
+    outputs = [gallery, trajectory, status, gif]
+    model, sampler, steps = inputs["model"], inputs["sampler"], inputs["steps"]
     sampler.change(
-        lambda s: gr.update(value=DEFAULT_DDIM_STEPS if s == "DDIM" else DEFAULT_DDPM_STEPS),
+        lambda s: gr.update(value=models.default_steps(s)) if s in models.SAMPLERS else gr.skip(),
         sampler,
         steps,
         api_name="ui_default_steps",
@@ -243,10 +245,95 @@ def build(demo: gr.Blocks) -> None:
         api_name="ui_conditional_inputs",
         api_visibility="private",
     )
+    first_batch = demo.load(
+        when_bundled(first_view, start["model"]),
+        None,
+        outputs,
+        api_name="ui_first_batch",
+        api_visibility="private",
+        **ON_OPEN,
+    )
     run.click(
         cancellable(sample_stream),
-        [model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance],
-        [gallery, trajectory, status, gif],
+        list(inputs.values()),
+        outputs,
         api_name="sample",
+        concurrency_id=HEAVY,
+        cancels=[first_batch],  # a visitor's first click wins over the first batch still on its way
+    )
+    steps_quality_section(model)
+
+
+def sample_controls(start: dict) -> tuple[dict, gr.Group, gr.Group]:
+    """The inputs of /sample in its order (keys as ``default_inputs``), and the groups shown only for some models."""
+    model = gr.Dropdown(
+        [(models.SPECS[k].label, k) for k in models.DIFFUSION_MODELS], value=start["model"], label="Model"
+    )
+    sampler = gr.Radio(list(models.SAMPLERS), value=start["sampler"], label="Sampler")
+    steps = gr.Slider(  # the largest cap of any sampler: the API checks a call against it, then each sampler's own
+        1,
+        max(models.max_steps(s) for s in models.SAMPLERS),
+        value=start["steps"],
+        step=1,
+        label=steps_label(),
+        elem_id="sample-steps",
+    )
+    eta = gr.Slider(0, 1, value=start["eta"], step=0.05, label="DDIM η (0 = deterministic, 1 = DDPM-like noise)")
+    num_images = gr.Slider(1, MAX_IMAGES, value=start["num_images"], step=1, label="Number of images")
+    seed = seed_input(value=start["seed"])
+    with gr.Group(visible=models.SPECS[start["model"]].conditional) as conditional_inputs:
+        digit = gr.Slider(0, 9, value=start["digit"], step=1, label="Digit (class-conditional model only)")
+        guidance = gr.Slider(
+            0, MAX_GUIDANCE, value=start["guidance"], step=0.5, label="Guidance scale w (class-conditional model only)"
+        )
+    with gr.Group(visible=shows_autoguidance(start["model"])) as autoguidance_inputs:
+        autoguidance = gr.Slider(
+            0,
+            MAX_GUIDANCE,
+            value=start["autoguidance"],
+            step=0.25,
+            elem_id="sample-autoguidance",
+            label="Autoguidance w: steer away from a small, briefly trained guide model (1 = off)",
+        )
+    inputs = {  # the order of /sample's parameters (shown in another order)
+        "model": model,
+        "sampler": sampler,
+        "steps": steps,
+        "eta": eta,
+        "seed": seed,
+        "num_images": num_images,
+        "digit": digit,
+        "guidance": guidance,
+        "autoguidance": autoguidance,
+    }
+    return inputs, conditional_inputs, autoguidance_inputs
+
+
+def steps_quality_section(model: gr.Dropdown) -> None:
+    """What steps buy: one grid of the same seeds under every sampler and step count, scored by the classifier."""
+    with gr.Accordion("What steps buy: samplers × steps, scored by the classifier", open=False):
+        gr.Markdown(
+            f"The same seeds (so the same z_T) sampled with each sampler at {', '.join(map(str, STEP_COUNTS))} "
+            "steps, with the model chosen above. Each cell says which share of its digits the project's "
+            "classifier is confident about (probability ≥ 0.9 for one digit, as `training.evaluate` counts)."
+        )
+        with gr.Row():
+            grid_images = gr.Slider(1, MAX_GRID_IMAGES, value=8, step=1, label="Images per cell")
+            grid_seed = seed_input()
+            grid_run = gr.Button("Compare", variant="primary", elem_id="steps-button")
+        cells = gr.Gallery(
+            format="png",
+            object_fit="contain",
+            label="cells",
+            columns=len(STEP_COUNTS),
+            height="auto",
+            elem_id="steps-gallery",
+        )
+        table = gr.Dataframe(headers=GRID_HEADERS, label="scores", elem_id="steps-table")
+    grid_run.click(
+        steps_quality,
+        [model, grid_images, grid_seed],
+        [cells, table],
+        api_name="steps_quality",
         concurrency_id=HEAVY,
     )

@@ -10,9 +10,9 @@ from pipelines.pipeline_vae import lerp, slerp
 
 from .. import models
 from ..images import grid, input_digit, save_gif, test_digit, to_pils
-from ..plots import MAP_PIXELS, latent_map_image, map_limits, pixel_to_coords
+from ..plots import MAP_PIXELS, latent_map_image, map_limits, mark_point, pixel_to_coords
 from ..validation import MAX_IMAGES, check_float, check_int, check_seed, is_finite_number
-from ..widgets import NUM_TEST, digit_inputs, missing_banner, seed_input
+from ..widgets import NUM_TEST, digit_inputs, endpoint_shown_on_open, missing_banner, seed_input
 
 TITLE = "VAE"
 ID = "vae"
@@ -34,7 +34,7 @@ def vae_pipe(beta=1.0):
 
 
 @torch.no_grad()
-def reconstruct(test_index, drawing, seed, beta=1.0):
+def reconstruct(test_index=0, drawing=None, seed=0, beta=1.0):
     """(input, reconstruction, ELBO markdown, ELBO terms as a dict in nats) under the VAE trained with ``beta``."""
     seed = check_seed(seed)
     pipe = vae_pipe(beta)
@@ -88,7 +88,7 @@ def interpolate(index_a, index_b, num_frames):
 
 
 @torch.no_grad()
-def traverse(test_index, drawing, dim, span, num_frames):
+def traverse(test_index=0, drawing=None, dim=0, span=3.0, num_frames=10):
     """Move one latent coordinate of μ(x) from −span to +span."""
     pipe = vae_pipe()
     size = int(np.prod(pipe.vae.latent_shape))
@@ -109,9 +109,17 @@ def _embedding():
 
 
 def latent_map(marker=None):
-    """The test digits' posterior means projected on their first two principal directions, coloured by digit."""
+    """The test digits' posterior means projected on their first two principal directions, coloured by digit
+    (drawn once; a ``marker`` (PC 1, PC 2) is a cross drawn on a copy, so a click answers at once)."""
     points, labels, _, _ = _embedding()
-    return latent_map_image(points, labels, map_limits(points), marker)
+    limits = map_limits(points)
+    key = (id(models.load("vae")), limits)
+    if _map_cache.get("key") != key:
+        _map_cache.update(key=key, image=latent_map_image(points, labels, limits))
+    return _map_cache["image"] if marker is None else mark_point(_map_cache["image"], *marker, limits)
+
+
+_map_cache: dict = {}
 
 
 @torch.no_grad()
@@ -145,116 +153,142 @@ def beta_radio(elem_id: str) -> gr.Radio:
     )
 
 
+LIVE = {"trigger_mode": "always_last", "show_progress": "hidden"}  # cheap views follow their inputs as they move
+
+
+def live_view(demo: gr.Blocks, triggers: list, fn, inputs, outputs, api_name: str) -> None:
+    """``fn`` as a public endpoint that follows ``triggers`` and is shown when the page opens."""
+    endpoint_shown_on_open(demo, triggers, fn, inputs, outputs, api_name, needs=("vae",), **LIVE)
+
+
 def build(demo: gr.Blocks) -> None:
-    """The VAE tab's sub-tabs: layout and events."""
+    """The VAE tab's sub-tabs: each shows its result when the page opens and follows its inputs (all cheap)."""
     missing_banner("vae")
-    with gr.Tabs():
-        with gr.Tab("Reconstruction & ELBO"):
-            gr.Markdown(
-                "The ELBO = E_q[ln p(x|z)] − KL[q(z|x) ‖ p(z)] of a digit, live: reconstruction minus KL, in nats."
-            )
-            with gr.Row():
-                with gr.Column():
-                    index, drawing = digit_inputs("vae-sketchpad")
-                    seed = seed_input("Seed (the draw z = μ + σ·ε)")
-                    beta = beta_radio("vae-beta")
-                    run = gr.Button("Reconstruct", variant="primary", elem_id="vae-reconstruct-button")
-                with gr.Column():
-                    with gr.Row():
-                        original = gr.Image(label="Input x", type="pil", format="png", height=200, elem_id="vae-input")
-                        recon = gr.Image(
-                            label="Reconstruction E[x | z = μ]",
-                            type="pil",
-                            format="png",
-                            height=200,
-                            elem_id="vae-recon",
-                        )
-                    elbo_text = gr.Markdown(label="ELBO", elem_id="vae-elbo")
-                    elbo = gr.JSON(label="ELBO terms (nats)")
-            outputs = [original, recon, elbo_text, elbo]
-            run.click(reconstruct, [index, drawing, seed, beta], outputs, api_name="vae_reconstruct")
-            for trigger in (index.release, drawing.change, beta.change):  # live: a new digit, a stroke or β recomputes
-                trigger(
-                    reconstruct,
-                    [index, drawing, seed, beta],
-                    outputs,
-                    api_name="ui_reconstruct_live",
-                    api_visibility="private",
-                    trigger_mode="always_last",
-                    show_progress="hidden",
-                )
-
+    with gr.Tabs(overflow_behavior="wrap"):
+        with gr.Tab("ELBO"):
+            index, drawing = elbo_tab(demo)
         with gr.Tab("Prior samples"):
-            gr.Markdown("z ~ p(z) = N(0, I), then the mean of p(x | z).")
-            with gr.Row():
-                num_prior = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
-                prior_seed = seed_input()
-                prior_beta = beta_radio("vae-prior-beta")
-                prior_run = gr.Button("Sample the prior", variant="primary", elem_id="vae-prior-button")
-            prior = gr.Gallery(format="png", columns=8, height=300, label="Prior samples", elem_id="vae-prior-gallery")
-            prior_run.click(prior_samples, [num_prior, prior_seed, prior_beta], prior, api_name="vae_prior")
-
+            prior_tab(demo)
         with gr.Tab("Interpolation"):
-            gr.Markdown("From μ(a) to μ(b) in latent space: a straight line vs. the great circle (slerp).")
-            with gr.Row():
-                index_a = gr.Slider(0, NUM_TEST - 1, value=0, step=1, label="From test digit #")
-                index_b = gr.Slider(0, NUM_TEST - 1, value=60, step=1, label="To test digit #")
-                frames = gr.Slider(2, MAX_FRAMES, value=10, step=1, label="Frames")
-                walk = gr.Button("Interpolate", variant="primary", elem_id="vae-interpolate-button")
-            linear = gr.Image(label="Linear", type="pil", format="png", height=130, elem_id="vae-linear")
-            spherical = gr.Image(label="Slerp", type="pil", format="png", height=130, elem_id="vae-slerp")
-            walk_gif = gr.File(label="GIF (left: linear, right: slerp)", elem_id="vae-walk-gif")
-            walk.click(
-                interpolate,
-                [index_a, index_b, frames],
-                [linear, spherical, walk_gif],
-                api_name="vae_interpolate",
-            )
-
-        with gr.Tab("Traversal"):
-            gr.Markdown(
-                "One coordinate of μ(x) swept from −span to +span, the others fixed (x: the digit of "
-                "'Reconstruction & ELBO')."
-            )
-            with gr.Row():
-                dim = gr.Slider(0, 15, value=0, step=1, label="Latent dimension")
-                span = gr.Slider(0.5, 5, value=3, step=0.5, label="Span ±")
-                traverse_frames = gr.Slider(2, MAX_FRAMES, value=10, step=1, label="Frames")
-                traverse_run = gr.Button("Traverse", variant="primary", elem_id="vae-traverse-button")
-            traversal = gr.Image(
-                label="z_dim from −span to +span", type="pil", format="png", height=130, elem_id="vae-traversal"
-            )
-            traverse_run.click(
-                traverse, [index, drawing, dim, span, traverse_frames], traversal, api_name="vae_traverse"
-            )
-
+            interpolation_tab(demo)
+        with gr.Tab("Traversal") as tab:
+            traversal_tab(demo, tab, index, drawing)
         with gr.Tab("Latent map"):
-            gr.Markdown(
-                "The test digits' μ(x) on their first two principal directions, coloured by digit. "
-                "Click anywhere to decode that point."
-            )
+            latent_map_tab(demo)
+
+
+def elbo_tab(demo: gr.Blocks) -> tuple[gr.Slider, gr.Sketchpad]:
+    """A digit's reconstruction and ELBO terms; returns its digit inputs (the traversal uses the same digit)."""
+    gr.Markdown(
+        "The ELBO = E_q[ln p(x|z)] − KL[q(z|x) ‖ p(z)] of a digit, live: reconstruction minus KL, in nats. "
+        "With it: the input x and its reconstruction E[x | z = μ]."
+    )
+    with gr.Row():
+        with gr.Column():
+            index, drawing = digit_inputs("vae-sketchpad")
+            seed = seed_input("Seed (the draw z = μ + σ·ε)")
+            beta = beta_radio("vae-beta")
+        with gr.Column():
             with gr.Row():
-                with gr.Column(scale=2):
-                    map_run = gr.Button("Draw the latent map", variant="primary", elem_id="vae-map-button")
-                    map_image = gr.Image(
-                        label="Latent map (click a point)",
-                        type="pil",
-                        format="png",
-                        interactive=False,
-                        height=500,
-                        elem_id="vae-map",
-                    )
-                with gr.Column(scale=1):
-                    pc1 = gr.Number(0.0, label="PC 1")
-                    pc2 = gr.Number(0.0, label="PC 2")
-                    decode_run = gr.Button("Decode this point", elem_id="vae-decode-button")
-                    decoded = gr.Image(label="Decoded", type="pil", format="png", height=200, elem_id="vae-decoded")
-            map_run.click(latent_map, None, map_image, api_name="vae_latent_map")
-            decode_run.click(decode_point, [pc1, pc2], [decoded, map_image], api_name="vae_decode_point")
-            map_image.select(map_click, None, [pc1, pc2], api_name="ui_map_click", api_visibility="private").then(
-                decode_point,
-                [pc1, pc2],
-                [decoded, map_image],
-                api_name="ui_map_decode",
-                api_visibility="private",
+                picture = {"type": "pil", "format": "png", "height": 200, "min_width": 120}
+                original = gr.Image(label="input", elem_id="vae-input", **picture)
+                recon = gr.Image(label="reconstruction", elem_id="vae-recon", **picture)
+            elbo_text = gr.Markdown(label="elbo_text", elem_id="vae-elbo")
+            elbo = gr.JSON(label="elbo_terms")
+    live_view(
+        demo,
+        [index.input, drawing.change, seed.input, beta.change],
+        reconstruct,
+        [index, drawing, seed, beta],
+        [original, recon, elbo_text, elbo],
+        "vae_reconstruct",
+    )
+    return index, drawing
+
+
+def prior_tab(demo: gr.Blocks) -> None:
+    gr.Markdown("z ~ p(z) = N(0, I), then the mean of p(x | z).")
+    with gr.Row():
+        num_prior = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Number of images")
+        seed = seed_input()
+        beta = beta_radio("vae-prior-beta")
+    prior = gr.Gallery(
+        format="png",
+        object_fit="contain",
+        columns=8,
+        height="auto",
+        label="prior_samples",
+        elem_id="vae-prior-gallery",
+    )
+    live_view(
+        demo, [num_prior.input, seed.input, beta.change], prior_samples, [num_prior, seed, beta], prior, "vae_prior"
+    )
+
+
+def interpolation_tab(demo: gr.Blocks) -> None:
+    gr.Markdown(
+        "From μ(a) to μ(b) in latent space: a straight line (top) vs. the great circle (slerp, below). "
+        "The GIF shows both, linear left."
+    )
+    with gr.Row():
+        index_a = gr.Slider(0, NUM_TEST - 1, value=0, step=1, label="From test digit #")
+        index_b = gr.Slider(0, NUM_TEST - 1, value=60, step=1, label="To test digit #")
+        frames = gr.Slider(2, MAX_FRAMES, value=10, step=1, label="Frames")
+    linear = gr.Image(label="linear", type="pil", format="png", height=130, elem_id="vae-linear")
+    spherical = gr.Image(label="slerp", type="pil", format="png", height=130, elem_id="vae-slerp")
+    walk_gif = gr.File(label="gif", elem_id="vae-walk-gif")
+    live_view(
+        demo,
+        [index_a.input, index_b.input, frames.input],
+        interpolate,
+        [index_a, index_b, frames],
+        [linear, spherical, walk_gif],
+        "vae_interpolate",
+    )
+
+
+def traversal_tab(demo: gr.Blocks, tab: gr.Tab, index: gr.Slider, drawing: gr.Sketchpad) -> None:
+    gr.Markdown(
+        "One coordinate of μ(x) swept from −span to +span, the others fixed (x: the digit of the ELBO tab, "
+        "as it is when this tab opens)."
+    )
+    with gr.Row():
+        dim = gr.Slider(0, 15, value=0, step=1, label="Latent dimension")
+        span = gr.Slider(0.5, 5, value=3, step=0.5, label="Span ±")
+        frames = gr.Slider(2, MAX_FRAMES, value=10, step=1, label="Frames")
+    traversal = gr.Image(label="traversal", type="pil", format="png", height=130, elem_id="vae-traversal")
+    live_view(
+        demo,
+        [dim.input, span.input, frames.input, tab.select],
+        traverse,
+        [index, drawing, dim, span, frames],
+        traversal,
+        "vae_traverse",
+    )
+
+
+def latent_map_tab(demo: gr.Blocks) -> None:
+    gr.Markdown(
+        "The test digits' μ(x) on their first two principal directions, coloured by digit. "
+        "Click anywhere to decode that point."
+    )
+    with gr.Row():
+        with gr.Column(scale=2):
+            map_image = gr.Image(
+                label="latent_map", type="pil", format="png", interactive=False, height=500, elem_id="vae-map"
             )
+        with gr.Column(scale=1):
+            pc1 = gr.Number(0.0, label="PC 1")
+            pc2 = gr.Number(0.0, label="PC 2")
+            decoded = gr.Image(label="decoded", type="pil", format="png", height=200, elem_id="vae-decoded")
+    # the public map endpoint draws the bare map; the page opens on the map with the origin decoded
+    map_button = gr.Button(visible=False)
+    map_button.click(latent_map, None, map_image, api_name="vae_latent_map")
+    live_view(demo, [pc1.input, pc2.input], decode_point, [pc1, pc2], [decoded, map_image], "vae_decode_point")
+    map_image.select(map_click, None, [pc1, pc2], api_name="ui_map_click", api_visibility="private").then(
+        decode_point,
+        [pc1, pc2],
+        [decoded, map_image],
+        api_name="ui_map_decode",
+        api_visibility="private",
+    )
