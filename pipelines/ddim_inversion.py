@@ -26,8 +26,10 @@ from diffusers.schedulers import DDIMScheduler as DiffusersDDIMScheduler
 from diffusers.utils import BaseOutput
 
 from . import schedules
+from .data_range import to_model_range
 from .guidance import guided_model_output, prepare_class_labels
-from .sampling_loop import OutputType, Precision, SamplingPipelineOutput, TrajectoryPoint, to_model_range
+from .precision import autocast
+from .sampling_loop import OutputType, Precision, SamplingPipelineOutput, TrajectoryPoint
 from .scheduling_ddim import DDIMScheduler
 
 DDIM_SCHEDULERS = (DDIMScheduler, DiffusersDDIMScheduler)
@@ -119,7 +121,7 @@ def invert(
     device = pipe.device
     latents = encode_images(pipe, images.to(device)).float()
     pipe.check_sampling_inputs(len(latents), num_inference_steps, 0.0, "pt", None, ["latents"], return_trajectory_every)
-    pipe.start_sampling(guidance_scale, precision, device, autoguidance_scale)
+    pipe.start_sampling(guidance_scale, precision, device, autoguidance_scale, len(latents))
     labels = prepare_class_labels(pipe.unet, class_labels, len(latents), device)
     scheduler.set_timesteps(num_inference_steps)
     z, trajectory = latents, [] if return_trajectory_every else None
@@ -127,7 +129,7 @@ def invert(
     for i, t in enumerate(ascending):
         _, alpha_prod_t_prev = alpha_pair(scheduler, t)
         # ε̂ = ε_θ(z_{t'}, t): the network where we are, asked about the step we go to (Mokady et al. §3)
-        with pipe._autocast(device):
+        with autocast(pipe._precision, device):
             model_output = guided_model_output(
                 pipe.unet,
                 scheduler.scale_model_input(z, t),
@@ -171,7 +173,7 @@ def sample_from_noise(
     expected = pipe.sample_shape(len(noise))
     if tuple(noise.shape) != expected:
         raise ValueError(f"noise must have shape {expected} (the UNet's sample shape), got {tuple(noise.shape)}.")
-    pipe.start_sampling(guidance_scale, precision, device, autoguidance_scale)
+    pipe.start_sampling(guidance_scale, precision, device, autoguidance_scale, len(noise))
     labels = prepare_class_labels(pipe.unet, class_labels, len(noise), device)
     pipe.scheduler.set_timesteps(num_inference_steps)
     step = functools.partial(pipe.denoising_step, class_labels=labels, step_kwargs={"eta": 0.0})

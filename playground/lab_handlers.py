@@ -102,7 +102,7 @@ def target_points(target: str, drawing, num_points: int, seed: int = 0) -> torch
     return toy2d.points_from_drawing(np.asarray(picture), num_points, seed)
 
 
-def preview_target(target, drawing):
+def preview_target(target="moons", drawing=None):
     """The target before training (a short note in the title instead of an error while the canvas is empty)."""
     try:
         return figures.point_cloud(target_points(target, drawing, NUM_SHOWN), None, "the target distribution")
@@ -119,7 +119,15 @@ def _diffusion_status(run: toy2d.DiffusionRun) -> str:
     )
 
 
-def train_diffusion(target, drawing, beta_schedule, num_steps, max_seconds, seed, request: gr.Request):
+def train_diffusion(
+    target="moons",
+    drawing=None,
+    beta_schedule="linear",
+    num_steps=100,
+    max_seconds=20,
+    seed=0,
+    request: gr.Request = None,
+):
     """Stream (status, samples over the target, training curves, run) while the ε-predictor trains."""
 
     def start(flag):
@@ -146,7 +154,7 @@ def _diffusion_pictures(runs):
         yield _diffusion_status(run), samples, figures.loss_curves(run.losses, run.distances), run
 
 
-def reverse_process(run, seed):
+def reverse_process(run, seed=1):
     """Animate ancestral sampling from z_T ~ N(0, I) to z_0 with every DDPMScheduler step; offer the model file."""
     run = _require(run, "diffusion model")
     seed = _as_gr_error(lambda: check_number("seed", seed, 0, MAX_SEED, integer=True))
@@ -160,7 +168,7 @@ def reverse_process(run, seed):
     return gif, figures.strip(frames), str(toy2d.save_toy_model(run, path))
 
 
-def forward_and_field(run, t):
+def forward_and_field(run, t=5):
     """q(z_t | x) of the target points and the learned score field at step t (1 ≤ t ≤ T)."""
     run = _require(run, "diffusion model")
     T = run.scheduler.config.num_train_timesteps
@@ -183,7 +191,7 @@ def _vae_status(run: lab_vae.VAERun) -> str:
     )
 
 
-def train_vae(beta, max_seconds, seed, request: gr.Request):
+def train_vae(beta=1.0, max_seconds=60, seed=0, request: gr.Request = None):
     """Stream (status, ELBO curves, latent map, decoded grid, run) while the VAE trains."""
 
     def start(flag):

@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipelines.samplers import SAMPLERS as SAMPLER_TABLE
+from pipelines.schedules import BETA_SCHEDULES, schedule_label
+from playground.models import SPECS as MODEL_SPECS
 from tests.app_server import launch_app, make_tiny_models, stop_app
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -48,7 +51,14 @@ KEYWORD_CALLS = {
     "/ddim_invert": {"test_index": 3, "steps": 4},
     "/walk_digits": {"index_a": 1, "index_b": 2, "num_frames": 3, "steps": 3},
     "/inpaint": {"test_index": 9, "steps": 4, "num_variants": 2},
+    "/lab_train_diffusion": {"target": "rings", "num_steps": 10, "max_seconds": 1},
+    "/lab_reverse_process": {"seed": 2},
+    "/lab_forward_and_field": {"t": 3},
+    "/lab_target": {"target": "swiss_roll"},
+    "/lab_train_vae": {"max_seconds": 1},
+    "/lab_stop": {},
 }
+NEEDS_A_TRAINED_TOY = {"/lab_reverse_process", "/lab_forward_and_field"}  # they show the session's trained model
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +122,8 @@ def test_the_readme_lists_every_endpoint_and_its_client_example_runs(client, cap
 
 @pytest.mark.parametrize("api_name", sorted(KEYWORD_CALLS))
 def test_every_endpoint_answers_a_call_with_keyword_arguments_only(client, api_name):
+    if api_name in NEEDS_A_TRAINED_TOY:
+        client.predict(num_steps=10, max_seconds=1, api_name="/lab_train_diffusion")
     result = client.predict(**KEYWORD_CALLS[api_name], api_name=api_name)
     outputs = len(api_info(client)[api_name]["returns"])
     assert result is not None and (outputs == 1 or len(result) == outputs)
@@ -349,3 +361,33 @@ def test_a_missing_model_gives_a_clear_message(tmp_path):
         assert len(c.predict("pixel", "DDIM", 3, 0.0, 0, 2, 0, 1.0, api_name="/sample")[0]) == 2
     finally:
         stop_app(process)
+
+
+# Every entry of the registries works end to end through the app's API: a new sampler, β schedule or bundled model
+# is one table entry, and this test is what shows the page serves it.
+@pytest.mark.parametrize("sampler", [s.label for s in SAMPLER_TABLE.values()])
+@pytest.mark.parametrize("model", ["pixel", "latent"])
+def test_every_registered_sampler_samples_through_the_api(client, sampler, model):
+    images, _, status, _ = client.predict(
+        model=model, sampler=sampler, steps=3, num_images=2, seed=4, api_name="/sample"
+    )
+    assert len(images) == 2 and f"with {sampler} (3 steps" in status
+
+
+@pytest.mark.parametrize("schedule", list(BETA_SCHEDULES))
+def test_every_registered_beta_schedule_runs_the_forward_process(client, schedule):
+    gallery, stats, _ = client.predict(names=[schedule], test_index=2, t=100, api_name="/forward_process")
+    rows = stats["data"] if isinstance(stats, dict) else stats
+    assert len(gallery) == 3 and [row[0] for row in rows] == [schedule_label(schedule)]
+
+
+@pytest.mark.parametrize("key", [k for k, spec in MODEL_SPECS.items() if spec.kind != "vae"])
+def test_every_registered_diffusion_model_samples_through_the_api(client, key):
+    images, _, status, _ = client.predict(model=key, steps=2, num_images=1, api_name="/sample")
+    assert len(images) == 1 and MODEL_SPECS[key].label in status
+
+
+@pytest.mark.parametrize("beta", sorted(spec.beta for spec in MODEL_SPECS.values() if spec.kind == "vae"))
+def test_every_registered_vae_reconstructs_through_the_api(client, beta):
+    _, _, _, terms = client.predict(test_index=4, beta=beta, api_name="/vae_reconstruct")
+    assert terms["elbo"] == pytest.approx(terms["reconstruction"] - terms["kl"], abs=0.05)

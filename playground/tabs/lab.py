@@ -38,7 +38,8 @@ def _private(name: str, **more) -> dict:
 
 
 def _picture(elem_id: str, label: str, **more) -> gr.Image:
-    """An output picture whose title is drawn inside it (so Gradio's label badge would only hide it)."""
+    """An output picture whose title is drawn inside it (so Gradio's label badge would only hide it); ``label`` is its
+    name in the API."""
     return gr.Image(label=label, show_label=False, type="pil", format="png", elem_id=elem_id, **more)
 
 
@@ -85,16 +86,14 @@ def _diffusion_results():
     gr.Markdown("### The trained model: the reverse process, the forward process and the learned field")
     with gr.Row():
         with gr.Column(scale=1):
-            animation = gr.Image(
-                label="Reverse process z_T → z_0 (GIF)", show_label=False, type="filepath", elem_id="lab-animation"
-            )
+            animation = gr.Image(label="animation", show_label=False, type="filepath", elem_id="lab-animation")
             anim_seed = gr.Number(1, precision=0, minimum=0, maximum=MAX_SEED, label="Sampling seed")
             animate = gr.Button("Sample and animate again", elem_id="lab-animate")
-            download = gr.File(label="The trained model (safetensors, with its scheduler config)", elem_id="lab-file")
+            download = gr.File(label="trained_model", elem_id="lab-file")
         with gr.Column(scale=2):
-            frames = _picture("lab-frames", "Frames of the reverse process")
+            frames = _picture("lab-frames", "frames")
             t = gr.Slider(1, 100, value=5, step=1, label="t: the forward process q(z_t | x) and the field at t")
-            field = _picture("lab-field", "Forward process and learned denoising direction")
+            field = _picture("lab-field", "field")
     return animation, anim_seed, animate, download, frames, t, field
 
 
@@ -106,10 +105,12 @@ def _diffusion_lab(demo: gr.Blocks):
             inputs = _diffusion_inputs()
             train, stop = _train_and_stop("diffusion")
         with gr.Column(scale=2):
-            status = gr.Markdown("Pick a target and press **Train**.", elem_id="lab-diffusion-status")
+            status = gr.Markdown(
+                "Pick a target and press **Train**.", label="diffusion_status", elem_id="lab-diffusion-status"
+            )
             with gr.Row():
-                samples = _picture("lab-samples", "Samples over the target")
-                curves = _picture("lab-loss", "Training curves")
+                samples = _picture("lab-samples", "samples")
+                curves = _picture("lab-loss", "training_curves")
     animation, anim_seed, animate, download, frames, t, field = _diffusion_results()
     run = gr.State(None)
     target, drawing, _, num_steps, _, _ = inputs
@@ -164,13 +165,13 @@ def _vae_lab():
             max_seconds = _seconds(60, "lab-vae-seconds")
             seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
             train, stop = _train_and_stop("vae")
-            download = gr.File(label="The trained VAE (safetensors)", elem_id="lab-vae-file")
+            download = gr.File(label="trained_vae", elem_id="lab-vae-file")
         with gr.Column(scale=3):
-            status = gr.Markdown("Press **Train**.", elem_id="lab-vae-status")
-            curves = _picture("lab-elbo", "ELBO and its terms")
+            status = gr.Markdown("Press **Train**.", label="vae_status", elem_id="lab-vae-status")
+            curves = _picture("lab-elbo", "elbo_curves")
     with gr.Row():
-        latent = _picture("lab-latent", "Latent map of held-out digits")
-        grid = _picture("lab-grid", "Decoded grid over the latent plane")
+        latent = _picture("lab-latent", "latent_map")
+        grid = _picture("lab-grid", "decoded_grid")
     run = gr.State(None)
     training = train.click(
         handlers.train_vae,
