@@ -3,6 +3,7 @@ project's classifier (the share of confident digits, as `python -m training.eval
 
 from __future__ import annotations
 
+import math
 import time
 
 import gradio as gr
@@ -64,6 +65,7 @@ def steps_quality(model="latent", num_images=8, seed=0):
             images = sample_cell(model, sampler, steps, num_images, seed)
             seconds = time.perf_counter() - start
             share = confident_fraction(images)
-            cells.append((grid(images, nrow=4, scale=2), f"{sampler} · {steps} steps · {share:.0%} confident"))
+            nrow = math.ceil(math.sqrt(num_images))  # a square-ish cell
+            cells.append((grid(images, nrow=nrow, scale=2), f"{sampler} · {steps} steps · {share:.0%} confident"))
             rows.append([sampler, steps, round(100 * share, 1), round(seconds, 2)])
     return cells, rows
