@@ -84,3 +84,28 @@ def test_gradio_image_cache_never_rewrites_a_picture_being_served(tmp_path):
     stop.set()
     reader.join()
     assert seen == {size} and path.stat().st_mtime_ns == written  # never truncated, never rewritten
+
+
+@pytest.mark.slow
+def test_a_lab_training_job_and_eight_sampling_clients_at_once_all_succeed(tmp_path):
+    """The training lab runs in its own one-at-a-time queue group: eight visitors sampling meanwhile all get their
+    images (0 errors), and the training job streams to its end."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+
+    models_dir = make_tiny_models(tmp_path / "models")
+    with serve_app(models_dir) as (url, _pid):
+        trainer = Client(url, verbose=False)
+        training = trainer.submit(target="moons", num_steps=20, max_seconds=8, api_name="/lab_train_diffusion")
+
+        def sample(seed: int) -> int:
+            client = Client(url, verbose=False)
+            images = client.predict(model="latent", steps=3, num_images=2, seed=seed, api_name="/sample")[0]
+            return len(images)
+
+        with ThreadPoolExecutor(8) as pool:
+            counts = list(pool.map(sample, range(8)))
+        status = training.result(timeout=300)[0]
+    assert counts == [2] * 8
+    assert status.startswith("**Step ")  # the last streamed update: the run reached its end
