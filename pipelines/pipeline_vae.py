@@ -88,6 +88,8 @@ class VAEPipeline(SafeFromPretrainedMixin, DiffusionPipeline):
 
     def __init__(self, vae: VAE):
         super().__init__()
+        if vae is None:
+            raise ValueError("VAEPipeline needs a vae (a pipelines.vae.VAE); got None.")
         self.register_modules(vae=vae)
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=False)
 

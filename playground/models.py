@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from data.mnist import load_mnist
 from pipelines import samplers
 from pipelines.digit_classifier import load_classifier
 from pipelines.pipeline_ddpm import DDPMPipeline
@@ -197,9 +198,7 @@ def classifier():
 @lru_cache(maxsize=1)
 def test_digits():
     """The held-out MNIST test split (500 digits, 50 per class), loaded once."""
-    from training.data import load_data
-
-    return load_data("mnist", "test")
+    return load_mnist("test")
 
 
 _latent_cache: dict = {}

