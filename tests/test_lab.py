@@ -114,7 +114,14 @@ def test_the_time_budget_ends_a_run_on_its_clock():
     assert 0 < run.step < 20  # one clock reading per step at least
 
 
-@pytest.mark.parametrize("name", schedules.BETA_SCHEDULES)
+def test_the_lab_offers_every_schedule_that_ends_in_noise_and_not_laplace():
+    assert set(toy2d.SCHEDULES) == set(schedules.BETA_SCHEDULES) - {"laplace"}
+    assert schedules.alphas_cumprod(schedules.make_betas("laplace", 1000))[-1].sqrt() > 0.1  # z_T keeps signal
+    with pytest.raises(ValueError, match="beta_schedule must be one of"):
+        toy2d.make_scheduler("laplace", 100)
+
+
+@pytest.mark.parametrize("name", toy2d.SCHEDULES)
 def test_every_schedule_and_t_ends_the_forward_process_near_pure_noise(name):
     """√ᾱ_T, what is left of x in z_T, is below 3% for any T, thanks to the β range scaled by 1000/T."""
     for T in (10, 100, 1000):

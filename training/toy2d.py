@@ -133,10 +133,21 @@ def scaled_beta_range(num_train_timesteps: int) -> tuple[float, float]:
     return 1e-4 * scale, min(0.02 * scale, 0.999)
 
 
+def ends_in_noise(beta_schedule: str) -> bool:
+    """Whether z_T is (nearly) pure noise under this schedule: √ᾱ_T < 3% at the reference T. Sampling starts from
+    N(0, I), so a schedule that leaves signal in z_T (diffusers' Laplace schedule keeps √ᾱ_T ≈ 0.18) cannot be
+    learned from it; the lab does not offer those."""
+    betas = schedules.make_betas(beta_schedule, REFERENCE_T, *scaled_beta_range(REFERENCE_T))
+    return bool(schedules.alphas_cumprod(betas)[-1].sqrt() < 0.03)  # √ᾱ_T: what is left of x in z_T
+
+
+SCHEDULES = tuple(name for name in schedules.BETA_SCHEDULES if ends_in_noise(name))  # the lab's choices
+
+
 def make_scheduler(beta_schedule: str, num_train_timesteps: int) -> DDPMScheduler:
     """Our DDPMScheduler for a 2-D model: the named β schedule over T steps, x̂_0 clipped to ±CLIP_RANGE."""
-    if beta_schedule not in schedules.BETA_SCHEDULES:
-        raise ValueError(f"beta_schedule must be one of {schedules.BETA_SCHEDULES}, got {beta_schedule!r}.")
+    if beta_schedule not in SCHEDULES:
+        raise ValueError(f"beta_schedule must be one of {list(SCHEDULES)}, got {beta_schedule!r}.")
     num_train_timesteps = check_number("T", num_train_timesteps, MIN_T, MAX_T, integer=True)
     beta_start, beta_end = scaled_beta_range(num_train_timesteps)
     return DDPMScheduler(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.schedules import BETA_SCHEDULES, schedule_label
+from pipelines.schedules import schedule_label
 from training import toy2d
 from training.live import MAX_SECONDS, MAX_SEED
 
@@ -74,7 +74,7 @@ def _diffusion_inputs():
         visible=False,
         elem_id="lab-drawing",
     )
-    schedule = gr.Dropdown([(schedule_label(n), n) for n in BETA_SCHEDULES], value="linear", label="β schedule")
+    schedule = gr.Dropdown([(schedule_label(n), n) for n in toy2d.SCHEDULES], value="linear", label="β schedule")
     num_steps = gr.Slider(toy2d.MIN_T, toy2d.MAX_T, value=100, step=1, label="T (diffusion steps)")
     max_seconds = _seconds(20, "lab-diffusion-seconds")
     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
