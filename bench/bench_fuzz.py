@@ -51,7 +51,15 @@ BASE_INPUTS = {
     "walk_seeds": ["latent", 0, 1, 2, 2],
     "ddim_invert": ["latent", 3, None, 2],
     "walk_digits": ["latent", 0, 60, 2, 2],
+    # the training lab: one-second runs with few steps (a bad value ends the call before any training)
+    "train_diffusion": ["moons", None, "linear", 10, 1, 0],
+    "train_vae": [1.0, 1, 0],
+    "stop_training": [],
+    "preview_target": ["rings", None],
 }
+# Endpoints that show the session's trained lab model (a gr.State the page holds): called in-process they only see
+# "train first"; tests/test_lab_api.py drives them over HTTP after a training run, bad input included.
+NEEDS_SESSION_STATE = ("reverse_process", "forward_and_field")
 KINDS = {
     "Slider": "number",
     "Number": "number",
@@ -267,7 +275,8 @@ def public_endpoints(demo) -> dict[str, tuple]:
     """api_name → (function, input components, output components) for every public endpoint."""
     found = {}
     for block_fn in demo.fns.values():
-        if block_fn.api_name and getattr(block_fn, "api_visibility", "public") == "public" and block_fn.fn is not None:
+        public = getattr(block_fn, "api_visibility", "public") == "public"
+        if block_fn.api_name and public and block_fn.fn is not None and block_fn.fn.__name__ not in NEEDS_SESSION_STATE:
             found[block_fn.api_name] = (block_fn.fn, list(block_fn.inputs), list(block_fn.outputs))
     return found
 

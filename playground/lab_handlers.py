@@ -67,7 +67,7 @@ def _throttled(runs, snapshot_step):
             yield run
 
 
-def stop_training(request: gr.Request):
+def stop_training(request: gr.Request = None):
     """Set this session's stop flags; each lab's status says whether it had a job to stop."""
     session = getattr(request, "session_hash", None) or ""
     said = []
@@ -103,7 +103,10 @@ def target_points(target: str, drawing, num_points: int, seed: int = 0) -> torch
 
 
 def preview_target(target="moons", drawing=None):
-    """The target before training (a short note in the title instead of an error while the canvas is empty)."""
+    """The target before training (a short note in the title instead of an error while the canvas is empty; an
+    unknown target is an error)."""
+    if target != DRAWN and (not isinstance(target, str) or target not in toy2d.TARGETS):
+        raise gr.Error(f"target must be one of {[*toy2d.TARGETS, DRAWN]}, got {target!r:.40}.")
     try:
         return figures.point_cloud(target_points(target, drawing, NUM_SHOWN), None, "the target distribution")
     except ValueError as error:

@@ -8,7 +8,6 @@ streams each yield. :class:`Budget` ends it within one step of a Stop, at its ti
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,8 @@ from diffusers.configuration_utils import ConfigMixin
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from pipelines.checks import finite_float
+
 StopReason = Literal["running", "stopped", "time limit", "step limit"]
 MAX_SECONDS = 60.0  # the longest a visitor's run may train
 MAX_SEED = 2**31 - 1
@@ -29,8 +30,8 @@ MAX_SEED = 2**31 - 1
 def check_number(name: str, value, low: float, high: float, integer: bool = False) -> float | int:
     """``value`` as a number in [low, high] (a whole number if ``integer``), else a ValueError naming ``name``."""
     kind = "a whole number" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be {kind} in [{low:g}, {high:g}], got {value!r}.")
+    if finite_float(value) is None:  # not a real number, a bool, NaN/∞, or an int beyond float's range
+        raise ValueError(f"{name} must be {kind} in [{low:g}, {high:g}], got {value!r:.40}.")
     if integer and value != int(value):
         raise ValueError(f"{name} must be a whole number, got {value!r}.")
     if not low <= value <= high:

@@ -96,7 +96,7 @@ def check_points(points: torch.Tensor, name: str = "points") -> torch.Tensor:
 
 def target_points(name: str, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` standardised points of a preset target (one of TARGETS)."""
-    if name not in TARGETS:
+    if not isinstance(name, str) or name not in TARGETS:
         raise ValueError(f"target must be one of {tuple(TARGETS)}, got {name!r}.")
     return standardize(torch.from_numpy(TARGETS[name](n, seed)).float())
 

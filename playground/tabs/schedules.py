@@ -40,7 +40,7 @@ STATS_HEADERS = [
 def check_schedule_inputs(names, num_steps, beta_start, beta_end) -> tuple[list[str], int, float, float]:
     if not isinstance(names, (list, tuple)) or not names:
         raise gr.Error("pick at least one noise schedule.")
-    unknown = [n for n in names if n not in schedules.BETA_SCHEDULES]
+    unknown = [n for n in names if not isinstance(n, str) or n not in schedules.BETA_SCHEDULES]
     if unknown:
         raise gr.Error(f"unknown schedule(s) {unknown}; choose among {list(schedules.BETA_SCHEDULES)}.")
     num_steps = check_int("T (number of steps)", num_steps, 2, MAX_T)
