@@ -204,6 +204,11 @@ def test_heavy_events_share_one_concurrency_group_and_picture_events_another():
 
     groups = {fn.api_name: fn.concurrency_id for fn in app.demo.fns.values() if fn.api_name}
     assert groups["sample"] == groups["inpaint"] == limits.HEAVY
-    for name in ("vae_reconstruct", "ui_reconstruct_live", "vae_traverse", "forward_process", "ui_forward_live"):
+    for name in ("vae_reconstruct", "vae_traverse", "forward_process"):
         assert groups[name] == limits.IMAGES, name
+    takes_picture = [  # the live (private) views too: any event with a drawing or editor input
+        fn for fn in app.demo.fns.values() if any(isinstance(c, gr.ImageEditor) for c in fn.inputs)
+    ]
+    assert len(takes_picture) > 3
+    assert {fn.concurrency_id for fn in takes_picture} <= {limits.IMAGES, limits.HEAVY, "lab-train"}
     assert groups["vae_prior"] not in (limits.HEAVY, limits.IMAGES)  # no picture, no model loop: its own limit
