@@ -102,6 +102,7 @@ def assert_same_state(a: Path, b: Path) -> None:
 
 def sample_images(pipe, **kwargs) -> torch.Tensor:
     pipe.set_progress_bar_config(disable=True)
+    kwargs.setdefault("precision", "fp32")  # "auto" may time bf16 faster for one UNet and not another: compare in fp32
     return pipe(
         batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs
     ).images
