@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,8 +107,9 @@ class Run:
         return self.seconds_before + time.perf_counter() - self.started
 
 
-def train(task: TrainingTask) -> Path:
-    """Train ``task``; returns the folder of the exported model (``output_dir/model`` unless ``export_dir``)."""
+def train(task: TrainingTask, after_step: Callable[[Run], None] | None = None) -> Path:
+    """Train ``task``; returns the folder of the exported model (``output_dir/model`` unless ``export_dir``).
+    ``after_step(run)``, if given, is called after every optimizer step (benchmarks take snapshots with it)."""
     run = start(task)
     cfg = run.cfg
     bar = tqdm(
@@ -126,6 +128,8 @@ def train(task: TrainingTask) -> Path:
             save_checkpoint(run.accelerator, run.out, run.step, run.elapsed, run.best, run.ema, cfg.keep_checkpoints)
         if _due(run.step, cfg.eval_every, done):
             evaluate_and_export(run)
+        if after_step is not None:
+            after_step(run)
         if done:
             break
     bar.close()
@@ -329,6 +333,13 @@ def save_sample_grid(run: Run) -> None:
 
 def export_path(cfg: TrainConfig) -> Path:
     return Path(cfg.export_dir) if cfg.export_dir else Path(cfg.output_dir) / "model"
+
+
+def export_snapshot(run: Run, path: Path) -> None:
+    """Export the EMA model as it is now to ``path`` (main process), without evaluating it."""
+    if run.accelerator.is_main_process:
+        with _ema_weights(run) as model:
+            run.task.export(model, path)
 
 
 def evaluate_and_export(run: Run) -> None:

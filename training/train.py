@@ -1,6 +1,7 @@
 """Train a bundled model from scratch in one command, from its recipe ``training/recipes/<name>.yaml``:
 
     python -m training.train --recipe ddpm-latent [--output_root runs/recipes]
+    python -m training.train --recipe my-recipe.yaml     # a recipe file of your own, in the same format
 
 A recipe lists stages, each a task of the one loop (vae, ddpm, classifier) with its config; a value "{stage}"
 is the export folder of an earlier stage (a latent DDPM's --vae, a fine-tune's --init_from). ``export`` names
@@ -54,8 +55,7 @@ class RecipeRun:
 
     def __post_init__(self):
         check_fields(self, self.BOUNDS, self.LENGTHS)
-        if self.recipe not in recipe_names():
-            raise ValueError(f"recipe must be one of {recipe_names()}, got {self.recipe!r}.")
+        recipe_path(self.recipe)  # a clear error for an unknown recipe
 
 
 def _task(kind: str, config: TrainConfig):
@@ -64,8 +64,22 @@ def _task(kind: str, config: TrainConfig):
     return getattr(importlib.import_module(module), name)(config)
 
 
+def recipe_path(name: str) -> Path:
+    """A bundled recipe's name (training/recipes/<name>.yaml), or the path of a recipe file of your own."""
+    if name in recipe_names():
+        return RECIPES / f"{name}.yaml"
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        return Path(name)
+    raise ValueError(f"recipe must be one of {recipe_names()} or a .yaml file, got {name!r}.")
+
+
+def recipe_stem(name: str) -> str:
+    """The folder name of a recipe's runs: its name, or its file's name without .yaml."""
+    return recipe_path(name).stem
+
+
 def load_recipe(name: str) -> dict:
-    recipe = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
+    recipe = yaml.safe_load(recipe_path(name).read_text())
     stages = recipe.get("stages") or {}
     for key in ("export", "guide"):
         if key in recipe and recipe[key] not in stages:
@@ -79,7 +93,7 @@ def load_recipe(name: str) -> dict:
 def stage_configs(name: str, output_root: str | Path, overrides: dict[str, dict] | None = None) -> dict:
     """Every stage's config, checked before anything trains: {stage: (task, config)}. ``overrides`` maps a task
     to values that replace the recipe's (the tests' tiny variants)."""
-    recipe, root = load_recipe(name), Path(output_root) / name
+    recipe, root = load_recipe(name), Path(output_root) / recipe_stem(name)
     configs: dict[str, tuple[str, TrainConfig]] = {}
     for stage, spec in recipe["stages"].items():
         values = {

@@ -1,0 +1,251 @@
+"""Time to quality: train a recipe from scratch and score its model at fixed CPU-time intervals.
+
+    python bench/bench_time_to_quality.py --recipe ddpm-latent [--every 2] [--threads 1]
+    python bench/bench_time_to_quality.py --recipe ddpm-latent --compare ddpm-latent-wide   # side by side
+
+The clock is this process's CPU time (user + sys, ``time.process_time``), so neighbours on a shared machine
+barely move it; it counts every stage of the recipe (VAE, guide, the model itself) and leaves out the snapshots'
+exports and all scoring, which happen after training. Every ``--every`` CPU-minutes of the exported stage, its EMA
+weights are exported; afterwards each snapshot gets the recipe's guide (when the guide is trained before the
+model) and is scored at the app's default sampler (``training.evaluate.evaluate_sampler``): the classifier's
+confident fraction, the digit shares and the Fréchet distance to the test digits. The last point is the recipe's
+own export, scored on ``--final-samples``.
+
+Writes ``<output_root>/<recipe>/time_to_quality.json`` (the curve) and ``.png`` (confident fraction and Fréchet
+distance against CPU-minutes); with ``--compare`` both recipes train at once in two processes and one plot
+``<output_root>/compare-<a>-vs-<b>.png`` holds both curves. Prints the first CPU-minute at which each target was met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads must not spin on a shared machine
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402  (after the OpenMP setting above)
+
+from training.train import _export, _task, load_recipe, recipe_stem, stage_configs  # noqa: E402
+
+TARGET_CONFIDENT = 0.9
+TARGET_DIGITS = (0.07, 0.13)  # every digit's share of the samples
+
+
+class CpuClock:
+    """CPU-seconds of this process (user + sys) spent on training: paused time is taken out."""
+
+    def __init__(self):
+        self.start, self.paused = time.process_time(), 0.0
+
+    def minutes(self) -> float:
+        return (time.process_time() - self.start - self.paused) / 60
+
+    def pause(self):
+        clock = self
+
+        class _Paused:
+            def __enter__(self):
+                self.t0 = time.process_time()
+
+            def __exit__(self, *exc):
+                clock.paused += time.process_time() - self.t0
+
+        return _Paused()
+
+
+def train_with_snapshots(recipe: str, root: Path, every: float, overrides: dict) -> tuple[list[dict], dict]:
+    """Train every stage; snapshot the exported stage every ``every`` CPU-minutes. Returns the snapshots
+    [{cpu_minutes, step, folder}] and the CPU-minutes each stage took."""
+    from training.loop import export_snapshot, train
+
+    spec, configs = load_recipe(recipe), stage_configs(recipe, root, overrides)
+    clock, snapshots, stage_minutes = CpuClock(), [], {}
+    for stage, (kind, config) in configs.items():
+        before = clock.minutes()
+        hook = None
+        if stage == spec["export"]:
+            next_mark = [before + every]
+
+            def hook(run, next_mark=next_mark):
+                if clock.minutes() < next_mark[0] or run.step >= run.cfg.max_steps:
+                    return
+                folder = root / recipe_stem(recipe) / "snapshots" / f"step-{run.step:07d}"
+                snapshots.append({"cpu_minutes": clock.minutes(), "step": run.step, "folder": str(folder)})
+                with clock.pause():
+                    export_snapshot(run, folder)
+                next_mark[0] += every
+
+        train(_task(kind, config), after_step=hook)
+        stage_minutes[stage] = clock.minutes() - before
+        print(f"[{recipe}] stage {stage}: {stage_minutes[stage]:.2f} CPU-minutes", flush=True)
+    final = configs[spec["export"]][1]
+    snapshots.append({"cpu_minutes": clock.minutes(), "step": final.max_steps, "folder": str(_export(final))})
+    return snapshots, stage_minutes
+
+
+def score(folder: Path, guide: Path | None, num_samples: int) -> dict:
+    """The app's default sampler on ``folder`` (with ``guide`` attached in place, if any), scored by the classifier."""
+    from pipelines.defaults import DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER
+    from training.attach_guide import attach_guide
+    from training.evaluate import evaluate_sampler, load_pipeline
+
+    if guide is not None and not (folder / "guide_unet").is_dir():
+        attach_guide(folder, guide)
+    pipe = load_pipeline(folder)
+    metrics = evaluate_sampler(
+        pipe, num_samples, DEFAULT_SAMPLER, DEFAULT_DDIM_STEPS, DEFAULT_DDIM_ETA, DEFAULT_GUIDANCE_SCALE
+    )
+    keys = ("confident_fraction", "min_digit_fraction", "max_digit_fraction", "frechet_distance", "num_samples")
+    return {k: metrics[k] for k in keys} | {"sampler": f"{metrics['sampler']}-{metrics['steps']}, eta {metrics['eta']}"}
+
+
+def meets(point: dict, digits: bool) -> bool:
+    ok = point["confident_fraction"] >= TARGET_CONFIDENT
+    if digits:
+        ok = ok and TARGET_DIGITS[0] <= point["min_digit_fraction"] and point["max_digit_fraction"] <= TARGET_DIGITS[1]
+    return ok
+
+
+def first_meeting(points: list[dict], digits: bool) -> float | None:
+    return next((p["cpu_minutes"] for p in points if meets(p, digits)), None)
+
+
+def run_recipe_curve(args, overrides: dict) -> Path:
+    """Train, score every snapshot, write and return the curve's JSON."""
+    torch.set_num_threads(args.threads)
+    root = Path(args.output_root)
+    snapshots, stage_minutes = train_with_snapshots(args.recipe, root, args.every, overrides)
+    spec, configs = load_recipe(args.recipe), stage_configs(args.recipe, root, overrides)
+    stages = list(configs)
+    guide = None
+    if "guide" in spec and stages.index(spec["guide"]) < stages.index(spec["export"]):
+        guide = _export(configs[spec["guide"]][1])
+    points = []
+    for i, snap in enumerate(snapshots):
+        n = args.final_samples if i == len(snapshots) - 1 else args.samples
+        point = {**snap, **score(Path(snap["folder"]), guide, n), "guided": guide is not None}
+        points.append(point)
+        print(
+            f"[{args.recipe}] {point['cpu_minutes']:6.2f} CPU-min, step {point['step']}: "
+            f"confident {point['confident_fraction']:.1%}, digits {point['min_digit_fraction']:.1%}–"
+            f"{point['max_digit_fraction']:.1%}, Fréchet {point['frechet_distance']:.2f} ({n} samples)",
+            flush=True,
+        )
+    curve = {
+        "recipe": recipe_stem(args.recipe),
+        "threads": args.threads,
+        "cpu": _cpu_name(),
+        "stage_cpu_minutes": stage_minutes,
+        "points": points,
+        "first_confident": first_meeting(points, digits=False),
+        "first_confident_and_balanced": first_meeting(points, digits=True),
+    }
+    out = root / recipe_stem(args.recipe) / "time_to_quality.json"
+    out.write_text(json.dumps(curve, indent=2))
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        line = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
+        return line.partition(":")[2].strip()
+    except (OSError, StopIteration):
+        return "unknown"
+
+
+def plot(curves: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+    for curve in curves:
+        x = [p["cpu_minutes"] for p in curve["points"]]
+        top.plot(x, [100 * p["confident_fraction"] for p in curve["points"]], "o-", label=curve["recipe"])
+        bottom.plot(x, [p["frechet_distance"] for p in curve["points"]], "o-", label=curve["recipe"])
+    top.axhline(100 * TARGET_CONFIDENT, color="gray", ls="--", lw=1, label=f"target {TARGET_CONFIDENT:.0%}")
+    top.set_ylabel("confident samples (%)")
+    bottom.set_ylabel("Fréchet distance (classifier features)")
+    bottom.set_xlabel("CPU-minutes (user + sys), all stages")
+    bottom.set_yscale("log")
+    top.legend()
+    top.set_title("Time to quality at the app's default sampler")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def summarize(curve: dict) -> str:
+    fmt = lambda v: "not reached" if v is None else f"{v:.1f} CPU-min"
+    last = curve["points"][-1]
+    return (
+        f"{curve['recipe']}: {last['cpu_minutes']:.1f} CPU-min in all ({curve['threads']} thread(s), {curve['cpu']}); "
+        f"at the end {last['confident_fraction']:.1%} confident on {last['num_samples']} samples, digits "
+        f"{last['min_digit_fraction']:.1%}–{last['max_digit_fraction']:.1%}, Fréchet {last['frechet_distance']:.2f}; "
+        f"≥ {TARGET_CONFIDENT:.0%} confident first at {fmt(curve['first_confident'])}, and with every digit "
+        f"{TARGET_DIGITS[0]:.0%}–{TARGET_DIGITS[1]:.0%} at {fmt(curve['first_confident_and_balanced'])}"
+    )
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``--set ddpm.max_steps=20`` → {"ddpm": {"max_steps": 20}} (values read as YAML)."""
+    import yaml
+
+    overrides: dict[str, dict] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        task, dot, field = key.partition(".")
+        if not (sep and dot and field):
+            raise ValueError(f"--set takes task.field=value (e.g. ddpm.max_steps=20), got {pair!r}.")
+        overrides.setdefault(task, {})[field] = yaml.safe_load(value)
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", required=True, help="a recipe's name (training/recipes/<name>.yaml) or a YAML file")
+    parser.add_argument("--compare", help="a second recipe, trained at the same time in another process")
+    parser.add_argument("--every", type=float, default=2.0, help="CPU-minutes between snapshots")
+    parser.add_argument("--samples", type=int, default=500, help="samples scored per snapshot")
+    parser.add_argument("--final-samples", type=int, default=1000, help="samples scored for the final export")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per training process")
+    parser.add_argument("--output-root", default="runs/time-to-quality")
+    parser.add_argument("--set", action="append", default=[], help="task.field=value: overrides every such stage")
+    args = parser.parse_args(argv)
+    overrides = parse_overrides(args.set)
+    for task in ("vae", "ddpm", "classifier"):
+        overrides.setdefault(task, {}).setdefault("num_threads", args.threads)
+    root = Path(args.output_root)
+    if args.compare:
+        shared = ["--every", str(args.every), "--samples", str(args.samples), "--final-samples", str(args.final_samples)]
+        shared += ["--threads", str(args.threads), "--output-root", args.output_root]
+        shared += [arg for pair in args.set for arg in ("--set", pair)]
+        procs = [
+            subprocess.Popen([sys.executable, __file__, "--recipe", recipe, *shared])
+            for recipe in (args.recipe, args.compare)
+        ]
+        if any(p.wait() for p in procs):
+            raise SystemExit("a recipe's run failed: see its output above.")
+        names = (recipe_stem(args.recipe), recipe_stem(args.compare))
+        png = root / f"compare-{names[0]}-vs-{names[1]}.png"
+    else:
+        run_recipe_curve(args, overrides)
+        names = (recipe_stem(args.recipe),)
+        png = root / names[0] / "time_to_quality.png"
+    curves = [json.loads((root / name / "time_to_quality.json").read_text()) for name in names]
+    plot(curves, png)
+    for curve in curves:
+        print(summarize(curve))
+    print(f"curve(s): {', '.join(str(root / n / 'time_to_quality.json') for n in names)}; plot: {png}")
+    return curves
+
+
+if __name__ == "__main__":
+    main()
