@@ -29,9 +29,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads must not spin on a shared machine
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402  (after the OpenMP setting above)
+import torch
 
-from training.train import _export, _task, load_recipe, recipe_stem, stage_configs  # noqa: E402
+from training.train import export_folder, finish_recipe, load_recipe, make_task, recipe_stem, stage_configs
 
 TARGET_CONFIDENT = 0.9
 TARGET_DIGITS = (0.07, 0.13)  # every digit's share of the samples
@@ -81,11 +81,12 @@ def train_with_snapshots(recipe: str, root: Path, every: float, overrides: dict)
                     export_snapshot(run, folder)
                 next_mark[0] += every
 
-        train(_task(kind, config), after_step=hook)
-        stage_minutes[stage] = clock.minutes() - before
+        train(make_task(kind, config), after_step=hook)
+        end = clock.minutes()
+        stage_minutes[stage] = end - before
         print(f"[{recipe}] stage {stage}: {stage_minutes[stage]:.2f} CPU-minutes", flush=True)
     final = configs[spec["export"]][1]
-    snapshots.append({"cpu_minutes": clock.minutes(), "step": final.max_steps, "folder": str(_export(final))})
+    snapshots.append({"cpu_minutes": end, "step": final.max_steps, "folder": str(export_folder(final))})
     return snapshots, stage_minutes
 
 
@@ -125,7 +126,7 @@ def run_recipe_curve(args, overrides: dict) -> Path:
     stages = list(configs)
     guide = None
     if "guide" in spec and stages.index(spec["guide"]) < stages.index(spec["export"]):
-        guide = _export(configs[spec["guide"]][1])
+        guide = export_folder(configs[spec["guide"]][1])
     points = []
     for i, snap in enumerate(snapshots):
         n = args.final_samples if i == len(snapshots) - 1 else args.samples
@@ -148,6 +149,26 @@ def run_recipe_curve(args, overrides: dict) -> Path:
     }
     out = root / recipe_stem(args.recipe) / "time_to_quality.json"
     out.write_text(json.dumps(curve, indent=2))
+    final = points[-1]
+    finish_recipe(
+        args.recipe,
+        configs,
+        cpu_minutes=round(final["cpu_minutes"], 1),
+        stage_cpu_minutes={k: round(v, 2) for k, v in stage_minutes.items()},
+        threads=args.threads,
+        measured_by=f"python bench/bench_time_to_quality.py --recipe {recipe_stem(args.recipe)} --threads {args.threads}",
+        final_scores={
+            k: final[k]
+            for k in (
+                "confident_fraction",
+                "min_digit_fraction",
+                "max_digit_fraction",
+                "frechet_distance",
+                "num_samples",
+                "sampler",
+            )
+        },
+    )
     return out
 
 
@@ -224,7 +245,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         overrides.setdefault(task, {}).setdefault("num_threads", args.threads)
     root = Path(args.output_root)
     if args.compare:
-        shared = ["--every", str(args.every), "--samples", str(args.samples), "--final-samples", str(args.final_samples)]
+        shared = [
+            "--every",
+            str(args.every),
+            "--samples",
+            str(args.samples),
+            "--final-samples",
+            str(args.final_samples),
+        ]
         shared += ["--threads", str(args.threads), "--output-root", args.output_root]
         shared += [arg for pair in args.set for arg in ("--set", pair)]
         procs = [

@@ -30,8 +30,12 @@ COMMON = {"data": "sklearn-digits", "image_size": 8, "max_steps": 2, "max_minute
 COMMON |= {"sample_every": 0, "mixed_precision": "no", "num_threads": 1}
 
 
-def comparable(config) -> dict:
-    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.name in NOT_COMPARED}
+# a recipe's own record differs only in where it ran (its folders and thread count)
+FOLDERS_AND_THREADS = ("output_dir", "vae", "init_from", "export_dir", "num_threads")
+
+
+def comparable(config, ignored: tuple[str, ...] = NOT_COMPARED) -> dict:
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.name in ignored}
     return dataclasses.asdict(dataclasses.replace(config, **defaults))
 
 
@@ -47,6 +51,17 @@ def recorded_configs(model: str) -> list[tuple[str, dict]]:
     return found
 
 
+def recorded_stages(record: dict) -> list[tuple[str, object]]:
+    """The stages a recipe's training.json records, as (task, config)."""
+    found = []
+    for values in record["stages"].values():
+        kind, values = values["task"], {k: v for k, v in values.items() if k != "task"}
+        found.append(
+            (kind, recipes.CONFIGS[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}))
+        )
+    return found
+
+
 def test_every_bundled_model_has_a_recipe():
     assert recipes.recipe_names() == sorted(p.name for p in MODELS.iterdir() if p.is_dir())
 
@@ -55,7 +70,13 @@ def test_every_bundled_model_has_a_recipe():
 def test_each_recipe_parses_and_its_stages_are_the_recorded_commands(name, tmp_path):
     stages = recipes.stage_configs(name, tmp_path)
     ours = [(kind, comparable(config)) for kind, config in stages.values()]
-    if (MODELS / name / "training.json").is_file():
+    record_file = MODELS / name / "training.json"
+    if record_file.is_file() and "recipe" in json.loads(record_file.read_text()):  # trained by this recipe
+        record = json.loads(record_file.read_text())
+        assert record["recipe"] == name and record["command"] == f"python -m training.train --recipe {name}"
+        mine = [(kind, comparable(config, FOLDERS_AND_THREADS)) for kind, config in stages.values()]
+        assert [(kind, comparable(config, FOLDERS_AND_THREADS)) for kind, config in recorded_stages(record)] == mine
+    elif record_file.is_file():
         recorded = recorded_configs(name)
         assert recorded, f"no training command found in models/{name}/training.json"
         assert all(stage in recorded for stage in ours) and all(command in ours for command in recorded)

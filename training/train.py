@@ -58,7 +58,7 @@ class RecipeRun:
         recipe_path(self.recipe)  # a clear error for an unknown recipe
 
 
-def _task(kind: str, config: TrainConfig):
+def make_task(kind: str, config: TrainConfig):
     """The task of the one loop that trains ``config``."""
     module, name = TASKS[kind]
     return getattr(importlib.import_module(module), name)(config)
@@ -106,12 +106,12 @@ def stage_configs(name: str, output_root: str | Path, overrides: dict[str, dict]
             if reference:
                 if reference.group(1) not in configs:
                     raise ValueError(f"recipe {name!r}, stage {stage!r}: {key} refers to a later or unknown stage.")
-                values[key] = str(_export(configs[reference.group(1)][1]))
+                values[key] = str(export_folder(configs[reference.group(1)][1]))
         configs[stage] = (spec["task"], CONFIGS[spec["task"]](output_dir=str(root / stage), **values))
     return configs
 
 
-def _export(config: TrainConfig) -> Path:
+def export_folder(config: TrainConfig) -> Path:
     return Path(config.export_dir) if config.export_dir else Path(config.output_dir) / "model"
 
 
@@ -119,18 +119,26 @@ def run_recipe(name: str, output_root: str | Path = "runs/recipes", overrides: d
     """Train every stage in order, attach the guide, record training.json; returns the model's folder."""
     from .loop import train
 
-    recipe, configs = load_recipe(name), stage_configs(name, output_root, overrides)
+    configs = stage_configs(name, output_root, overrides)
     for kind, config in configs.values():
-        train(_task(kind, config))
-    model = _export(configs[recipe["export"]][1])
-    if "guide" in recipe:
+        train(make_task(kind, config))
+    return finish_recipe(name, configs)
+
+
+def finish_recipe(name: str, configs: dict, **facts) -> Path:
+    """Attach the guide stage's model (if the recipe has one) to the exported stage's and write its training.json:
+    the recipe, its command, every stage's config and ``facts`` (e.g. the CPU-minutes it took)."""
+    recipe = load_recipe(name)
+    model = export_folder(configs[recipe["export"]][1])
+    if "guide" in recipe and not (model / "guide_unet").is_dir():
         from .attach_guide import attach_guide
 
-        attach_guide(model, _export(configs[recipe["guide"]][1]))
+        attach_guide(model, export_folder(configs[recipe["guide"]][1]))
     record = {
-        "recipe": name,
-        "command": f"python -m training.train --recipe {name}",
+        "recipe": recipe_stem(name),
+        "command": f"python -m training.train --recipe {recipe_stem(name)}",
         "stages": {stage: {"task": kind, **config_to_dict(c)} for stage, (kind, c) in configs.items()},
+        **facts,
     }
     (model / "training.json").write_text(json.dumps(record, indent=2))
     return model
