@@ -19,7 +19,9 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .interpolation import lerp, slerp  # also importable from here, as before
+from . import interpolation
+from .interpolation import lerp as lerp  # re-exported: `from pipelines.pipeline_vae import slerp` still works
+from .interpolation import slerp as slerp
 from .loading import SafeFromPretrainedMixin
 from .vae import LATENT_CHOICES, VAE, LatentChoice
 
@@ -198,7 +200,7 @@ class VAEPipeline(SafeFromPretrainedMixin, DiffusionPipeline):
         self._check_positive_int("num_frames", num_frames, minimum=2)
         z_a, z_b = self._single_mean(image_a, "image_a"), self._single_mean(image_b, "image_b")
         fractions = torch.linspace(0.0, 1.0, num_frames)
-        latents = (lerp if method == "linear" else slerp)(z_a, z_b, fractions)
+        latents = (interpolation.lerp if method == "linear" else interpolation.slerp)(z_a, z_b, fractions)
         return self._postprocess(self._decode(latents), latents, output_type, return_dict)
 
     @torch.no_grad()
