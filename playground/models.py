@@ -221,3 +221,17 @@ def vae_test_embedding():
         cached = (means, data.labels, center, directions)
         _latent_cache[id(pipe)] = cached
     return cached
+
+
+def warm_up() -> list[str]:
+    """Load what the page's first results need: every bundled model present, the scoring classifier, the test digits
+    and the VAE's latent map (app.py calls this from a thread once the server is up). Returns the models loaded."""
+    keys = [key for key in SPECS if is_available(key)]
+    for key in keys:
+        load(key)
+    test_digits()
+    if "vae" in keys:
+        vae_test_embedding()
+    if (models_dir() / CLASSIFIER_FOLDER / "config.json").is_file():
+        classifier()
+    return keys
