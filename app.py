@@ -8,7 +8,7 @@ endpoint (see the page's "Use via API" link), queued; all sampling and inpaintin
 uploads and requests bounded in size and the cache cleaned (playground/server.py).
 
 Building and serving the page imports no diffusers (seconds): once the server is up, a warm-up thread imports the
-model code and loads the bundled models (playground/lazy.py, playground/models.py), so that the page's first
+model code and loads the bundled models (pipelines/deferred.py, playground/models.py), so that the page's first
 results do not wait for them.
 """
 
@@ -29,7 +29,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr
 import torch
 
-from playground import lazy, models, server
+from pipelines import deferred
+from playground import models, server
 from playground.atomic_cache import make_gradio_cache_writes_atomic
 from playground.style import page_style
 from playground.tabs import TABS
@@ -61,7 +62,7 @@ def warm_up() -> None:
     """Import the model code the handlers import on first use and load the bundled models; log how long it took."""
     start = time.perf_counter()
     try:
-        lazy.import_all()
+        deferred.import_all()
         loaded = models.warm_up()
     except Exception as error:  # a broken model folder: the request that needs it reports it to the visitor
         server.logger.warning("warm-up stopped after %.1f s: %s", time.perf_counter() - start, error)

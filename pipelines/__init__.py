@@ -2,10 +2,10 @@
 
 The names below are imported on first use (PEP 562, https://peps.python.org/pep-0562/): most of their modules
 import diffusers, which takes seconds, so ``import pipelines`` or ``import pipelines.schedules`` stays cheap and
-``pipelines.DDPMPipeline`` or ``from pipelines import VAE`` imports what it needs then.
+``pipelines.DDPMPipeline`` or ``from pipelines import VAE`` imports what it needs then (pipelines/deferred.py).
 """
 
-import importlib
+from .deferred import import_deferred
 
 # name → the submodule that defines it
 _SOURCES = {
@@ -40,7 +40,7 @@ def __getattr__(name: str):
     """``pipelines.<name>`` for a name of ``__all__``: imported from its submodule on first use, then kept."""
     if name not in _SOURCES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_SOURCES[name]}", __name__), name)
+    value = getattr(import_deferred(f".{_SOURCES[name]}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
 

@@ -14,12 +14,12 @@ class by import path, imported when a scheduler is made: the table itself import
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .checks import finite_float
+from .deferred import import_deferred
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Sampler:
     def scheduler_class(self) -> type:
         """The scheduler class, imported on first use (diffusers takes seconds to import)."""
         module, name = self.scheduler_path.split(":")
-        return getattr(importlib.import_module(module, __package__), name)
+        return getattr(import_deferred(module, __package__), name)
 
 
 SAMPLERS: dict[str, Sampler] = {

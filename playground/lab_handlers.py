@@ -17,12 +17,12 @@ import gradio as gr
 import numpy as np
 import torch
 
+from pipelines.deferred import lazy_module
 from training import toy2d_targets
 from training.live import MAX_SEED, check_number
 
 from . import lab_figures as figures
 from .images import save_gif
-from .lazy import lazy_module
 
 if TYPE_CHECKING:
     from training import lab_vae, toy2d

@@ -17,9 +17,8 @@ import torch
 
 import pipelines  # its classes are imported on first use (pipelines/__init__.py): the page builds without diffusers
 from data.mnist import load_mnist
-from pipelines import samplers
-
-from .lazy import lazy_module
+from pipelines import deferred, samplers
+from pipelines.deferred import lazy_module
 
 digit_classifier = lazy_module("pipelines.digit_classifier")
 
@@ -139,7 +138,7 @@ def load(key: str):
         raise ModelUnavailable(f"unknown model {key!r}; choose one of {list(SPECS)}.")
     if not is_available(key):
         raise ModelUnavailable(missing_message(key))
-    with _lock:  # one load at a time; later calls hit the cache
+    with _lock, deferred.IMPORT_LOCK:  # one load at a time, importing alone (pipelines/deferred.py); then cached
         try:
             return _load(key)
         except (OSError, ValueError) as error:

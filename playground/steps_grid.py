@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from pipelines.defaults import DEFAULT_AUTOGUIDANCE_SCALE, DEFAULT_DDIM_ETA, DEFAULT_GUIDANCE_SCALE
+from pipelines.deferred import lazy_module
 
 from . import models
 from .images import grid
-from .lazy import lazy_module
 from .validation import check_choice, check_int, check_seed
 
 digit_classifier = lazy_module("pipelines.digit_classifier")

@@ -14,11 +14,11 @@ import gradio as gr
 import torch
 from PIL import Image
 
+from pipelines.deferred import lazy_module
 from pipelines.interpolation import slerp
 
 from .. import models
 from ..images import grid, has_drawing, input_digit, save_gif, test_digit, to_pils
-from ..lazy import lazy_module
 from ..validation import check_choice, check_int, check_seed
 from ..widgets import NUM_TEST, digit_inputs, endpoint_shown_on_open, missing_banner, seed_input
 
