@@ -26,6 +26,40 @@ def test_building_the_page_imports_no_diffusers():
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
+# Seven threads, each importing deferred model code at the same moment, in a fresh interpreter. Without the one lock
+# of pipelines/deferred.py every run failed ("cannot import name 'ConfigMixin' from 'diffusers.configuration_utils'").
+CONCURRENT_IMPORTS = """
+import sys, threading
+import pipelines
+from pipelines import samplers
+from pipelines.deferred import lazy_module
+toy2d, lab_vae = lazy_module("training.toy2d"), lazy_module("training.lab_vae")
+inversion = lazy_module("pipelines.ddim_inversion")
+jobs = [lambda: pipelines.DDPMPipeline, lambda: toy2d.EpsilonMLP, lambda: lab_vae.VAESettings,
+        lambda: samplers.SAMPLERS["unipc"].scheduler_class, lambda: inversion.invert, lambda: pipelines.VAEPipeline,
+        lambda: pipelines.LatentDDPMPipeline]
+barrier, errors = threading.Barrier(len(jobs)), []
+def run(job):
+    barrier.wait()
+    try:
+        job()
+    except Exception as error:
+        errors.append(repr(error))
+threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+[thread.start() for thread in threads]
+[thread.join() for thread in threads]
+print(errors)
+"""
+
+
+@pytest.mark.slow
+def test_deferred_imports_from_several_threads_at_once_all_succeed():
+    result = subprocess.run(
+        [sys.executable, "-c", CONCURRENT_IMPORTS], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 @pytest.mark.parametrize("name", pipelines.__all__)
 def test_every_exported_name_is_its_submodules_object(name):
     module = importlib.import_module(f"pipelines.{pipelines._SOURCES[name]}")
