@@ -6,12 +6,19 @@ Models are read from $PLAYGROUND_MODELS_DIR (default ./models), lazily, once. Ev
 endpoint (see the page's "Use via API" link), queued; all sampling and inpainting share one concurrency limit
 (PLAYGROUND_CONCURRENCY); inputs are validated, pictures bounded before they are decoded (playground/limits.py),
 uploads and requests bounded in size and the cache cleaned (playground/server.py).
+
+Building and serving the page imports no diffusers (seconds): once the server is up, a warm-up thread imports the
+model code and loads the bundled models (pipelines/deferred.py, playground/models.py), so that the page's first
+results do not wait for them.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -22,7 +29,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr
 import torch
 
-from playground import server
+from pipelines import deferred
+from playground import models, server
 from playground.atomic_cache import make_gradio_cache_writes_atomic
 from playground.style import page_style
 from playground.tabs import TABS
@@ -50,11 +58,28 @@ def build_demo() -> gr.Blocks:
 demo = build_demo()
 
 
+def warm_up() -> None:
+    """Import the model code the handlers import on first use and load the bundled models; log how long it took."""
+    start = time.perf_counter()
+    try:
+        deferred.import_all()
+        loaded = models.warm_up()
+    except Exception as error:  # a broken model folder: the request that needs it reports it to the visitor
+        server.logger.warning("warm-up stopped after %.1f s: %s", time.perf_counter() - start, error)
+        return
+    server.logger.info("warm-up: model code and %d models loaded in %.1f s", len(loaded), time.perf_counter() - start)
+
+
 def launch(**options) -> None:
-    """Serve the page with the server's bounds (upload and request sizes; playground/server.py); ``options`` are
-    more ``demo.launch`` arguments (server_name, server_port, ...)."""
+    """Serve the page with the server's bounds (upload and request sizes; playground/server.py), then warm up in a
+    thread; ``options`` are more ``demo.launch`` arguments (server_name, server_port, ...). Like ``demo.launch``, it
+    blocks a script until the server stops, unless ``prevent_thread_lock=True``."""
     server.CacheSweeper(demo).start()
-    demo.launch(**server.launch_options(**options))
+    block = not options.pop("prevent_thread_lock", False) and not (hasattr(sys, "ps1") or sys.flags.interactive)
+    demo.launch(**server.launch_options(**options), prevent_thread_lock=True)
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+    if block:
+        demo.block_thread()
 
 
 if __name__ == "__main__":

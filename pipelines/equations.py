@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import guidance, schedules
 from .distributions import DiagonalGaussian
-from .pipeline_vae import lerp, slerp
+from .interpolation import lerp, slerp
 from .scheduling_ddim import DDIMScheduler
 from .scheduling_ddpm import DDPMScheduler
 from .vae import VAE

@@ -19,6 +19,9 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from . import interpolation
+from .interpolation import lerp as lerp  # re-exported: `from pipelines.pipeline_vae import slerp` still works
+from .interpolation import slerp as slerp
 from .loading import SafeFromPretrainedMixin
 from .vae import LATENT_CHOICES, VAE, LatentChoice
 
@@ -38,32 +41,6 @@ class VAEPipelineOutput(BaseOutput):
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     latents: torch.Tensor | None = None
-
-
-def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Straight line from ``a`` to ``b`` at each fraction in ``t``: shape (len(t), *a.shape)."""
-    t = t.to(a).view(-1, *([1] * a.ndim))
-    return a + t * (b - a)  # (1 − t)·a + t·b
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """Great-circle path between the directions of ``a`` and ``b``, its radius moving linearly from |a| to |b|.
-
-    Endpoints are exact and equal-norm endpoints keep their norm all the way; for (anti)parallel or zero
-    endpoints, where no unique great circle exists, it falls back to :func:`lerp`.
-    """
-    norm_a, norm_b = a.norm(), b.norm()
-    if min(norm_a, norm_b) < eps:
-        return lerp(a, b, t)
-    u, v = a / norm_a, b / norm_b
-    theta = 2 * torch.atan2((u - v).norm(), (u + v).norm())  # angle between û and v̂ (accurate near 0 and π)
-    if torch.sin(theta) < eps:
-        return lerp(a, b, t)
-    s = t.to(a).view(-1, *([1] * a.ndim))
-    # slerp(û, v̂; t) = [sin((1 − t)θ)·û + sin(tθ)·v̂] / sin θ   (Shoemake 1985)
-    direction = (torch.sin((1 - s) * theta) * u + torch.sin(s * theta) * v) / torch.sin(theta)
-    radius = lerp(norm_a, norm_b, t).view(-1, *([1] * a.ndim))
-    return radius * direction
 
 
 def principal_directions(points: torch.Tensor, num: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -223,7 +200,7 @@ class VAEPipeline(SafeFromPretrainedMixin, DiffusionPipeline):
         self._check_positive_int("num_frames", num_frames, minimum=2)
         z_a, z_b = self._single_mean(image_a, "image_a"), self._single_mean(image_b, "image_b")
         fractions = torch.linspace(0.0, 1.0, num_frames)
-        latents = (lerp if method == "linear" else slerp)(z_a, z_b, fractions)
+        latents = (interpolation.lerp if method == "linear" else interpolation.slerp)(z_a, z_b, fractions)
         return self._postprocess(self._decode(latents), latents, output_type, return_dict)
 
     @torch.no_grad()

@@ -7,7 +7,9 @@ schedulers that sample the bundled models well at few steps. Scored by the proje
 it checks): DPM-Solver++ makes 94% / 84% confident digits at 10 steps, UniPC 88% / 84%, Euler ancestral 94% / 81%
 at 20 (it adds fresh noise at every step, like DDPM), against 88% / 78% for deterministic DDIM at 10 steps.
 
-Adding a sampler is one :class:`Sampler` entry here (and, for the app, nothing else).
+Adding a sampler is one :class:`Sampler` entry here (and, for the app, nothing else). An entry names its scheduler
+class by import path, imported when a scheduler is made: the table itself imports no diffusers, so the app's page
+(labels, step limits) builds without it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from diffusers import DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, UniPCMultistepScheduler
-
 from .checks import finite_float
-from .scheduling_ddim import DDIMScheduler
-from .scheduling_ddpm import DDPMScheduler
+from .deferred import import_deferred
 
 
 @dataclass(frozen=True)
@@ -29,32 +28,40 @@ class Sampler:
 
     key: str  # lower case, as the evaluation CLI takes it ("ddim")
     label: str  # as the app shows it ("DDIM")
-    scheduler_class: type
+    scheduler_path: str  # "module:Class" of its scheduler (".module" is one of ours), see scheduler_class
     default_steps: int
     max_steps: int  # the most steps the app offers (never more than the model was trained with)
     takes_eta: bool  # whether the scheduler's step takes DDIM's η
     config_overrides: Mapping = field(default_factory=lambda: MappingProxyType({}))  # on top of the saved config
 
+    @property
+    def scheduler_class(self) -> type:
+        """The scheduler class, imported on first use (diffusers takes seconds to import)."""
+        module, name = self.scheduler_path.split(":")
+        return getattr(import_deferred(module, __package__), name)
+
 
 SAMPLERS: dict[str, Sampler] = {
     s.key: s
     for s in (
-        Sampler("ddim", "DDIM", DDIMScheduler, default_steps=25, max_steps=200, takes_eta=True),
-        Sampler("ddpm", "DDPM", DDPMScheduler, default_steps=100, max_steps=1000, takes_eta=False),
+        Sampler("ddim", "DDIM", ".scheduling_ddim:DDIMScheduler", default_steps=25, max_steps=200, takes_eta=True),
+        Sampler("ddpm", "DDPM", ".scheduling_ddpm:DDPMScheduler", default_steps=100, max_steps=1000, takes_eta=False),
         Sampler(
             "dpmsolver++",
             "DPM-Solver++",
-            DPMSolverMultistepScheduler,
+            "diffusers:DPMSolverMultistepScheduler",
             default_steps=10,
             max_steps=100,
             takes_eta=False,
             config_overrides=MappingProxyType({"algorithm_type": "dpmsolver++", "solver_order": 2}),
         ),
-        Sampler("unipc", "UniPC", UniPCMultistepScheduler, default_steps=10, max_steps=100, takes_eta=False),
+        Sampler(
+            "unipc", "UniPC", "diffusers:UniPCMultistepScheduler", default_steps=10, max_steps=100, takes_eta=False
+        ),
         Sampler(
             "euler_a",
             "Euler ancestral",
-            EulerAncestralDiscreteScheduler,
+            "diffusers:EulerAncestralDiscreteScheduler",
             default_steps=20,
             max_steps=200,
             takes_eta=False,

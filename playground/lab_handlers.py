@@ -11,16 +11,23 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 import numpy as np
 import torch
 
-from training import lab_vae, toy2d
+from pipelines.deferred import lazy_module
+from training import toy2d_targets
 from training.live import MAX_SEED, check_number
 
 from . import lab_figures as figures
 from .images import save_gif
+
+if TYPE_CHECKING:
+    from training import lab_vae, toy2d
+else:
+    lab_vae, toy2d = lazy_module("training.lab_vae"), lazy_module("training.toy2d")  # they import diffusers
 
 DRAWN = "drawn"  # the target choice that trains on the visitor's drawing
 NUM_SHOWN = 1000  # target points drawn behind the samples
@@ -95,18 +102,18 @@ def _require(run, what: str):
 def target_points(target: str, drawing, num_points: int, seed: int = 0) -> torch.Tensor:
     """The standardised target: a preset, or the strokes of the Sketchpad (a dict with a "composite" picture)."""
     if target != DRAWN:
-        return toy2d.target_points(target, num_points, seed)
+        return toy2d_targets.target_points(target, num_points, seed)
     picture = drawing.get("composite") if isinstance(drawing, dict) else drawing
     if picture is None:
         raise ValueError("drawing is empty: draw the shape to learn on the canvas, or pick a preset target.")
-    return toy2d.points_from_drawing(np.asarray(picture), num_points, seed)
+    return toy2d_targets.points_from_drawing(np.asarray(picture), num_points, seed)
 
 
 def preview_target(target="moons", drawing=None):
     """The target before training (a short note in the title instead of an error while the canvas is empty; an
     unknown target is an error)."""
-    if target != DRAWN and (not isinstance(target, str) or target not in toy2d.TARGETS):
-        raise gr.Error(f"target must be one of {[*toy2d.TARGETS, DRAWN]}, got {target!r:.40}.")
+    if target != DRAWN and (not isinstance(target, str) or target not in toy2d_targets.TARGETS):
+        raise gr.Error(f"target must be one of {[*toy2d_targets.TARGETS, DRAWN]}, got {target!r:.40}.")
     try:
         return figures.point_cloud(target_points(target, drawing, NUM_SHOWN), None, "the target distribution")
     except ValueError as error:

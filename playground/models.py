@@ -15,13 +15,12 @@ from typing import Literal
 
 import torch
 
+import pipelines  # its classes are imported on first use (pipelines/__init__.py): the page builds without diffusers
 from data.mnist import load_mnist
-from pipelines import samplers
-from pipelines.digit_classifier import load_classifier
-from pipelines.pipeline_ddpm import DDPMPipeline
-from pipelines.pipeline_inpaint import DDPMInpaintPipeline
-from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
-from pipelines.pipeline_vae import VAEPipeline, principal_directions
+from pipelines import deferred, samplers
+from pipelines.deferred import lazy_module
+
+digit_classifier = lazy_module("pipelines.digit_classifier")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,30 +38,34 @@ class ModelSpec:
 
     key: str
     folder: str
-    pipeline_class: type
+    pipeline_name: str  # a class of pipelines/__init__.py
     label: str
     kind: ModelKind
     conditional: bool = False
     beta: float | None = None
+
+    @property
+    def pipeline_class(self) -> type:
+        return getattr(pipelines, self.pipeline_name)
 
 
 # The bundled models, one entry each: a new model is one line here (plus its folder under models/).
 SPECS = {
     spec.key: spec
     for spec in (
-        ModelSpec("pixel", "ddpm-pixel", DDPMPipeline, "Pixel DDPM (28×28)", "ddpm"),
-        ModelSpec("latent", "ddpm-latent", LatentDDPMPipeline, "Latent DDPM (VAE latents 4×7×7)", "latent-ddpm"),
+        ModelSpec("pixel", "ddpm-pixel", "DDPMPipeline", "Pixel DDPM (28×28)", "ddpm"),
+        ModelSpec("latent", "ddpm-latent", "LatentDDPMPipeline", "Latent DDPM (VAE latents 4×7×7)", "latent-ddpm"),
         ModelSpec(
             "conditional",
             "ddpm-conditional",
-            LatentDDPMPipeline,
+            "LatentDDPMPipeline",
             "Class-conditional latent DDPM",
             "latent-ddpm",
             conditional=True,
         ),
-        ModelSpec("vae", "vae", VAEPipeline, "VAE (16-d latent)", "vae", beta=1.0),
-        ModelSpec("vae-beta0.25", "vae-beta0.25", VAEPipeline, "β-VAE with β = 0.25 (16-d latent)", "vae", beta=0.25),
-        ModelSpec("vae-beta4", "vae-beta4", VAEPipeline, "β-VAE with β = 4 (16-d latent)", "vae", beta=4.0),
+        ModelSpec("vae", "vae", "VAEPipeline", "VAE (16-d latent)", "vae", beta=1.0),
+        ModelSpec("vae-beta0.25", "vae-beta0.25", "VAEPipeline", "β-VAE with β = 0.25 (16-d latent)", "vae", beta=0.25),
+        ModelSpec("vae-beta4", "vae-beta4", "VAEPipeline", "β-VAE with β = 4 (16-d latent)", "vae", beta=4.0),
     )
 }
 DIFFUSION_MODELS = tuple(key for key, spec in SPECS.items() if spec.kind != "vae")  # the Sample tab's choices
@@ -135,7 +138,7 @@ def load(key: str):
         raise ModelUnavailable(f"unknown model {key!r}; choose one of {list(SPECS)}.")
     if not is_available(key):
         raise ModelUnavailable(missing_message(key))
-    with _lock:  # one load at a time; later calls hit the cache
+    with _lock, deferred.IMPORT_LOCK:  # one load at a time, importing alone (pipelines/deferred.py); then cached
         try:
             return _load(key)
         except (OSError, ValueError) as error:
@@ -152,22 +155,24 @@ def make_scheduler(config, sampler: str, **overrides):
 def sampling_pipeline(key: str, sampler: str, **scheduler_overrides):
     """A per-request pipeline sharing the cached networks, with its own scheduler of kind ``sampler``."""
     base = load(key)
-    if isinstance(base, LatentDDPMPipeline):
+    if isinstance(base, pipelines.LatentDDPMPipeline):
         # Latents (scaled to unit variance) often lie outside [−1, 1]: clipping x̂_0 there ruins the samples
         # (seen on the bundled models), so latent sampling never clips, as in latent diffusion.
         scheduler = make_scheduler(base.scheduler.config, sampler, **{"clip_sample": False, **scheduler_overrides})
-        pipe = LatentDDPMPipeline(vae=base.vae, unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
+        pipe = pipelines.LatentDDPMPipeline(
+            vae=base.vae, unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet
+        )
     else:
         scheduler = make_scheduler(base.scheduler.config, sampler, **scheduler_overrides)
-        pipe = DDPMPipeline(unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
+        pipe = pipelines.DDPMPipeline(unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def inpaint_pipeline(sampler: str) -> DDPMInpaintPipeline:
+def inpaint_pipeline(sampler: str) -> pipelines.DDPMInpaintPipeline:
     base = load("pixel")
     scheduler = make_scheduler(base.scheduler.config, sampler)
-    pipe = DDPMInpaintPipeline(unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
+    pipe = pipelines.DDPMInpaintPipeline(unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -190,7 +195,7 @@ def classifier():
     """The project's MNIST classifier (models/mnist-classifier), which scores generated digits; loaded once."""
     folder = models_dir() / CLASSIFIER_FOLDER
     try:
-        return load_classifier(folder).requires_grad_(False)
+        return digit_classifier.load_classifier(folder).requires_grad_(False)
     except (OSError, ValueError) as error:  # FileNotFoundError is an OSError
         raise ModelUnavailable(f"The scoring classifier at `{folder}` could not be loaded: {error}") from None
 
@@ -211,7 +216,21 @@ def vae_test_embedding():
     if cached is None:
         data = test_digits()
         means = pipe.encode_means(data.images).flatten(1).float()
-        center, directions, _ = principal_directions(means, num=2)
+        center, directions, _ = pipelines.principal_directions(means, num=2)
         cached = (means, data.labels, center, directions)
         _latent_cache[id(pipe)] = cached
     return cached
+
+
+def warm_up() -> list[str]:
+    """Load what the page's first results need: every bundled model present, the scoring classifier, the test digits
+    and the VAE's latent map (app.py calls this from a thread once the server is up). Returns the models loaded."""
+    keys = [key for key in SPECS if is_available(key)]
+    for key in keys:
+        load(key)
+    test_digits()
+    if "vae" in keys:
+        vae_test_embedding()
+    if (models_dir() / CLASSIFIER_FOLDER / "config.json").is_file():
+        classifier()
+    return keys

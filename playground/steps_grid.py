@@ -11,11 +11,13 @@ import torch
 from PIL import Image
 
 from pipelines.defaults import DEFAULT_AUTOGUIDANCE_SCALE, DEFAULT_DDIM_ETA, DEFAULT_GUIDANCE_SCALE
-from pipelines.digit_classifier import is_confident
+from pipelines.deferred import lazy_module
 
 from . import models
 from .images import grid
 from .validation import check_choice, check_int, check_seed
+
+digit_classifier = lazy_module("pipelines.digit_classifier")
 
 STEP_COUNTS = (5, 10, 25, 50)
 MAX_GRID_IMAGES = 16
@@ -30,7 +32,7 @@ def confident_fraction(images: torch.Tensor) -> float:
     except models.ModelUnavailable as error:
         raise gr.Error(str(error)) from None
     probs = torch.softmax(classifier(images.float()), dim=1)
-    return is_confident(probs).float().mean().item()
+    return digit_classifier.is_confident(probs).float().mean().item()
 
 
 def sample_cell(model: str, sampler: str, steps: int, num_images: int, seed: int) -> torch.Tensor:

@@ -13,14 +13,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
-from diffusers.configuration_utils import ConfigMixin
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from pipelines.checks import finite_float
+
+if TYPE_CHECKING:  # only a type here; importing diffusers takes seconds, and the app's page reads this module
+    from diffusers.configuration_utils import ConfigMixin
 
 StopReason = Literal["running", "stopped", "time limit", "step limit"]
 MAX_SECONDS = 60.0  # the longest a visitor's run may train

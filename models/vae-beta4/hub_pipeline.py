@@ -9,6 +9,7 @@ so each one is imported here."""
 from .distributions import __name__ as _distributions
 from .folder_checks import __name__ as _folder_checks
 from .hub_code import __name__ as _hub_code
+from .interpolation import __name__ as _interpolation
 from .loading import __name__ as _loading
 from .pipeline_vae import VAEPipeline
 from .vae import VAE
@@ -19,5 +20,6 @@ CARRIED_MODULES = (
     _distributions,
     _folder_checks,
     _hub_code,
+    _interpolation,
     _loading,
 )

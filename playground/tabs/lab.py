@@ -12,7 +12,7 @@ from __future__ import annotations
 import gradio as gr
 
 from pipelines.schedules import schedule_label
-from training import toy2d
+from training import toy2d_targets
 from training.live import MAX_SECONDS, MAX_SEED
 
 from .. import lab_handlers as handlers
@@ -57,7 +57,7 @@ def _train_and_stop(prefix: str) -> tuple[gr.Button, gr.Button]:
 
 def _diffusion_inputs():
     target = gr.Radio(
-        [(toy2d.TARGET_LABELS[k], k) for k in (*toy2d.TARGETS, handlers.DRAWN)],
+        [(toy2d_targets.TARGET_LABELS[k], k) for k in (*toy2d_targets.TARGETS, handlers.DRAWN)],
         value="moons",
         label="Target distribution",
         elem_id="lab-target",
@@ -74,8 +74,10 @@ def _diffusion_inputs():
         visible=False,
         elem_id="lab-drawing",
     )
-    schedule = gr.Dropdown([(schedule_label(n), n) for n in toy2d.SCHEDULES], value="linear", label="β schedule")
-    num_steps = gr.Slider(toy2d.MIN_T, toy2d.MAX_T, value=100, step=1, label="T (diffusion steps)")
+    schedule = gr.Dropdown(
+        [(schedule_label(n), n) for n in toy2d_targets.SCHEDULES], value="linear", label="β schedule"
+    )
+    num_steps = gr.Slider(toy2d_targets.MIN_T, toy2d_targets.MAX_T, value=100, step=1, label="T (diffusion steps)")
     max_seconds = _seconds(20, "lab-diffusion-seconds")
     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
     return target, drawing, schedule, num_steps, max_seconds, seed

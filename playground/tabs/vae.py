@@ -6,7 +6,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from pipelines.pipeline_vae import lerp, slerp
+from pipelines.interpolation import lerp, slerp
 
 from .. import models
 from ..images import grid, input_digit, save_gif, test_digit, to_pils

@@ -1,7 +1,7 @@
 """The Walks tab: the diffusion model's own latent walks, decoded by deterministic DDIM (η = 0).
 
 DDIM with η = 0 maps each noise z_T to one image, so the noise is the model's latent: a path between two noises
-(slerp, pipelines.pipeline_vae.slerp) morphs one generated digit into another, and DDIM inversion
+(slerp, pipelines.interpolation.slerp) morphs one generated digit into another, and DDIM inversion
 (pipelines/ddim_inversion.py) finds the noise of a real digit, so that two real digits can be walked between too,
 next to the VAE's walk of the same two digits.
 """
@@ -14,13 +14,15 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from pipelines.ddim_inversion import invert, sample_from_noise
-from pipelines.pipeline_vae import slerp
+from pipelines.deferred import lazy_module
+from pipelines.interpolation import slerp
 
 from .. import models
 from ..images import grid, has_drawing, input_digit, save_gif, test_digit, to_pils
 from ..validation import check_choice, check_int, check_seed
 from ..widgets import NUM_TEST, digit_inputs, endpoint_shown_on_open, missing_banner, seed_input
+
+ddim_inversion = lazy_module("pipelines.ddim_inversion")
 
 TITLE = "Walks"
 ID = "walks"
@@ -76,7 +78,7 @@ def walk_seeds(model="latent", seed_a=0, seed_b=1, num_frames=8, steps=DEFAULT_S
 def seed_morph(model: str, seed_a: int, seed_b: int, num_frames: int, steps: int):
     pipe = walk_pipe(model)
     noise = noise_path(seed_noise(pipe, seed_a), seed_noise(pipe, seed_b), num_frames)
-    images = sample_from_noise(pipe, noise, steps).images
+    images = ddim_inversion.sample_from_noise(pipe, noise, steps).images
     fractions = torch.linspace(0.0, 1.0, num_frames).tolist()
     frames = [(picture, f"s = {s:.2f}") for picture, s in zip(to_pils(images), fractions)]
     order = list(range(num_frames)) + list(range(num_frames - 2, 0, -1))
@@ -110,8 +112,8 @@ def test_digit_round_trip(model: str, test_index: int, steps: int):
 def inversion_round_trip(model: str, x: torch.Tensor, caption: str, steps: int):
     pipe = walk_pipe(model)
     every = max(1, steps // TRAJECTORY_FRAMES)
-    inverted = invert(pipe, x, steps, return_trajectory_every=every)
-    decoded = sample_from_noise(pipe, inverted.noise, steps, return_trajectory_every=every)
+    inverted = ddim_inversion.invert(pipe, x, steps, return_trajectory_every=every)
+    decoded = ddim_inversion.sample_from_noise(pipe, inverted.noise, steps, return_trajectory_every=every)
     x_hat = decoded.images
     errors = {
         "steps": steps,
@@ -152,8 +154,8 @@ def walk_digits(model="latent", index_a=0, index_b=60, num_frames=8, steps=DEFAU
 def digit_walks(model: str, index_a: int, index_b: int, num_frames: int, steps: int):
     (image_a, label_a), (image_b, label_b) = test_digit(index_a), test_digit(index_b)
     pipe = walk_pipe(model)
-    noise = invert(pipe, torch.cat([image_a, image_b]), steps).noise
-    ddim = sample_from_noise(pipe, noise_path(noise[0], noise[1], num_frames), steps).images
+    noise = ddim_inversion.invert(pipe, torch.cat([image_a, image_b]), steps).noise
+    ddim = ddim_inversion.sample_from_noise(pipe, noise_path(noise[0], noise[1], num_frames), steps).images
     try:
         vae = models.load("vae")
     except models.ModelUnavailable as error:
