@@ -103,6 +103,7 @@ def score(folder: Path, guide: Path | None, num_samples: int) -> dict:
         pipe, num_samples, DEFAULT_SAMPLER, DEFAULT_DDIM_STEPS, DEFAULT_DDIM_ETA, DEFAULT_GUIDANCE_SCALE
     )
     keys = ("confident_fraction", "min_digit_fraction", "max_digit_fraction", "frechet_distance", "num_samples")
+    keys += ("class_accuracy",) if "class_accuracy" in metrics else ()  # a conditional model: the digit asked for
     return {k: metrics[k] for k in keys} | {"sampler": f"{metrics['sampler']}-{metrics['steps']}, eta {metrics['eta']}"}
 
 
@@ -157,17 +158,7 @@ def run_recipe_curve(args, overrides: dict) -> Path:
         stage_cpu_minutes={k: round(v, 2) for k, v in stage_minutes.items()},
         threads=args.threads,
         measured_by=f"python bench/bench_time_to_quality.py --recipe {recipe_stem(args.recipe)} --threads {args.threads}",
-        final_scores={
-            k: final[k]
-            for k in (
-                "confident_fraction",
-                "min_digit_fraction",
-                "max_digit_fraction",
-                "frechet_distance",
-                "num_samples",
-                "sampler",
-            )
-        },
+        final_scores={k: v for k, v in final.items() if k not in ("cpu_minutes", "step", "folder")},
     )
     return out
 
@@ -192,6 +183,21 @@ def plot(curves: list[dict], out: Path) -> None:
         top.plot(x, [100 * p["confident_fraction"] for p in curve["points"]], "o-", label=curve["recipe"])
         bottom.plot(x, [p["frechet_distance"] for p in curve["points"]], "o-", label=curve["recipe"])
     top.axhline(100 * TARGET_CONFIDENT, color="gray", ls="--", lw=1, label=f"target {TARGET_CONFIDENT:.0%}")
+    for curve in curves:  # where each stage before the model's own ended (VAE, guide): the model starts there
+        end = 0.0
+        for stage, minutes in list(curve["stage_cpu_minutes"].items())[:-1]:
+            end += minutes
+            for axis in (top, bottom):
+                axis.axvline(end, color="lightgray", ls=":", lw=1)
+            top.annotate(
+                f"{curve['recipe']}: {stage} done",
+                (end, top.get_ylim()[0]),
+                rotation=90,
+                fontsize=7,
+                color="gray",
+                va="bottom",
+                ha="right",
+            )
     top.set_ylabel("confident samples (%)")
     bottom.set_ylabel("Fréchet distance (classifier features)")
     bottom.set_xlabel("CPU-minutes (user + sys), all stages")
