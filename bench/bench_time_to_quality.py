@@ -3,13 +3,16 @@
     python bench/bench_time_to_quality.py --recipe ddpm-latent [--every 2] [--threads 1]
     python bench/bench_time_to_quality.py --recipe ddpm-latent --compare ddpm-latent-wide   # side by side
 
-The clock is this process's CPU time (user + sys, ``time.process_time``), so neighbours on a shared machine
-barely move it; it counts every stage of the recipe (VAE, guide, the model itself) and leaves out the snapshots'
-exports and all scoring, which happen after training. Every ``--every`` CPU-minutes of the exported stage, its EMA
-weights are exported; afterwards each snapshot gets the recipe's guide (when the guide is trained before the
-model) and is scored at the app's default sampler (``training.evaluate.evaluate_sampler``): the classifier's
-confident fraction, the digit shares and the Fréchet distance to the test digits. The last point is the recipe's
-own export, scored on ``--final-samples``.
+The clock is this process's CPU time (user + sys, ``time.process_time``): it counts every stage of the recipe
+(VAE, guide, the model itself) and leaves out the snapshots' exports and all scoring, which happen after training.
+Neighbours on a shared machine move it less than wall-clock time, but they still do (shared caches and memory
+bandwidth: the same VAE stage took 3.0 and 3.8 CPU-minutes beside one and two other trainings): compare recipes
+side by side (``--compare``). Every ``--every`` CPU-minutes of the exported stage, its EMA weights are exported;
+afterwards each snapshot gets the recipe's guide from the step at which it exists (a guide stage trained before
+the model: always; ``guide: <stage>@<s>``, the model's own snapshot at step s: from s on; a stage trained after
+the model: at the end only) and is scored at the app's default sampler (``training.evaluate.evaluate_sampler``):
+the classifier's confident fraction, the digit shares and the Fréchet distance to the test digits. The last point
+is the recipe's own export, scored on ``--final-samples``.
 
 Writes ``<output_root>/<recipe>/time_to_quality.json`` (the curve) and ``.png`` (confident fraction and Fréchet
 distance against CPU-minutes); with ``--compare`` both recipes train at once in two processes and one plot
@@ -31,7 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from training.train import export_folder, finish_recipe, load_recipe, make_task, recipe_stem, stage_configs
+from training.train import (
+    export_folder,
+    finish_recipe,
+    guide_folder,
+    load_recipe,
+    make_task,
+    recipe_stem,
+    stage_configs,
+)
 
 TARGET_CONFIDENT = 0.9
 TARGET_DIGITS = (0.07, 0.13)  # every digit's share of the samples
@@ -123,15 +134,13 @@ def run_recipe_curve(args, overrides: dict) -> Path:
     torch.set_num_threads(args.threads)
     root = Path(args.output_root)
     snapshots, stage_minutes = train_with_snapshots(args.recipe, root, args.every, overrides)
-    spec, configs = load_recipe(args.recipe), stage_configs(args.recipe, root, overrides)
-    stages = list(configs)
-    guide = None
-    if "guide" in spec and stages.index(spec["guide"]) < stages.index(spec["export"]):
-        guide = export_folder(configs[spec["guide"]][1])
+    configs = stage_configs(args.recipe, root, overrides)
+    guide = guide_folder(args.recipe, configs)  # (folder, the model's first step that has it) or None
     points = []
     for i, snap in enumerate(snapshots):
         n = args.final_samples if i == len(snapshots) - 1 else args.samples
-        point = {**snap, **score(Path(snap["folder"]), guide, n), "guided": guide is not None}
+        guided = guide is not None and snap["step"] >= guide[1]
+        point = {**snap, **score(Path(snap["folder"]), guide[0] if guided else None, n), "guided": guided}
         points.append(point)
         print(
             f"[{args.recipe}] {point['cpu_minutes']:6.2f} CPU-min, step {point['step']}: "

@@ -116,3 +116,39 @@ def test_a_tiny_variant_of_each_recipe_runs_end_to_end(name, tmp_path):
     kwargs |= {"class_labels": [1]} if name == "ddpm-conditional" else {}
     images = pipe(batch_size=1, generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).images
     assert images.shape == (1, 1, 8, 8) and torch.isfinite(images).all()
+
+
+SNAPSHOT_GUIDE = """
+export: ddpm
+guide: ddpm@{guide_step}
+stages:
+  ddpm:
+    task: ddpm
+    config: {{snapshot_steps: [2], max_steps: 4}}
+"""
+
+
+def test_a_guide_can_be_the_models_own_earlier_snapshot(tmp_path):
+    recipe = tmp_path / "own-guide.yaml"
+    recipe.write_text(SNAPSHOT_GUIDE.format(guide_step=2))
+    tiny = COMMON | TINY["ddpm"] | {"max_steps": 4}
+    model = recipes.run_recipe(str(recipe), tmp_path / "runs", overrides={"ddpm": tiny})
+    from training.evaluate import load_pipeline
+
+    snapshot = load_pipeline(tmp_path / "runs" / "own-guide" / "ddpm" / "snapshot-2")
+    pipe = load_pipeline(model)
+    assert {**pipe.guide_unet.config, "_name_or_path": ""} == {**snapshot.unet.config, "_name_or_path": ""}
+    guide, early, final = (m.state_dict() for m in (pipe.guide_unet, snapshot.unet, pipe.unet))
+    assert all(torch.equal(guide[k], early[k]) for k in guide)  # the guide is the snapshot at step 2 …
+    assert not all(torch.equal(guide[k], final[k]) for k in guide)  # … not the model at step 4
+    configs = recipes.stage_configs(str(recipe), tmp_path / "runs", {"ddpm": tiny})
+    assert recipes.guide_folder(str(recipe), configs) == (tmp_path / "runs" / "own-guide" / "ddpm" / "snapshot-2", 2)
+
+
+def test_a_guide_snapshot_must_be_one_the_stage_exports(tmp_path):
+    recipe = tmp_path / "bad-guide.yaml"
+    recipe.write_text(SNAPSHOT_GUIDE.format(guide_step=3))
+    with pytest.raises(ValueError, match="needs 3 in that stage's snapshot_steps"):
+        recipes.load_recipe(str(recipe))
+    with pytest.raises(ValueError, match="snapshot_steps .* must lie below max_steps"):
+        DDPMTrainConfig(snapshot_steps=(4,), max_steps=4)

@@ -72,6 +72,9 @@ class TrainConfig:
     eval_every: int = 0  # 0 = evaluate only at the end
     checkpoint_every: int = 1_000  # 0 = only at the end
     keep_checkpoints: int = 2
+    # also export the EMA model at these steps, to <output_dir>/snapshot-<step> (e.g. an autoguidance guide: the
+    # same network trained for a third of the steps, at no extra training cost; Karras et al. 2024, §4)
+    snapshot_steps: tuple[int, ...] = ()
     resume_from_checkpoint: str | None = None  # a checkpoint folder, or "latest"
     export_dir: str = ""  # where the trained model is exported; "" = <output_dir>/model
     report_to: Literal["none", "tensorboard"] = "none"  # metrics.jsonl always; tensorboard: scalars and sample grids
@@ -104,9 +107,10 @@ class TrainConfig:
         "eval_every": STEPS,
         "checkpoint_every": STEPS,
         "keep_checkpoints": Range(1),
+        "snapshot_steps": Range(1),
         "num_threads": Range(0, 4096),
     }
-    LENGTHS: ClassVar[dict[str, Range]] = {}
+    LENGTHS: ClassVar[dict[str, Range]] = {"snapshot_steps": Range(0, 64)}
 
     def __post_init__(self):
         """Reject values the loop cannot honour, naming the field, before any data or model is loaded."""
@@ -119,6 +123,11 @@ class TrainConfig:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be a multiple of gradient_accumulation_steps "
                 f"({self.gradient_accumulation_steps})."
+            )
+        if any(step >= self.max_steps for step in self.snapshot_steps):
+            raise ValueError(
+                f"snapshot_steps {self.snapshot_steps} must lie below max_steps ({self.max_steps}): "
+                "the model at max_steps is the export itself."
             )
         if self.augment_shift >= self.image_size:
             raise ValueError(f"augment_shift ({self.augment_shift}) must be below image_size ({self.image_size}).")
@@ -174,7 +183,7 @@ class VAETrainConfig(TrainConfig):
         "beta": Range(0),
         "kl_warmup_steps": STEPS,
     }
-    LENGTHS: ClassVar[dict[str, Range]] = {"block_out_channels": Range(1, 8)}
+    LENGTHS: ClassVar[dict[str, Range]] = {**TrainConfig.LENGTHS, "block_out_channels": Range(1, 8)}
 
 
 @dataclass
@@ -208,7 +217,11 @@ class DDPMTrainConfig(TrainConfig):
         "snr_gamma": Range(0),
         "sample_steps": Range(1, 100_000),
     }
-    LENGTHS: ClassVar[dict[str, Range]] = {"block_out_channels": Range(1, 8), "attention_levels": Range(0, 8)}
+    LENGTHS: ClassVar[dict[str, Range]] = {
+        **TrainConfig.LENGTHS,
+        "block_out_channels": Range(1, 8),
+        "attention_levels": Range(0, 8),
+    }
 
     def check(self) -> None:
         super().check()

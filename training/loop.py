@@ -128,6 +128,8 @@ def train(task: TrainingTask, after_step: Callable[[Run], None] | None = None) -
             save_checkpoint(run.accelerator, run.out, run.step, run.elapsed, run.best, run.ema, cfg.keep_checkpoints)
         if _due(run.step, cfg.eval_every, done):
             evaluate_and_export(run)
+        if run.step in cfg.snapshot_steps:
+            export_snapshot(run, snapshot_path(cfg, run.step))
         if after_step is not None:
             after_step(run)
         if done:
@@ -335,11 +337,20 @@ def export_path(cfg: TrainConfig) -> Path:
     return Path(cfg.export_dir) if cfg.export_dir else Path(cfg.output_dir) / "model"
 
 
+def snapshot_path(cfg: TrainConfig, step: int) -> Path:
+    """Where the EMA model exported at ``step`` (a step of ``snapshot_steps``) lives."""
+    return Path(cfg.output_dir) / f"snapshot-{step}"
+
+
 def export_snapshot(run: Run, path: Path) -> None:
     """Export the EMA model as it is now to ``path`` (main process), without evaluating it."""
     if run.accelerator.is_main_process:
+        tmp = path.with_name(path.name + TMP_SUFFIX)
+        shutil.rmtree(tmp, ignore_errors=True)
         with _ema_weights(run) as model:
-            run.task.export(model, path)
+            run.task.export(model, tmp)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)  # whole or absent, as the export
 
 
 def evaluate_and_export(run: Run) -> None:

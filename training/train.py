@@ -5,7 +5,9 @@
 
 A recipe lists stages, each a task of the one loop (vae, ddpm, classifier) with its config; a value "{stage}"
 is the export folder of an earlier stage (a latent DDPM's --vae, a fine-tune's --init_from). ``export`` names
-the stage that gives the model, ``guide`` the one attached as its autoguidance guide. Stages resume from their
+the stage that gives the model, ``guide`` the one attached as its autoguidance guide: a stage's export, or
+``<stage>@<step>``, the EMA model that stage exported at a step of its ``snapshot_steps`` (the same network
+trained shorter, at no extra cost). Stages resume from their
 latest checkpoint, so a crashed recipe continues where it stopped. The model's training.json records the
 recipe, the command and every stage's config.
 """
@@ -82,8 +84,14 @@ def load_recipe(name: str) -> dict:
     recipe = yaml.safe_load(recipe_path(name).read_text())
     stages = recipe.get("stages") or {}
     for key in ("export", "guide"):
-        if key in recipe and recipe[key] not in stages:
+        stage = str(recipe.get(key, "")).partition("@")[0]
+        if key in recipe and stage not in stages:
             raise ValueError(f"recipe {name!r}: {key} names {recipe[key]!r}, which is not one of its stages.")
+    guide_stage, _, guide_step = str(recipe.get("guide", "")).partition("@")
+    if guide_step and int(guide_step) not in stages[guide_stage].get("config", {}).get("snapshot_steps", ()):
+        raise ValueError(
+            f"recipe {name!r}: guide {recipe['guide']!r} needs {guide_step} in that stage's snapshot_steps."
+        )
     for stage, spec in stages.items():
         if spec.get("task") not in CONFIGS:
             raise ValueError(f"recipe {name!r}, stage {stage!r}: task must be one of {sorted(CONFIGS)}.")
@@ -125,15 +133,35 @@ def run_recipe(name: str, output_root: str | Path = "runs/recipes", overrides: d
     return finish_recipe(name, configs)
 
 
+def guide_folder(name: str, configs: dict) -> tuple[Path, int] | None:
+    """Where the recipe's guide is, and the first step of the model's stage at which it exists. ``guide: <stage>``
+    is that stage's export, ``guide: <stage>@<step>`` its snapshot at that step; a stage trained before the
+    model's exists from step 0, one trained after it only at the end."""
+    recipe = load_recipe(name)
+    if "guide" not in recipe:
+        return None
+    from .loop import snapshot_path
+
+    stage, _, step = str(recipe["guide"]).partition("@")
+    model_stage, stages = recipe["export"], list(configs)
+    config = configs[stage][1]
+    folder = snapshot_path(config, int(step)) if step else export_folder(config)
+    if stage == model_stage:
+        return folder, int(step)
+    if stages.index(stage) > stages.index(model_stage):
+        return folder, configs[model_stage][1].max_steps
+    return folder, 0
+
+
 def finish_recipe(name: str, configs: dict, **facts) -> Path:
     """Attach the guide stage's model (if the recipe has one) to the exported stage's and write its training.json:
     the recipe, its command, every stage's config and ``facts`` (e.g. the CPU-minutes it took)."""
     recipe = load_recipe(name)
-    model = export_folder(configs[recipe["export"]][1])
-    if "guide" in recipe and not (model / "guide_unet").is_dir():
+    model, guide = export_folder(configs[recipe["export"]][1]), guide_folder(name, configs)
+    if guide is not None and not (model / "guide_unet").is_dir():
         from .attach_guide import attach_guide
 
-        attach_guide(model, export_folder(configs[recipe["guide"]][1]))
+        attach_guide(model, guide[0])
     record = {
         "recipe": recipe_stem(name),
         "command": f"python -m training.train --recipe {recipe_stem(name)}",
