@@ -98,6 +98,9 @@ def serve_app(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the app did not answer on {url} within {start_timeout} s")
             time.sleep(0.5)
+        # measure a settled server: app.launch loads the models in a warm-up thread once it serves
+        while "warm-up" not in Path(log.name).read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
         yield url, process.pid
     finally:
         process.terminate()
