@@ -22,11 +22,13 @@ distance against CPU-minutes); with ``--compare`` both recipes train at once in 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads must not spin on a shared machine
@@ -57,48 +59,56 @@ class CpuClock:
     def minutes(self) -> float:
         return (time.process_time() - self.start - self.paused) / 60
 
+    @contextlib.contextmanager
     def pause(self):
-        clock = self
+        """CPU time spent inside this block is not counted."""
+        start = time.process_time()
+        try:
+            yield
+        finally:
+            self.paused += time.process_time() - start
 
-        class _Paused:
-            def __enter__(self):
-                self.t0 = time.process_time()
 
-            def __exit__(self, *exc):
-                clock.paused += time.process_time() - self.t0
+@dataclass
+class Snapshots:
+    """The loop's after_step hook: exports the EMA model each time the clock passes another ``every`` minutes."""
 
-        return _Paused()
+    clock: CpuClock
+    folder: Path
+    every: float
+    next_mark: float
+    taken: list[dict] = field(default_factory=list)  # {cpu_minutes, step, folder}
+
+    def __call__(self, run) -> None:
+        from training.loop import export_snapshot
+
+        if self.clock.minutes() < self.next_mark or run.step >= run.cfg.max_steps:  # the last step: the export
+            return
+        folder = self.folder / f"step-{run.step:07d}"
+        self.taken.append({"cpu_minutes": self.clock.minutes(), "step": run.step, "folder": str(folder)})
+        with self.clock.pause():
+            export_snapshot(run, folder)
+        self.next_mark += self.every
 
 
 def train_with_snapshots(recipe: str, root: Path, every: float, overrides: dict) -> tuple[list[dict], dict]:
     """Train every stage; snapshot the exported stage every ``every`` CPU-minutes. Returns the snapshots
     [{cpu_minutes, step, folder}] and the CPU-minutes each stage took."""
-    from training.loop import export_snapshot, train
+    from training.loop import train
 
     spec, configs = load_recipe(recipe), stage_configs(recipe, root, overrides)
-    clock, snapshots, stage_minutes = CpuClock(), [], {}
+    clock, stage_minutes, snapshots = CpuClock(), {}, None
     for stage, (kind, config) in configs.items():
         before = clock.minutes()
-        hook = None
         if stage == spec["export"]:
-            next_mark = [before + every]
-
-            def hook(run, next_mark=next_mark):
-                if clock.minutes() < next_mark[0] or run.step >= run.cfg.max_steps:
-                    return
-                folder = root / recipe_stem(recipe) / "snapshots" / f"step-{run.step:07d}"
-                snapshots.append({"cpu_minutes": clock.minutes(), "step": run.step, "folder": str(folder)})
-                with clock.pause():
-                    export_snapshot(run, folder)
-                next_mark[0] += every
-
-        train(make_task(kind, config), after_step=hook)
+            snapshots = Snapshots(clock, root / recipe_stem(recipe) / "snapshots", every, before + every)
+        train(make_task(kind, config), after_step=snapshots if stage == spec["export"] else None)
         end = clock.minutes()
         stage_minutes[stage] = end - before
         print(f"[{recipe}] stage {stage}: {stage_minutes[stage]:.2f} CPU-minutes", flush=True)
     final = configs[spec["export"]][1]
-    snapshots.append({"cpu_minutes": end, "step": final.max_steps, "folder": str(export_folder(final))})
-    return snapshots, stage_minutes
+    snapshots.taken.append({"cpu_minutes": end, "step": final.max_steps, "folder": str(export_folder(final))})
+    return snapshots.taken, stage_minutes
 
 
 def score(folder: Path, guide: Path | None, num_samples: int) -> dict:
