@@ -16,10 +16,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import time
-import weakref
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cache
@@ -35,7 +35,7 @@ TIMING_BATCH = 16  # the most samples of the one-off timing (smaller batches und
 TIMING_REPEATS = 3
 
 logger = logging.getLogger(__name__)
-_timed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # UNet → its timed PrecisionChoice
+_timed: dict[tuple, PrecisionChoice] = {}  # architecture(unet, shape) → its timed PrecisionChoice
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,18 @@ def time_forward(unet, sample: torch.Tensor, precision: Literal["fp32", "bf16"])
     return statistics.median(times)
 
 
+def architecture(unet, sample_shape: tuple[int, ...]) -> tuple:
+    """What a UNet's speed depends on: its class, its config (not its weights), its dtype and the sample's size."""
+    config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
+    return type(unet).__qualname__, json.dumps(config, sort_keys=True, default=str), str(unet.dtype), sample_shape[1:]
+
+
 def timed_choice(unet, sample_shape: tuple[int, ...]) -> PrecisionChoice:
-    """Rule 4: time the UNet's forward pass in fp32 and in bf16 autocast (once per UNet) and keep the faster."""
-    if unet in _timed:
-        return _timed[unet]
+    """Rule 4: time the UNet's forward pass in fp32 and in bf16 autocast and keep the faster; timed once per
+    architecture in a process, so that two copies of one model always sample alike."""
+    key = architecture(unet, sample_shape)
+    if key in _timed:
+        return _timed[key]
     sample = torch.randn((min(sample_shape[0], TIMING_BATCH), *sample_shape[1:]), dtype=unet.dtype)
     fp32, bf16 = time_forward(unet, sample, "fp32"), time_forward(unet, sample, "bf16")
     speedup = fp32 / bf16
@@ -94,7 +102,7 @@ def timed_choice(unet, sample_shape: tuple[int, ...]) -> PrecisionChoice:
         f"AVX512-BF16 without AMX: bf16 autocast ran this UNet {speedup:.2f}× as fast as fp32 "
         f"(timed once; bf16 is used from {MIN_BF16_SPEEDUP}×)",
     )
-    _timed[unet] = choice
+    _timed[key] = choice
     logger.info("precision auto → %s: %s", choice.precision, choice.reason)
     return choice
 

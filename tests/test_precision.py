@@ -60,9 +60,11 @@ def test_avx512_bf16_without_amx_times_the_unet_once(cpu, fp32_seconds, bf16_sec
     assert f"{fp32_seconds / bf16_seconds:.2f}×" in choice.reason
     timing_shape = (min(SHAPE[0], precision.TIMING_BATCH), *SHAPE[1:])
     assert timed == [("fp32", timing_shape), ("bf16", timing_shape)]
-    assert precision.choose_precision(CPU, unet, SHAPE) is choice  # cached per UNet: timed once
+    assert precision.choose_precision(CPU, unet, SHAPE) is choice  # cached: timed once
+    # other weights, same architecture: the same choice without timing (copies of a model sample alike)
+    assert precision.choose_precision(CPU, tiny_unet(seed=1), SHAPE) is choice
     assert len(timed) == 2
-    precision.choose_precision(CPU, tiny_unet(seed=1), SHAPE)  # another UNet is timed afresh
+    precision.choose_precision(CPU, tiny_unet(num_class_embeds=4), SHAPE)  # another architecture is timed afresh
     assert len(timed) == 4
 
 
