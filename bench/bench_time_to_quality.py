@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
+from training.config import export_path
 from training.train import (
-    export_folder,
     finish_recipe,
     guide_folder,
     load_recipe,
@@ -107,7 +107,7 @@ def train_with_snapshots(recipe: str, root: Path, every: float, overrides: dict)
         stage_minutes[stage] = end - before
         print(f"[{recipe}] stage {stage}: {stage_minutes[stage]:.2f} CPU-minutes", flush=True)
     final = configs[spec["export"]][1]
-    snapshots.taken.append({"cpu_minutes": end, "step": final.max_steps, "folder": str(export_folder(final))})
+    snapshots.taken.append({"cpu_minutes": end, "step": final.max_steps, "folder": str(export_path(final))})
     return snapshots.taken, stage_minutes
 
 

@@ -24,8 +24,10 @@ __all__ = [
     "TrainConfig",
     "VAETrainConfig",
     "config_to_dict",
+    "export_path",
     "load_config_file",
     "parse_config",
+    "snapshot_path",
 ]
 
 # diffusers' schedules (diffusers.optimization.get_scheduler) and torch's one-cycle policy
@@ -270,6 +272,16 @@ class ClassifierTrainConfig(TrainConfig):
         super().check()
         if self.push_to_hub != "no":
             raise ValueError("push_to_hub publishes pipelines; the classifier is not one (copy its export instead).")
+
+
+def export_path(cfg: TrainConfig) -> Path:
+    """Where the loop exports the trained model: ``export_dir``, or ``output_dir/model``."""
+    return Path(cfg.export_dir) if cfg.export_dir else Path(cfg.output_dir) / "model"
+
+
+def snapshot_path(cfg: TrainConfig, step: int) -> Path:
+    """Where the EMA model exported at ``step`` (a step of ``snapshot_steps``) lives."""
+    return Path(cfg.output_dir) / f"snapshot-{step}"
 
 
 def config_to_dict(config: TrainConfig) -> dict:

@@ -40,7 +40,7 @@ from .checkpoints import (
     save_checkpoint,
     write_json,
 )
-from .config import TrainConfig, config_to_dict
+from .config import TrainConfig, config_to_dict, export_path, snapshot_path
 from .data import BatchDraws, BatchSampler, ImageData, random_shift
 from .launch import check_launch
 from .optimization import build_lr_scheduler, build_optimizer, make_ema
@@ -333,24 +333,22 @@ def save_sample_grid(run: Run) -> None:
             writer.add_image("samples", np.asarray(image.convert("RGB")), run.step, dataformats="HWC")
 
 
-def export_path(cfg: TrainConfig) -> Path:
-    return Path(cfg.export_dir) if cfg.export_dir else Path(cfg.output_dir) / "model"
-
-
-def snapshot_path(cfg: TrainConfig, step: int) -> Path:
-    """Where the EMA model exported at ``step`` (a step of ``snapshot_steps``) lives."""
-    return Path(cfg.output_dir) / f"snapshot-{step}"
+def export_atomically(run: Run, model: torch.nn.Module, path: Path, state: dict | None = None) -> None:
+    """``run.task.export(model)`` into ``path``, whole or absent: written beside it, then renamed over it."""
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    shutil.rmtree(tmp, ignore_errors=True)
+    run.task.export(model, tmp)
+    if state is not None:
+        write_json(tmp / "training_state.json", state)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
 
 
 def export_snapshot(run: Run, path: Path) -> None:
     """Export the EMA model as it is now to ``path`` (main process), without evaluating it."""
     if run.accelerator.is_main_process:
-        tmp = path.with_name(path.name + TMP_SUFFIX)
-        shutil.rmtree(tmp, ignore_errors=True)
         with _ema_weights(run) as model:
-            run.task.export(model, tmp)
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)  # whole or absent, as the export
+            export_atomically(run, model, path)
 
 
 def evaluate_and_export(run: Run) -> None:
@@ -364,13 +362,8 @@ def evaluate_and_export(run: Run) -> None:
         key = run.task.selection_metric
         if key is None or metrics.get(key, math.inf) < run.best:
             run.best = metrics.get(key, run.best) if key else run.best
-            final = export_path(run.cfg)
-            tmp = final.with_name(final.name + TMP_SUFFIX)
-            shutil.rmtree(tmp, ignore_errors=True)
-            run.task.export(model, tmp)
-            write_json(tmp / "training_state.json", {"step": run.step, "minutes": run.elapsed / 60, **metrics})
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
+            state = {"step": run.step, "minutes": run.elapsed / 60, **metrics}
+            export_atomically(run, model, export_path(run.cfg), state)
 
 
 def finish(run: Run) -> Path:

@@ -24,7 +24,16 @@ from typing import ClassVar
 
 import yaml
 
-from .config import ClassifierTrainConfig, DDPMTrainConfig, TrainConfig, VAETrainConfig, config_to_dict, parse_config
+from .config import (
+    ClassifierTrainConfig,
+    DDPMTrainConfig,
+    TrainConfig,
+    VAETrainConfig,
+    config_to_dict,
+    export_path,
+    parse_config,
+    snapshot_path,
+)
 from .fields import Range, check_fields
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -80,15 +89,22 @@ def recipe_stem(name: str) -> str:
     return recipe_path(name).stem
 
 
+def guide_reference(text: str) -> tuple[str, int | None]:
+    """``"<stage>"`` → (stage, None); ``"<stage>@<step>"`` → (stage, step): that stage's snapshot at the step."""
+    stage, _, step = text.partition("@")
+    if step and not step.isdigit():
+        raise ValueError(f"a guide is '<stage>' or '<stage>@<step>', got {text!r}.")
+    return stage, int(step) if step else None
+
+
 def load_recipe(name: str) -> dict:
     recipe = yaml.safe_load(recipe_path(name).read_text())
     stages = recipe.get("stages") or {}
     for key in ("export", "guide"):
-        stage = str(recipe.get(key, "")).partition("@")[0]
-        if key in recipe and stage not in stages:
+        if key in recipe and guide_reference(str(recipe[key]))[0] not in stages:
             raise ValueError(f"recipe {name!r}: {key} names {recipe[key]!r}, which is not one of its stages.")
-    guide_stage, _, guide_step = str(recipe.get("guide", "")).partition("@")
-    if guide_step and int(guide_step) not in stages[guide_stage].get("config", {}).get("snapshot_steps", ()):
+    guide_stage, guide_step = guide_reference(str(recipe.get("guide", "")))
+    if guide_step and guide_step not in stages[guide_stage].get("config", {}).get("snapshot_steps", ()):
         raise ValueError(
             f"recipe {name!r}: guide {recipe['guide']!r} needs {guide_step} in that stage's snapshot_steps."
         )
@@ -114,13 +130,9 @@ def stage_configs(name: str, output_root: str | Path, overrides: dict[str, dict]
             if reference:
                 if reference.group(1) not in configs:
                     raise ValueError(f"recipe {name!r}, stage {stage!r}: {key} refers to a later or unknown stage.")
-                values[key] = str(export_folder(configs[reference.group(1)][1]))
+                values[key] = str(export_path(configs[reference.group(1)][1]))
         configs[stage] = (spec["task"], CONFIGS[spec["task"]](output_dir=str(root / stage), **values))
     return configs
-
-
-def export_folder(config: TrainConfig) -> Path:
-    return Path(config.export_dir) if config.export_dir else Path(config.output_dir) / "model"
 
 
 def run_recipe(name: str, output_root: str | Path = "runs/recipes", overrides: dict | None = None) -> Path:
@@ -140,14 +152,12 @@ def guide_folder(name: str, configs: dict) -> tuple[Path, int] | None:
     recipe = load_recipe(name)
     if "guide" not in recipe:
         return None
-    from .loop import snapshot_path
-
-    stage, _, step = str(recipe["guide"]).partition("@")
+    stage, step = guide_reference(str(recipe["guide"]))
     model_stage, stages = recipe["export"], list(configs)
     config = configs[stage][1]
-    folder = snapshot_path(config, int(step)) if step else export_folder(config)
+    folder = export_path(config) if step is None else snapshot_path(config, step)
     if stage == model_stage:
-        return folder, int(step)
+        return folder, step or 0
     if stages.index(stage) > stages.index(model_stage):
         return folder, configs[model_stage][1].max_steps
     return folder, 0
@@ -157,7 +167,7 @@ def finish_recipe(name: str, configs: dict, **facts) -> Path:
     """Attach the guide stage's model (if the recipe has one) to the exported stage's and write its training.json:
     the recipe, its command, every stage's config and ``facts`` (e.g. the CPU-minutes it took)."""
     recipe = load_recipe(name)
-    model, guide = export_folder(configs[recipe["export"]][1]), guide_folder(name, configs)
+    model, guide = export_path(configs[recipe["export"]][1]), guide_folder(name, configs)
     if guide is not None and not (model / "guide_unet").is_dir():
         from .attach_guide import attach_guide
 
