@@ -113,7 +113,7 @@ def train_with_snapshots(recipe: str, root: Path, every: float, overrides: dict)
 
 def score(folder: Path, guide: Path | None, num_samples: int) -> dict:
     """The app's default sampler on ``folder`` (with ``guide`` attached in place, if any), scored by the classifier."""
-    from pipelines.defaults import DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER
+    from pipelines.defaults import DEFAULT_DDIM_ETA, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER, DEFAULT_STEPS
     from training.attach_guide import attach_guide
     from training.evaluate import evaluate_sampler, load_pipeline
 
@@ -121,7 +121,7 @@ def score(folder: Path, guide: Path | None, num_samples: int) -> dict:
         attach_guide(folder, guide)
     pipe = load_pipeline(folder)
     metrics = evaluate_sampler(
-        pipe, num_samples, DEFAULT_SAMPLER, DEFAULT_DDIM_STEPS, DEFAULT_DDIM_ETA, DEFAULT_GUIDANCE_SCALE
+        pipe, num_samples, DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_DDIM_ETA, DEFAULT_GUIDANCE_SCALE
     )
     keys = ("confident_fraction", "min_digit_fraction", "max_digit_fraction", "frechet_distance", "num_samples")
     keys += ("class_accuracy",) if "class_accuracy" in metrics else ()  # a conditional model: the digit asked for

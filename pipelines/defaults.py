@@ -6,13 +6,19 @@ so the figures in the model cards are the quality a visitor sees on first click.
 
 from .samplers import SAMPLERS
 
-DEFAULT_SAMPLER = "ddim"  # DDIM: few steps out of the T = 1,000 the models were trained with
-DEFAULT_DDIM_STEPS = SAMPLERS["ddim"].default_steps  # 25
-# η = 1 draws fresh noise at every step with the DDPM posterior's variance (ancestral sampling on the 25-step
-# subsequence). Measured on the bundled unconditional models (400 samples each, `python -m training.evaluate`):
-# η = 1 makes 91% (pixel) and 83% (latent) of samples confident digits against 84% and 80% for deterministic η = 0,
-# at the same cost: the fresh noise corrects the small networks' errors instead of carrying them to the end
-# (Karras et al. 2022, https://arxiv.org/abs/2206.00364, §4: stochasticity helps imperfect denoisers).
+# SDE-DPM-Solver++ at 10 steps: the second-order solver of the reverse-time SDE (Lu et al. 2022,
+# https://arxiv.org/abs/2211.01095), which draws fresh noise at every step like ancestral DDPM. Measured on the bundled
+# models against the previous default, DDIM-25 with η = 1 (400 samples each, same seeds, autoguidance w = 2,
+# `python -m training.evaluate --sampler ... --steps ...`): latent 93.5% → 96.2% confident digits (FD 125 → 120),
+# pixel 90.8% → 90.8% (FD 104 → 89), conditional 100% → 100%, in 10 network passes instead of 25 (2.5× faster).
+# Deterministic DPM-Solver++ at 10 steps made 91.5% (latent): the fresh noise corrects the small networks' errors
+# instead of carrying them to the end (Karras et al. 2022, https://arxiv.org/abs/2206.00364, §4).
+DEFAULT_SAMPLER = "sde-dpmsolver++"
+DEFAULT_STEPS = SAMPLERS[DEFAULT_SAMPLER].default_steps  # 10
+DEFAULT_DDIM_STEPS = SAMPLERS["ddim"].default_steps  # 25: DDIM's starting steps when it is picked
+# DDIM's η when DDIM is picked: η = 1 draws fresh noise at every step with the DDPM posterior's variance (ancestral
+# sampling on the 25-step subsequence); it made 91% (pixel) and 83% (latent) confident digits against 84% and 80%
+# for deterministic η = 0, at the same cost.
 DEFAULT_DDIM_ETA = 1.0
 DEFAULT_DDPM_STEPS = SAMPLERS["ddpm"].default_steps  # 100: ancestral DDPM needs more steps than DDIM
 DEFAULT_GUIDANCE_SCALE = 5.0  # classifier-free guidance w for the class-conditional model

@@ -6,6 +6,8 @@ schedulers that sample the bundled models well at few steps. Scored by the proje
 32 (latent) samples, fp32, seed 0 (``python -m tests.test_pipeline_any_scheduler`` prints all thirteen schedulers
 it checks): DPM-Solver++ makes 94% / 84% confident digits at 10 steps, UniPC 88% / 84%, Euler ancestral 94% / 81%
 at 20 (it adds fresh noise at every step, like DDPM), against 88% / 78% for deterministic DDIM at 10 steps.
+SDE-DPM-Solver++ (the second-order solver of the stochastic reverse equation) is the app's default: see
+``pipelines/defaults.py`` for its measurement against DDIM.
 
 Adding a sampler is one :class:`Sampler` entry here (and, for the app, nothing else). An entry names its scheduler
 class by import path, imported when a scheduler is made: the table itself imports no diffusers, so the app's page
@@ -35,6 +37,16 @@ class Sampler:
     config_overrides: Mapping = field(default_factory=lambda: MappingProxyType({}))  # on top of the saved config
 
     @property
+    def scheduler_name(self) -> str:
+        """The scheduler's class name; ours (DDPM, DDIM) are named as diffusers' equivalents."""
+        return self.scheduler_path.split(":")[1]
+
+    @property
+    def from_config_keywords(self) -> str:
+        """The config overrides as ``from_config`` keywords (", algorithm_type='sde-dpmsolver++', ...")."""
+        return "".join(f", {key}={value!r}" for key, value in self.config_overrides.items())
+
+    @property
     def scheduler_class(self) -> type:
         """The scheduler class, imported on first use (diffusers takes seconds to import)."""
         module, name = self.scheduler_path.split(":")
@@ -54,6 +66,16 @@ SAMPLERS: dict[str, Sampler] = {
             max_steps=100,
             takes_eta=False,
             config_overrides=MappingProxyType({"algorithm_type": "dpmsolver++", "solver_order": 2}),
+        ),
+        Sampler(
+            "sde-dpmsolver++",
+            "SDE-DPM-Solver++",
+            "diffusers:DPMSolverMultistepScheduler",
+            default_steps=10,
+            max_steps=100,
+            takes_eta=False,
+            # the stochastic variant (Lu et al. 2022, https://arxiv.org/abs/2211.01095, §5): fresh noise each step
+            config_overrides=MappingProxyType({"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
         ),
         Sampler(
             "unipc", "UniPC", "diffusers:UniPCMultistepScheduler", default_steps=10, max_steps=100, takes_eta=False

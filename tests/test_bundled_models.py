@@ -12,8 +12,14 @@ import pytest
 import torch
 
 from pipelines import DDIMScheduler, LatentDDPMPipeline
-from pipelines.defaults import DEFAULT_AUTOGUIDANCE_SCALE, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE_SCALE
+from pipelines.defaults import (
+    DEFAULT_AUTOGUIDANCE_SCALE,
+    DEFAULT_GUIDANCE_SCALE,
+    DEFAULT_SAMPLER,
+    DEFAULT_STEPS,
+)
 from pipelines.digit_classifier import load_classifier
+from pipelines.samplers import make_scheduler
 from playground.models import SPECS, VAE_BY_BETA
 from training.evaluate import CLASSIFIER_DIR, load_pipeline, score_digits
 from training.train import load_recipe
@@ -75,15 +81,14 @@ def test_the_beta_vaes_are_the_plain_vae_with_another_beta():
 @pytest.mark.slow
 def test_the_conditional_model_draws_the_digit_asked_for_with_the_app_defaults():
     pipe = LatentDDPMPipeline.from_pretrained(MODELS / "ddpm-conditional")
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.scheduler = make_scheduler(pipe.scheduler.config, DEFAULT_SAMPLER)
     pipe.set_progress_bar_config(disable=True)
     asked = torch.arange(100) % 10
     images = pipe(
         batch_size=100,
         class_labels=asked,
         guidance_scale=DEFAULT_GUIDANCE_SCALE,
-        num_inference_steps=DEFAULT_DDIM_STEPS,
-        eta=DEFAULT_DDIM_ETA,
+        num_inference_steps=DEFAULT_STEPS,
         generator=torch.Generator().manual_seed(123),
         output_type="pt",
     ).images
@@ -97,13 +102,12 @@ def test_the_unconditional_models_draw_confident_digits_of_every_kind_with_the_a
     """A smaller run of the card's measurement (1,000 samples in evaluation.json): most samples are digits the
     classifier is sure of, and no digit is missing or dominant."""
     pipe = load_pipeline(MODELS / folder)
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.scheduler = make_scheduler(pipe.scheduler.config, DEFAULT_SAMPLER)
     pipe.set_progress_bar_config(disable=True)
     guided = {"autoguidance_scale": DEFAULT_AUTOGUIDANCE_SCALE} if pipe.guide_unet is not None else {}
     images = pipe(
         batch_size=200,
-        num_inference_steps=DEFAULT_DDIM_STEPS,
-        eta=DEFAULT_DDIM_ETA,
+        num_inference_steps=DEFAULT_STEPS,
         generator=torch.Generator().manual_seed(123),
         output_type="pt",
         **guided,

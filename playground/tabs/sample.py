@@ -174,7 +174,7 @@ def shows_autoguidance(model: str | None) -> bool:
 
 def default_inputs() -> dict:
     """The tab's starting values (pipelines/defaults.py and models' sampler table): the first view samples with them."""
-    sampler = DEFAULT_SAMPLER.upper()
+    sampler = resolve_sampler(DEFAULT_SAMPLER).label
     return {
         "model": default_model(),
         "sampler": sampler,
