@@ -8,7 +8,7 @@ other in the same run, on the same models, with the same clicks.
 Figures, each printed old | new | ratio:
 - cold start: spawning `python app.py` → its port accepting connections (goal ≤ 5 s);
 - open → first samples: the new page opens on a first batch; the old one waits for a click on "Sample";
-- click "Sample" → 16 digits rendered, latent and pixel DDPM, the default sampler (DDIM-25, η = 1), warm;
+- click "Sample" → 16 digits rendered, latent and pixel DDPM, each app's default sampler, warm;
 - reactive updates, input → new picture loaded (goal ≤ 0.3 s): the t slider moved (z_t), the digit picker on the
   Schedules tab (old: followed by a click on "Show z_t", which it needs) and on the VAE tab (reconstruction).
 ``--baseline`` defaults to where this branch left main (git merge-base HEAD main). Before each app's timings the

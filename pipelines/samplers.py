@@ -71,7 +71,7 @@ SAMPLERS: dict[str, Sampler] = {
             "sde-dpmsolver++",
             "SDE-DPM-Solver++",
             "diffusers:DPMSolverMultistepScheduler",
-            default_steps=10,
+            default_steps=12,
             max_steps=100,
             takes_eta=False,
             # the stochastic variant (Lu et al. 2022, https://arxiv.org/abs/2211.01095, §5): fresh noise each step

@@ -47,7 +47,7 @@ def save_gif(frames: list[Image.Image], duration_ms: int = 120) -> str:
     folder = Path(get_upload_folder()) / "playground-gifs"
     folder.mkdir(parents=True, exist_ok=True)
     path = str(folder / f"{uuid.uuid4().hex}.gif")
-    frames = [f.convert("P", palette=Image.ADAPTIVE) for f in frames]
+    frames = [f if f.mode == "L" else f.convert("P", palette=Image.ADAPTIVE) for f in frames]  # L needs no palette
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
     return path
 

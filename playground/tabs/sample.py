@@ -38,7 +38,10 @@ from ..widgets import ON_OPEN, missing_banner, seed_input, when_bundled
 
 TITLE = "Sample"
 ID = "sample"
-STREAM_UPDATES = 10  # about this many z_t / x̂_0 pictures per run
+STREAM_UPDATES = 10  # about this many z_t / x̂_0 pictures per run: the trajectory GIF's frames
+# while sampling, a picture is decoded and shown only if this long has passed since the last one: a quick run
+# shows its digits first and decodes its trajectory after (each picture decodes 2 × N latents through the VAE)
+STREAM_INTERVAL_S = 0.3
 MAX_GUIDANCE = 20.0
 
 
@@ -48,12 +51,12 @@ def trajectory_frame(z_t: torch.Tensor, x0: torch.Tensor | None, t: int, step: i
     left = grid(z_t, nrow, scale=2)
     right = grid(x0 if x0 is not None else torch.zeros_like(z_t), nrow, scale=2)
     header, gap = 22, 12
-    frame = Image.new("RGB", (left.width + gap + right.width, left.height + header), "white")
+    frame = Image.new("L", (left.width + gap + right.width, left.height + header), 255)  # grayscale: a cheap GIF
     frame.paste(left, (0, header))
     frame.paste(right, (left.width + gap, header))
     draw = ImageDraw.Draw(frame)
-    draw.text((4, 5), f"z after step {step}/{total} (from t = {t})", fill="black")
-    draw.text((left.width + gap + 4, 5), f"predicted x^_0 at t = {t}", fill="black")
+    draw.text((4, 5), f"z after step {step}/{total} (from t = {t})", fill=0)
+    draw.text((left.width + gap + 4, 5), f"predicted x^_0 at t = {t}", fill=0)
     return frame
 
 
@@ -100,20 +103,30 @@ def sample_stream(
     autoguidance = autoguidance if pipe.guide_unet is not None else 1.0
     every = max(1, math.ceil(steps / STREAM_UPDATES))
     updates: queue.Queue = queue.Queue()
-    frames: list[Image.Image] = []
+    kept: list[tuple] = []  # (step, t, z_t, x̂_0) every `every` steps: the trajectory, decoded when shown
+    frames: dict[int, Image.Image] = {}  # step → its decoded picture
     result: dict = {}
     stop = threading.Event() if stop is None else stop
+    last_shown = [time.perf_counter()]
+
+    def picture(step, t, z_t, x0):
+        if step not in frames:
+            z_t = pipe.decode_latents(z_t).cpu()
+            x0 = None if x0 is None else pipe.decode_latents(x0).cpu()
+            frames[step] = trajectory_frame(z_t, x0, t, step, steps)
+        return frames[step]
 
     def on_step_end(p, step_index, timestep, kwargs):
         if interrupt_if_stopped(p, stop):
             return kwargs
         if step_index % every == 0 or step_index == steps - 1:
-            z_t = p.decode_latents(kwargs["latents"]).cpu()
             x0 = kwargs.get("pred_original_sample")
-            x0 = None if x0 is None else p.decode_latents(x0.float()).cpu()
-            frame = trajectory_frame(z_t, x0, int(timestep), step_index + 1, steps)
-            frames.append(frame)
-            updates.put((step_index + 1, frame))
+            kept.append(
+                (step_index + 1, int(timestep), kwargs["latents"].clone(), None if x0 is None else x0.float().clone())
+            )
+            if time.perf_counter() - last_shown[0] >= STREAM_INTERVAL_S:
+                updates.put((step_index + 1, picture(*kept[-1])))
+                last_shown[0] = time.perf_counter()
         return kwargs
 
     def work():
@@ -160,8 +173,10 @@ def sample_stream(
         f"({steps} steps{f', η = {eta:g}' if resolve_sampler(sampler).takes_eta else ''}; {what}; seed {seed}) "
         f"in {seconds:.2f} s."
     )
-    images = result["output"].images
-    yield to_pils(images), frames[-1] if frames else None, status, save_gif(frames)
+    gallery = to_pils(result["output"].images)
+    yield gallery, gr.skip(), status, gr.skip()  # the digits first; then the trajectory, decoded now if not yet
+    trajectory = [picture(*entry) for entry in kept]
+    yield gallery, trajectory[-1] if trajectory else None, status, save_gif(trajectory)
 
 
 def default_model() -> str:
