@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.defaults import DEFAULT_SAMPLER
+from pipelines.samplers import SAMPLERS
 from tests.app_server import launch_app, make_tiny_models, stop_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -121,11 +123,12 @@ def test_the_autoguidance_slider_shows_for_a_model_with_a_guide_and_samples_with
 
 def test_bad_input_shows_an_error_toast_and_the_page_keeps_working(page):
     steps = page.locator("#sample-steps input[type=number]")
-    steps.fill("500")  # allowed for DDPM, over DDIM's 200
+    steps.fill("500")  # allowed for DDPM, over the default sampler's cap
     steps.press("Enter")
     page.click("#sample-button")
     page.wait_for_selector('[data-testid="toast-body"].error', timeout=TIMEOUT_MS)
-    assert any("must lie in [1, 200]" in text for text in error_toasts(page))
+    cap = SAMPLERS[DEFAULT_SAMPLER].max_steps
+    assert any(f"must lie in [1, {cap}]" in text for text in error_toasts(page))
     screenshot(page, "sample-error")
     toasts = len(error_toasts(page))
     page.get_by_role("radio", name="DDPM", exact=True).first.check()  # its default steps (100) are valid
