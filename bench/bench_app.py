@@ -161,7 +161,10 @@ def measure(
                 for model, runs in (("latent", repeats), ("pixel", max(1, repeats // 2))):
                     pick_model(page, model)
                     click_to_images(page, seed=100)  # loads the model once
-                    times = [click_to_images(page, seed=i + 1) for i in range(runs)]
+                    times = []
+                    for i in range(runs):  # each click once the last run is done (its trajectory comes after)
+                        wait_until_idle(process.pid, quiet=1.0)
+                        times.append(click_to_images(page, seed=i + 1))
                     figures[f"click → {NUM_IMAGES} {model} digits rendered (median of {runs})"] = statistics.median(
                         times
                     )

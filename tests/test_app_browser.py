@@ -101,6 +101,28 @@ def click_sample_and_wait(page, seed: int) -> None:
     wait_for_changed_images(page, "#sample-gallery", before, 16)
 
 
+def test_a_click_while_a_sampling_run_is_pending_runs_next_and_is_not_lost(page):
+    wait_for_images(page, "#sample-gallery", 16)
+    seed_box = page.get_by_label("Seed", exact=True).first
+    for seed in (8, 9):  # the second click comes while the first run is under way
+        seed_box.fill(str(seed))
+        seed_box.press("Tab")
+        page.click("#sample-button")
+    page.wait_for_function(
+        "() => document.querySelector('#sample-status').innerText.includes('seed 9')", timeout=TIMEOUT_MS
+    )
+    assert error_toasts(page) == []
+
+
+def test_the_eta_slider_shows_only_for_samplers_that_take_eta(page):
+    eta = page.get_by_text("DDIM η", exact=False)
+    assert eta.count() == 0 or not eta.first.is_visible()  # the default sampler draws its own noise
+    page.get_by_role("radio", name="DDIM", exact=True).first.check()
+    eta.first.wait_for(state="visible", timeout=TIMEOUT_MS)
+    page.get_by_role("radio", name="UniPC", exact=True).first.check()
+    eta.first.wait_for(state="hidden", timeout=TIMEOUT_MS)
+
+
 def test_sample_tab_renders_the_gallery_trajectory_and_gif(page):
     click_sample_and_wait(page, seed=7)
     wait_for_images(page, "#sample-trajectory", 1)

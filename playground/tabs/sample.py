@@ -242,11 +242,15 @@ def build(demo: gr.Blocks) -> None:
             gr.Markdown("Reverse process, streamed: z_t (left) and the model's prediction x̂_0 (right).")
             gif = gr.File(label="gif", elem_id="sample-gif")
     outputs = [gallery, trajectory, status, gif]
-    model, sampler, steps = inputs["model"], inputs["sampler"], inputs["steps"]
+    model, sampler, steps, eta = inputs["model"], inputs["sampler"], inputs["steps"], inputs["eta"]
     sampler.change(
-        lambda s: gr.update(value=models.default_steps(s)) if s in models.SAMPLERS else gr.skip(),
+        lambda s: (
+            (gr.update(value=models.default_steps(s)), gr.update(visible=resolve_sampler(s).takes_eta))
+            if s in models.SAMPLERS
+            else (gr.skip(), gr.skip())
+        ),
         sampler,
-        steps,
+        [steps, eta],
         api_name="ui_default_steps",
         api_visibility="private",
     )
@@ -275,6 +279,7 @@ def build(demo: gr.Blocks) -> None:
         api_name="sample",
         concurrency_id=HEAVY,
         cancels=[first_batch],  # a visitor's first click wins over the first batch still on its way
+        trigger_mode="always_last",  # a click while the last run decodes its trajectory runs next, not lost
     )
     steps_quality_section(model)
 
@@ -293,7 +298,14 @@ def sample_controls(start: dict) -> tuple[dict, gr.Group, gr.Group]:
         label=steps_label(),
         elem_id="sample-steps",
     )
-    eta = gr.Slider(0, 1, value=start["eta"], step=0.05, label="DDIM η (0 = deterministic, 1 = DDPM-like noise)")
+    eta = gr.Slider(
+        0,
+        1,
+        value=start["eta"],
+        step=0.05,
+        label="DDIM η (0 = deterministic, 1 = DDPM-like noise)",
+        visible=resolve_sampler(start["sampler"]).takes_eta,  # shown for the samplers that take it
+    )
     num_images = gr.Slider(1, MAX_IMAGES, value=start["num_images"], step=1, label="Number of images")
     seed = seed_input(value=start["seed"])
     with gr.Group(visible=models.SPECS[start["model"]].conditional) as conditional_inputs:
