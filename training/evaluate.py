@@ -27,6 +27,7 @@ from pipelines.defaults import (
     DEFAULT_DDIM_ETA,
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_SAMPLER,
+    DEFAULT_STEPS,
 )
 from pipelines.digit_classifier import is_confident, load_classifier
 from pipelines.distributions import DiagonalGaussian
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("folder")
     parser.add_argument("--num_samples", type=int, default=1000)
     parser.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER)
-    parser.add_argument("--steps", type=int, help="default: the sampler's default steps (10 for the default sampler)")
+    parser.add_argument("--steps", type=int, help=f"default: the sampler's own ({DEFAULT_STEPS} for {DEFAULT_SAMPLER})")
     parser.add_argument("--eta", type=float, default=DEFAULT_DDIM_ETA)
     parser.add_argument("--guidance_scale", type=float, default=DEFAULT_GUIDANCE_SCALE)
     parser.add_argument(
