@@ -115,7 +115,7 @@ def score(folder: Path, guide: Path | None, num_samples: int) -> dict:
     """The app's default sampler on ``folder`` (with ``guide`` attached in place, if any), scored by the classifier."""
     from pipelines.defaults import DEFAULT_DDIM_ETA, DEFAULT_GUIDANCE_SCALE, DEFAULT_SAMPLER, DEFAULT_STEPS
     from training.attach_guide import attach_guide
-    from training.evaluate import evaluate_sampler, load_pipeline
+    from training.evaluate import evaluate_sampler, load_pipeline, sampler_summary
 
     if guide is not None and not (folder / "guide_unet").is_dir():
         attach_guide(folder, guide)
@@ -125,7 +125,7 @@ def score(folder: Path, guide: Path | None, num_samples: int) -> dict:
     )
     keys = ("confident_fraction", "min_digit_fraction", "max_digit_fraction", "frechet_distance", "num_samples")
     keys += ("class_accuracy",) if "class_accuracy" in metrics else ()  # a conditional model: the digit asked for
-    return {k: metrics[k] for k in keys} | {"sampler": f"{metrics['sampler']}-{metrics['steps']}, eta {metrics['eta']}"}
+    return {k: metrics[k] for k in keys} | {"sampler": sampler_summary(metrics)}
 
 
 def meets(point: dict, digits: bool) -> bool:

@@ -10,6 +10,10 @@ label is dropped to it at random during training). Sampling mixes the two noise 
 Autoguidance needs no labels: the weak prediction comes from a *guide*, a smaller and shorter-trained UNet of the
 same data and noise schedule. Where the guide errs more than the main model, the extrapolation moves away from
 those errors (blurred, half-formed digits), so samples land where both agree a digit is.
+
+Either guidance may be limited to an interval of noise levels (Kynkäänniemi et al. 2024,
+https://arxiv.org/abs/2404.07724): at high noise guiding mostly costs diversity (some digits come up far more often
+than others), at low noise it changes little, and a step outside the interval runs the main network alone.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .checks import check_number
+from .checks import check_number, finite_float
+from .schedules import signal_to_noise_ratio
 
 
 def guidance_extrapolation(weak: torch.Tensor, strong: torch.Tensor, guidance_scale: float) -> torch.Tensor:
@@ -36,6 +41,30 @@ def classifier_free_guidance(
 def autoguidance(noise_guide: torch.Tensor, noise_main: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     """ε̃ = ε_guide + w·(ε_main − ε_guide): w = 1 is the main model alone, w > 1 steers away from the guide's errors."""
     return guidance_extrapolation(noise_guide, noise_main, guidance_scale)
+
+
+def noise_level(alpha_prod_t: torch.Tensor) -> float:
+    """σ_t = √((1 − ᾱ_t)/ᾱ_t) = SNR(t)^(−1/2), the noise-to-signal ratio of z_t = √ᾱ_t·x + √(1 − ᾱ_t)·ε."""
+    return float(signal_to_noise_ratio(alpha_prod_t.double()) ** -0.5)  # σ_t = SNR(t)^(−1/2)
+
+
+def validate_guidance_interval(interval) -> tuple[float, float] | None:
+    """None (guide every step) or (σ_low, σ_high) with 0 ≤ σ_low < σ_high: guide where σ_low < σ_t ≤ σ_high."""
+    if interval is None:
+        return None
+    if isinstance(interval, (str, bytes)) or not hasattr(interval, "__len__") or len(interval) != 2:
+        raise ValueError(f"guidance_interval must be None or (sigma_low, sigma_high), got {interval!r:.60}.")
+    low, high = (finite_float(bound) for bound in interval)
+    if low is None or high is None or not 0 <= low < high:
+        raise ValueError(
+            f"guidance_interval must be (sigma_low, sigma_high) with 0 ≤ sigma_low < sigma_high, got {interval!r:.60}."
+        )
+    return low, high
+
+
+def guides_at(sigma: float, interval: tuple[float, float] | None) -> bool:
+    """Whether a step at noise level σ_t is guided: every step without an interval, else σ_low < σ_t ≤ σ_high."""
+    return interval is None or interval[0] < sigma <= interval[1]
 
 
 def check_guide(unet, guide_unet) -> None:

@@ -57,6 +57,7 @@ class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipelin
         class_labels: int | Sequence[int] | torch.Tensor | None = None,
         guidance_scale: float = 1.0,
         autoguidance_scale: float = 1.0,
+        guidance_interval: tuple[float, float] | None = None,
         output_type: OutputType = "pil",
         return_dict: bool = True,
         callback_on_step_end=None,
@@ -74,6 +75,9 @@ class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipelin
             class_labels: one class or one per image, for a class-conditional UNet; None samples unconditionally.
             guidance_scale: classifier-free guidance weight w ≥ 0; 1 is plain conditional sampling.
             autoguidance_scale: autoguidance weight w ≥ 0 (needs a ``guide_unet``); 1 is the main UNet alone.
+            guidance_interval: (σ_low, σ_high) to guide (either kind) only at the steps whose noise level
+                σ_t = √((1 − ᾱ_t)/ᾱ_t) lies in (σ_low, σ_high], the main UNet alone elsewhere (Kynkäänniemi et al.
+                2024); None guides every step.
             output_type: "pil", "np" (float (N, H, W, C) in [0, 1]), "pt" ((N, C, H, W) in [0, 1]) or "latent"
                 (the final z_0, not decoded).
             return_dict: return a :class:`SamplingPipelineOutput` instead of a tuple.
@@ -92,6 +96,7 @@ class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipelin
             class_labels=class_labels,
             guidance_scale=guidance_scale,
             autoguidance_scale=autoguidance_scale,
+            guidance_interval=guidance_interval,
             generator=generator,
             output_type=output_type,
             precision=precision,

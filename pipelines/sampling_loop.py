@@ -20,7 +20,14 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from . import schedules
 from .checks import check_number, is_positive_int
-from .guidance import guided_model_output, prepare_class_labels, validate_guidance_scale
+from .guidance import (
+    guided_model_output,
+    guides_at,
+    noise_level,
+    prepare_class_labels,
+    validate_guidance_interval,
+    validate_guidance_scale,
+)
 from .precision import Precision, autocast, resolve_precision
 
 # Re-exported (``import x as x``): these lived in this module before data_range.py and precision.py.
@@ -146,6 +153,7 @@ class DenoisingLoopMixin:
         callback_on_step_end,
         callback_on_step_end_tensor_inputs: list[str],
         return_trajectory_every: int | None,
+        guidance_interval: tuple[float, float] | None = None,
     ) -> CallSetup:
         """Shared by every pipeline's ``__call__``: check everything, then the timesteps, then z_T."""
         self.check_components()
@@ -160,7 +168,7 @@ class DenoisingLoopMixin:
         )
         self.check_inputs(batch_size, output_type)
         device = self._execution_device
-        self.start_sampling(guidance_scale, precision, device, autoguidance_scale, batch_size)
+        self.start_sampling(guidance_scale, precision, device, autoguidance_scale, batch_size, guidance_interval)
         labels = prepare_class_labels(self.unet, class_labels, batch_size, device)
         # 1. the timesteps to visit, T > … > 0; first, because sigma-based schedulers (Euler, LMS, ...) set their
         #    init_noise_sigma here
@@ -197,6 +205,7 @@ class DenoisingLoopMixin:
         device: torch.device,
         autoguidance_scale: float = 1.0,
         batch_size: int = 1,
+        guidance_interval: tuple[float, float] | None = None,
     ) -> None:
         """Per-call state read by the loop (and by callbacks, as in diffusers)."""
         self._guidance_scale = validate_guidance_scale(guidance_scale)
@@ -205,8 +214,23 @@ class DenoisingLoopMixin:
             raise ValueError(
                 f"autoguidance_scale={autoguidance_scale} needs a guide_unet; this pipeline has none (use 1.0)."
             )
+        self._guidance_interval = validate_guidance_interval(guidance_interval)
+        if self._guidance_interval is not None and not hasattr(self.scheduler, "alphas_cumprod"):
+            raise ValueError(
+                f"guidance_interval needs the noise level σ_t of each step: {type(self.scheduler).__name__} has no "
+                "alphas_cumprod (use None)."
+            )
         self._precision = resolve_precision(precision, device, self.unet, self.sample_shape(batch_size))
         self._interrupt = False
+
+    def guides_at_step(self, t: torch.Tensor) -> bool:
+        """Whether guidance applies at timestep t: always without a guidance interval, else where σ_t lies in it."""
+        interval = getattr(self, "_guidance_interval", None)
+        if interval is None:
+            return True
+        alphas_cumprod = self.scheduler.alphas_cumprod
+        index = min(max(round(float(t)), 0), len(alphas_cumprod) - 1)  # sigma-based schedulers' t can be fractional
+        return guides_at(noise_level(alphas_cumprod[index]), interval)
 
     def denoising_step(
         self,
@@ -219,17 +243,19 @@ class DenoisingLoopMixin:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One reverse step z_t → z_{t'}; returns (z_{t'}, x̂_0)."""
         # 1. the network's output at z_t, guided (ε̃ = ε_uncond + w·(ε_cond − ε_uncond)) when a class is asked for,
-        #    or autoguided (ε̃ = ε_guide + w·(ε_main − ε_guide)) by the pipeline's guide_unet
+        #    or autoguided (ε̃ = ε_guide + w·(ε_main − ε_guide)) by the pipeline's guide_unet; outside the
+        #    guidance interval (when one is given) the main network alone (w = 1)
         model_input = self.scheduler.scale_model_input(latents, t)
+        guided = self.guides_at_step(t)
         with autocast(getattr(self, "_precision", "fp32"), latents.device):
             model_output = guided_model_output(
                 self.unet,
                 model_input,
                 t,
                 class_labels,
-                self.guidance_scale,
+                self.guidance_scale if guided else 1.0,
                 guide_unet=getattr(self, "guide_unet", None),
-                autoguidance_scale=getattr(self, "_autoguidance_scale", 1.0),
+                autoguidance_scale=getattr(self, "_autoguidance_scale", 1.0) if guided else 1.0,
             )
         model_output = model_output.to(latents.dtype)
         # 2. z_{t'} from the scheduler's reverse step (DDPM: z_{t−1} = μ̃_t(z_t, x̂_0) + σ_t·ε)

@@ -4,6 +4,7 @@ pixel DDPM and on the bundled VAE."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 from diffusers import UNet2DModel
 
 from pipelines import DDPMPipeline, DDPMScheduler, VAEPipeline
-from pipelines.defaults import DEFAULT_SAMPLER
+from pipelines.defaults import DEFAULT_AUTOGUIDANCE_INTERVAL, DEFAULT_SAMPLER
 from pipelines.digit_classifier import load_classifier
 from training import evaluate
 from training.data import ImageData, load_data
@@ -256,6 +257,11 @@ def test_a_bundled_guide_is_used_at_the_asked_weight_and_recorded(tiny_ddpm_fold
     plain = evaluate_folder(tmp_path / "guided", autoguidance_scale=1.0, **kwargs)
     assert guided["autoguidance_scale"] == 3.0 and plain["autoguidance_scale"] == 1.0
     assert guided["frechet_distance"] != plain["frechet_distance"]  # the guide changed the samples
+    assert guided["guidance_interval"] == list(DEFAULT_AUTOGUIDANCE_INTERVAL)
+    everywhere = evaluate_folder(tmp_path / "guided", autoguidance_scale=3.0, guidance_interval=None, **kwargs)
+    assert everywhere["guidance_interval"] is None
+    nowhere = evaluate_folder(tmp_path / "guided", autoguidance_scale=3.0, guidance_interval=(50.0, 60.0), **kwargs)
+    assert nowhere["frechet_distance"] == plain["frechet_distance"]  # no step in the interval: the main model alone
     assert "autoguidance_scale" not in evaluate_folder(
         tiny_ddpm_folder, autoguidance_scale=3.0, **kwargs
     )  # no guide: not used
@@ -273,6 +279,20 @@ def test_cli_writes_the_metrics_json(tiny_ddpm_folder, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert json.loads(printed[printed.index("{") :]) == written  # and prints the same JSON
     assert not (tiny_ddpm_folder / "evaluation.json").exists()  # --out, not the folder
+
+
+def test_cli_takes_a_guidance_interval_or_none_and_refuses_a_bad_one():
+    assert evaluate.parse_interval("0.5,4") == (0.5, 4.0)
+    assert evaluate.parse_interval("none") is None
+    for bad in ("4,0.5", "1", "a,b", "-1,2"):
+        with pytest.raises(argparse.ArgumentTypeError, match="low,high"):
+            evaluate.parse_interval(bad)
+
+
+def test_eta_is_recorded_only_for_samplers_that_take_it(tiny_ddpm_folder):
+    kwargs = {"num_samples": 10, "steps": 2, "bits_per_dim": False}
+    assert "eta" not in evaluate_folder(tiny_ddpm_folder, sampler="sde-dpmsolver++", **kwargs)
+    assert evaluate_folder(tiny_ddpm_folder, sampler="ddim", eta=0.5, **kwargs)["eta"] == 0.5
 
 
 def test_folder_without_model_index_is_a_clear_file_not_found_error(tmp_path):

@@ -10,7 +10,7 @@ import torch
 from diffusers import UNet2DModel
 
 from pipelines import precision
-from pipelines.guidance import autoguidance, classifier_free_guidance
+from pipelines.guidance import autoguidance, classifier_free_guidance, noise_level
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.scheduling_ddim import DDIMScheduler
 from pipelines.scheduling_ddpm import DDPMScheduler
@@ -205,6 +205,73 @@ def test_autoguidance_scale_one_runs_the_main_model_alone():
     np.testing.assert_array_equal(sample(guided, autoguidance_scale=1.0).images, sample(make_pipe(unet)).images)
     assert calls == []
     assert not np.array_equal(sample(guided, autoguidance_scale=3.0).images, sample(make_pipe(unet)).images)
+
+
+def guided_pipe(unet=None, guide=None, scheduler=None):
+    pipe = DDPMPipeline(
+        unet or tiny_unet(), scheduler or DDPMScheduler(num_train_timesteps=T), guide_unet=guide or small_guide()
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_noise_level_is_the_inverse_square_root_of_the_snr():
+    """σ_t = √((1 − ᾱ_t)/ᾱ_t), the noise-to-signal ratio of z_t = √ᾱ_t·x + √(1 − ᾱ_t)·ε."""
+    for alpha_bar in (0.999, 0.5, 0.03):
+        assert noise_level(torch.tensor(alpha_bar, dtype=torch.float64)) == pytest.approx(
+            ((1 - alpha_bar) / alpha_bar) ** 0.5, rel=1e-12
+        )
+
+
+def test_guidance_interval_runs_the_guide_only_where_sigma_lies_inside():
+    pipe = guided_pipe()
+    scheduler = pipe.scheduler
+    scheduler.set_timesteps(STEPS)
+    sigmas = [noise_level(scheduler.alphas_cumprod[int(t)]) for t in scheduler.timesteps]
+    low, high = sorted(sigmas)[1], sorted(sigmas)[-2]  # (low, high] holds the middle steps but the lowest two
+    inside = [low < sigma <= high for sigma in sigmas]
+    assert 0 < sum(inside) < STEPS
+    calls = count_unet_calls(pipe.guide_unet)
+    sample(pipe, autoguidance_scale=2.0, guidance_interval=(low, high))
+    assert len(calls) == sum(inside)
+
+
+def test_guidance_interval_matches_guiding_inside_and_the_main_model_alone_outside():
+    unet, guide = tiny_unet(), small_guide()
+    images = sample(guided_pipe(unet, guide), seed=3, autoguidance_scale=2.0, guidance_interval=(0.5, 3.0)).images
+    scheduler, generator = DDPMScheduler(num_train_timesteps=T), torch.Generator().manual_seed(3)
+    z = torch.randn((2, 1, 8, 8), generator=generator)
+    scheduler.set_timesteps(STEPS)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            eps = unet(z, t).sample
+            if 0.5 < noise_level(scheduler.alphas_cumprod[int(t)]) <= 3.0:
+                eps_guide = guide(z, t).sample
+                eps = eps_guide + 2.0 * (eps - eps_guide)  # ε̃ = ε_guide + w·(ε_main − ε_guide)
+            z = scheduler.step(eps, t, z, generator=generator).prev_sample
+    np.testing.assert_allclose(images, (z / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy(), rtol=0, atol=1e-6)
+
+
+def test_a_guidance_interval_holding_every_step_equals_no_interval_and_one_holding_none_the_main_model():
+    pipe = guided_pipe()
+    every = sample(pipe, autoguidance_scale=2.0).images
+    np.testing.assert_array_equal(sample(pipe, autoguidance_scale=2.0, guidance_interval=(0.0, 1e9)).images, every)
+    main_alone = sample(pipe, autoguidance_scale=1.0).images
+    np.testing.assert_array_equal(sample(pipe, autoguidance_scale=2.0, guidance_interval=(1e8, 1e9)).images, main_alone)
+
+
+def test_guidance_interval_limits_classifier_free_guidance_too():
+    pipe = make_pipe(tiny_unet(NUM_CLASSES + 1))
+    conditional = sample(pipe, class_labels=[0, 1], guidance_scale=1.0).images
+    limited = sample(pipe, class_labels=[0, 1], guidance_scale=4.0, guidance_interval=(1e8, 1e9)).images
+    np.testing.assert_array_equal(limited, conditional)
+    assert not np.array_equal(sample(pipe, class_labels=[0, 1], guidance_scale=4.0).images, conditional)
+
+
+@pytest.mark.parametrize("interval", [(3.0, 1.0), (-1.0, 2.0), (1.0, float("nan")), (1.0,), "0.2,5", (0, 1, 2), 5])
+def test_a_bad_guidance_interval_raises_value_error_naming_it(interval):
+    with pytest.raises(ValueError, match="guidance_interval"):
+        sample(guided_pipe(), autoguidance_scale=2.0, guidance_interval=interval)
 
 
 def test_the_guide_is_saved_and_loaded_with_its_pipeline_and_pipelines_without_one_still_load(tmp_path):

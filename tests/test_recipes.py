@@ -27,7 +27,7 @@ TINY = {
     "classifier": {"channels": 8, "feature_dim": 16, "batch_size": 32, "max_steps": 3, "lr_warmup_steps": 2},
 }  # fmt: skip
 COMMON = {"data": "sklearn-digits", "image_size": 8, "max_steps": 2, "max_minutes": 0, "checkpoint_every": 0}
-COMMON |= {"sample_every": 0, "mixed_precision": "no", "num_threads": 1}
+COMMON |= {"sample_every": 0, "num_threads": 1}  # each stage keeps its own mixed_precision
 
 
 # a recipe's own record differs only in where it ran (its folders and thread count)

@@ -284,6 +284,23 @@ def test_resume_continues_at_the_step_with_identical_model_optimizer_and_ema(uni
     assert_same_state(out / f"checkpoint-{STEPS}", uninterrupted / f"checkpoint-{STEPS}")
 
 
+@pytest.mark.slow
+def test_dynamo_backend_inductor_compiles_the_model_and_trains_as_eager_does(uninterrupted, tmp_path):
+    """torch.compile changes the speed, not the training: the first two losses (the initial weights, then after
+    one update) equal to round-off (later ones drift apart as Adam magnifies round-off in tiny gradients), the
+    same checkpoint keys (the compiled wrapper's are not saved), an export that loads and samples."""
+    out = tmp_path / "compiled"
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    train_ddpm.main(ddpm_args(out, "--dynamo_backend", "inductor"))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs  # dynamo did compile the model
+    assert json.loads((out / "train_config.json").read_text())["dynamo_backend"] == "inductor"
+    assert logged_losses(out)[:2] == pytest.approx(logged_losses(uninterrupted)[:2], rel=1e-5)
+    compiled, eager = (checkpoint_tensors(run / f"checkpoint-{STEPS}") for run in (out, uninterrupted))
+    assert compiled["model"].keys() == eager["model"].keys() and compiled["ema"].keys() == eager["ema"].keys()
+    images = sample_images(DDPMPipeline.from_pretrained(out / "model"))
+    assert images.shape == (2, 1, 8, 8) and torch.isfinite(images).all()
+
+
 def test_interrupted_saves_are_never_picked_as_latest(uninterrupted, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(uninterrupted / "checkpoint-10", out / "checkpoint-10")

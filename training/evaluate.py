@@ -23,6 +23,7 @@ from scipy import linalg
 from pipelines import schedules
 from pipelines.data_range import to_model_range
 from pipelines.defaults import (
+    DEFAULT_AUTOGUIDANCE_INTERVAL,
     DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_DDIM_ETA,
     DEFAULT_GUIDANCE_SCALE,
@@ -31,7 +32,7 @@ from pipelines.defaults import (
 )
 from pipelines.digit_classifier import is_confident, load_classifier
 from pipelines.distributions import DiagonalGaussian
-from pipelines.guidance import null_class_label
+from pipelines.guidance import null_class_label, validate_guidance_interval
 from pipelines.loading import pipeline_class_name
 from pipelines.samplers import SAMPLERS, make_scheduler, resolve_sampler
 from pipelines.scheduling_ddpm import DDPMScheduler
@@ -92,10 +93,11 @@ def evaluate_sampler(
     guidance_scale: float,
     batch_size: int = 250,
     autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE,
+    guidance_interval: tuple[float, float] | None = DEFAULT_AUTOGUIDANCE_INTERVAL,
 ) -> dict:
-    """Sample ``num_samples`` images (seeded per batch) and score them; autoguidance applies where the pipeline has a guide.
-    ``sampler`` is a key or label of :data:`pipelines.samplers.SAMPLERS` ("ddim", "DDPM", ...); ``steps=None``
-    takes its default steps."""
+    """Sample ``num_samples`` images (seeded per batch) and score them; autoguidance (in ``guidance_interval``, None:
+    every step) applies where the pipeline has a guide. ``sampler`` is a key or label of
+    :data:`pipelines.samplers.SAMPLERS` ("ddim", "DDPM", ...); ``steps=None`` takes its default steps."""
     spec = resolve_sampler(sampler)
     sampler, steps = spec.key, spec.default_steps if steps is None else steps
     pipe.scheduler = make_scheduler(pipe.scheduler.config, sampler)
@@ -108,7 +110,7 @@ def evaluate_sampler(
         n = min(batch_size, num_samples - lo)
         kwargs = {"class_labels": requested[lo : lo + n], "guidance_scale": guidance_scale} if conditional else {}
         if guided:
-            kwargs["autoguidance_scale"] = autoguidance_scale
+            kwargs.update(autoguidance_scale=autoguidance_scale, guidance_interval=guidance_interval)
         out = pipe(
             batch_size=n,
             generator=torch.Generator().manual_seed(i),
@@ -119,12 +121,26 @@ def evaluate_sampler(
         )
         images.append(out.images)
     metrics = score_digits(torch.cat(images), requested)
-    metrics.update(sampler=sampler, steps=steps, eta=eta, seconds=time.perf_counter() - start)
+    metrics.update(sampler=sampler, steps=steps, seconds=time.perf_counter() - start)
+    if spec.takes_eta:
+        metrics["eta"] = eta
     if conditional:
         metrics["guidance_scale"] = guidance_scale
     if guided:
         metrics["autoguidance_scale"] = autoguidance_scale
+        metrics["guidance_interval"] = None if guidance_interval is None else list(guidance_interval)
     return metrics
+
+
+def sampler_summary(metrics: dict) -> str:
+    """How samples were drawn, in one line: "sde-dpmsolver++-12", plus η and the guidance interval where recorded."""
+    text = f"{metrics['sampler']}-{metrics['steps']}"
+    if "eta" in metrics:
+        text += f", eta {metrics['eta']:g}"
+    if metrics.get("guidance_interval"):
+        low, high = metrics["guidance_interval"]
+        text += f", guided where {low:g} < sigma <= {high:g}"
+    return text
 
 
 @torch.no_grad()
@@ -201,6 +217,7 @@ def evaluate_folder(
     guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     bits_per_dim: bool = True,
     autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE,
+    guidance_interval: tuple[float, float] | None = DEFAULT_AUTOGUIDANCE_INTERVAL,
 ) -> dict:
     folder = Path(folder)
     if not (folder / "model_index.json").is_file():
@@ -208,7 +225,14 @@ def evaluate_folder(
     pipe = load_pipeline(folder)
     if hasattr(pipe, "unet"):
         metrics = evaluate_sampler(
-            pipe, num_samples, sampler, steps, eta, guidance_scale, autoguidance_scale=autoguidance_scale
+            pipe,
+            num_samples,
+            sampler,
+            steps,
+            eta,
+            guidance_scale,
+            autoguidance_scale=autoguidance_scale,
+            guidance_interval=guidance_interval,
         )
         if bits_per_dim and not hasattr(pipe, "vae"):
             metrics.update(ddpm_bits_per_dim(pipe))
@@ -225,6 +249,17 @@ def evaluate_folder(
     return metrics
 
 
+def parse_interval(text: str) -> tuple[float, float] | None:
+    """ "low,high" → (low, high); "none" → None (guide every step)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        low, high = (float(part) for part in text.split(","))
+        return validate_guidance_interval((low, high))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f'expected "low,high" with 0 ≤ low < high, or "none"; got {text!r}') from error
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder")
@@ -239,6 +274,13 @@ def main(argv: list[str] | None = None) -> dict:
         default=DEFAULT_AUTOGUIDANCE_SCALE,
         help="used when the pipeline ships a guide_unet",
     )
+    parser.add_argument(
+        "--guidance_interval",
+        type=parse_interval,
+        default=DEFAULT_AUTOGUIDANCE_INTERVAL,
+        help='autoguidance only where σ_t lies in (low, high], as "low,high"; "none": every step '
+        f"(default: {','.join(map(str, DEFAULT_AUTOGUIDANCE_INTERVAL))})",
+    )
     parser.add_argument("--no_bits_per_dim", action="store_true")
     parser.add_argument("--out", help="where to write the JSON (default: <folder>/evaluation.json)")
     args = parser.parse_args(argv)
@@ -251,6 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.guidance_scale,
         not args.no_bits_per_dim,
         args.autoguidance_scale,
+        args.guidance_interval,
     )
     Path(args.out or Path(args.folder) / "evaluation.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))

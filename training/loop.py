@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
@@ -165,7 +166,7 @@ def start(task: TrainingTask) -> Run:
     optimizer = build_optimizer(cfg, model)
     lr_scheduler = build_lr_scheduler(cfg, optimizer)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    ema = make_ema(cfg, accelerator.unwrap_model(model))
+    ema = make_ema(cfg, accelerator.unwrap_model(model, keep_torch_compile=False))
     run = Run(task, accelerator, model, optimizer, lr_scheduler, ema, sampler)
     if checkpoint is not None:
         run.step, run.seconds_before, run.best = load_checkpoint(accelerator, checkpoint, ema)
@@ -180,8 +181,12 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
     """The Accelerator, after checking that it started the processes the launcher asked for."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    # Accelerate keeps one AcceleratorState per process and refuses to change it: a recipe's later stage (another
+    # mixed precision or dynamo backend) starts from a cleared one. The processes' group (PartialState) stays.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
+        dynamo_backend=None if cfg.dynamo_backend == "no" else cfg.dynamo_backend,  # None: the launcher's choice
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         step_scheduler_with_optimizer=False,  # stepped once per optimizer step: the schedule follows the global step
         log_with=TRACKERS[cfg.report_to],
@@ -245,7 +250,7 @@ def training_step(run: Run) -> float:
     if not run.optimizer.step_was_skipped:  # an fp16 overflow skips the optimizer step: the schedule waits too
         run.lr_scheduler.step()
     if run.ema is not None:
-        run.ema.step(accelerator.unwrap_model(run.model).parameters())
+        run.ema.step(accelerator.unwrap_model(run.model, keep_torch_compile=False).parameters())
     run.step += 1
     return sum(losses) / len(losses)
 
@@ -302,7 +307,7 @@ class _ema_weights:
     """Context: an eval-mode copy of the unwrapped model holding the EMA weights (the training weights stay)."""
 
     def __init__(self, run: Run):
-        self.model = copy.deepcopy(run.accelerator.unwrap_model(run.model)).float()
+        self.model = copy.deepcopy(run.accelerator.unwrap_model(run.model, keep_torch_compile=False)).float()
         if run.ema is not None:
             run.ema.copy_to(self.model.parameters())
         self.model.eval()

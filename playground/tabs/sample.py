@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from pipelines.defaults import (
+    DEFAULT_AUTOGUIDANCE_INTERVAL,
     DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_DDIM_ETA,
     DEFAULT_GUIDANCE_SCALE,
@@ -139,6 +140,7 @@ def sample_stream(
                 class_labels=digit if conditional else None,
                 guidance_scale=guidance if conditional else 1.0,
                 autoguidance_scale=autoguidance,
+                guidance_interval=DEFAULT_AUTOGUIDANCE_INTERVAL if pipe.guide_unet is not None else None,
                 output_type="pt",
                 callback_on_step_end=on_step_end,
                 callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
@@ -167,7 +169,8 @@ def sample_stream(
     seconds = time.perf_counter() - start
     what = f"digit {digit}, guidance w = {guidance:g}" if conditional else "unconditional"
     if pipe.guide_unet is not None:
-        what += f", autoguidance w = {autoguidance:g}"
+        low, high = DEFAULT_AUTOGUIDANCE_INTERVAL
+        what += f", autoguidance w = {autoguidance:g} where {low:g} < σ_t ≤ {high:g}"
     status = (
         f"**{num_images} images** from the {models.SPECS[model].label} with {sampler} "
         f"({steps} steps{f', η = {eta:g}' if resolve_sampler(sampler).takes_eta else ''}; {what}; seed {seed}) "
