@@ -13,6 +13,7 @@ import torch
 
 from pipelines import DDIMScheduler, LatentDDPMPipeline
 from pipelines.defaults import (
+    DEFAULT_AUTOGUIDANCE_INTERVAL,
     DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_SAMPLER,
@@ -104,7 +105,8 @@ def test_the_unconditional_models_draw_confident_digits_of_every_kind_with_the_a
     pipe = load_pipeline(MODELS / folder)
     pipe.scheduler = make_scheduler(pipe.scheduler.config, DEFAULT_SAMPLER)
     pipe.set_progress_bar_config(disable=True)
-    guided = {"autoguidance_scale": DEFAULT_AUTOGUIDANCE_SCALE} if pipe.guide_unet is not None else {}
+    guided = {"autoguidance_scale": DEFAULT_AUTOGUIDANCE_SCALE, "guidance_interval": DEFAULT_AUTOGUIDANCE_INTERVAL}
+    guided = guided if pipe.guide_unet is not None else {}
     images = pipe(
         batch_size=200,
         num_inference_steps=DEFAULT_STEPS,
