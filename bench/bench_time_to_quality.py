@@ -2,6 +2,7 @@
 
     python bench/bench_time_to_quality.py --recipe ddpm-latent [--every 2] [--threads 1]
     python bench/bench_time_to_quality.py --recipe ddpm-latent --compare ddpm-latent-wide   # side by side
+    python bench/bench_time_to_quality.py --recipe ddpm-latent --rescore   # score a finished training again
 
 The clock is this process's CPU time (user + sys, ``time.process_time``): it counts every stage of the recipe
 (VAE, guide, the model itself) and leaves out the snapshots' exports and all scoring, which happen after training.
@@ -91,9 +92,15 @@ class Snapshots:
         self.next_mark += self.every
 
 
+def trained_record(recipe: str, root: Path) -> Path:
+    """Where a finished training writes its snapshots and stage CPU-minutes, so that ``--rescore`` can score them
+    again without training (after a crash while scoring, or with another sampler)."""
+    return root / recipe_stem(recipe) / "trained.json"
+
+
 def train_with_snapshots(recipe: str, root: Path, every: float, overrides: dict) -> tuple[list[dict], dict]:
     """Train every stage; snapshot the exported stage every ``every`` CPU-minutes. Returns the snapshots
-    [{cpu_minutes, step, folder}] and the CPU-minutes each stage took."""
+    [{cpu_minutes, step, folder}] and the CPU-minutes each stage took (also written to ``trained.json``)."""
     from training.loop import train
 
     spec, configs = load_recipe(recipe), stage_configs(recipe, root, overrides)
@@ -108,6 +115,8 @@ def train_with_snapshots(recipe: str, root: Path, every: float, overrides: dict)
         print(f"[{recipe}] stage {stage}: {stage_minutes[stage]:.2f} CPU-minutes", flush=True)
     final = configs[spec["export"]][1]
     snapshots.taken.append({"cpu_minutes": end, "step": final.max_steps, "folder": str(export_path(final))})
+    record = {"snapshots": snapshots.taken, "stage_cpu_minutes": stage_minutes}
+    trained_record(recipe, root).write_text(json.dumps(record, indent=2))
     return snapshots.taken, stage_minutes
 
 
@@ -143,7 +152,11 @@ def run_recipe_curve(args, overrides: dict) -> Path:
     """Train, score every snapshot, write and return the curve's JSON."""
     torch.set_num_threads(args.threads)
     root = Path(args.output_root)
-    snapshots, stage_minutes = train_with_snapshots(args.recipe, root, args.every, overrides)
+    if args.rescore:
+        record = json.loads(trained_record(args.recipe, root).read_text())
+        snapshots, stage_minutes = record["snapshots"], record["stage_cpu_minutes"]
+    else:
+        snapshots, stage_minutes = train_with_snapshots(args.recipe, root, args.every, overrides)
     configs = stage_configs(args.recipe, root, overrides)
     guide = guide_folder(args.recipe, configs)  # (folder, the model's first step that has it) or None
     points = []
@@ -264,6 +277,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     parser.add_argument("--output-root", default="runs/time-to-quality")
     parser.add_argument("--set", action="append", default=[], help="task.field=value: overrides every such stage")
+    parser.add_argument(
+        "--rescore", action="store_true", help="score a finished training's snapshots again (its trained.json)"
+    )
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.set)
     for task in ("vae", "ddpm", "classifier"):
@@ -279,7 +295,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             str(args.final_samples),
         ]
         shared += ["--threads", str(args.threads), "--output-root", args.output_root]
-        shared += [arg for pair in args.set for arg in ("--set", pair)]
+        shared += [arg for pair in args.set for arg in ("--set", pair)] + (["--rescore"] if args.rescore else [])
         procs = [
             subprocess.Popen([sys.executable, __file__, "--recipe", recipe, *shared])
             for recipe in (args.recipe, args.compare)

@@ -89,3 +89,15 @@ def test_a_tiny_latent_recipe_gives_a_scored_curve_on_the_cpu_clock(tmp_path):
     assert points[0]["cpu_minutes"] > curve["stage_cpu_minutes"]["vae"] + curve["stage_cpu_minutes"]["guide"]
     for p in points:
         assert 0 <= p["confident_fraction"] <= 1 and p["frechet_distance"] >= 0
+    # the training is recorded: --rescore scores the same snapshots again without training
+    trained = json.loads((root / "tiny-latent" / "trained.json").read_text())
+    assert [s["step"] for s in trained["snapshots"]] == [p["step"] for p in points]
+    checkpoints_before = sorted((root / "tiny-latent").rglob("*.safetensors"))
+    mtimes = {path: path.stat().st_mtime_ns for path in (root / "tiny-latent" / "ddpm").rglob("*.safetensors")}
+    (rescored,) = ttq.main([*args, "--final-samples", "16", "--rescore"])
+    assert [(p["cpu_minutes"], p["step"]) for p in rescored["points"]] == [
+        (p["cpu_minutes"], p["step"]) for p in points
+    ]
+    assert rescored["stage_cpu_minutes"] == curve["stage_cpu_minutes"]
+    assert sorted((root / "tiny-latent").rglob("*.safetensors")) == checkpoints_before
+    assert {path: path.stat().st_mtime_ns for path in mtimes} == mtimes  # nothing was trained again
