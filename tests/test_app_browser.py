@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.defaults import DEFAULT_SAMPLER
+from pipelines.defaults import DEFAULT_AUTOGUIDANCE_SCALE, DEFAULT_SAMPLER
 from pipelines.samplers import SAMPLERS
 from tests.app_server import launch_app, make_tiny_models, stop_app
 
@@ -139,7 +139,7 @@ def test_the_autoguidance_slider_shows_for_a_model_with_a_guide_and_samples_with
     page.get_by_role("option").filter(has_text="Pixel").first.click()
     slider.wait_for(state="visible", timeout=TIMEOUT_MS)
     click_sample_and_wait(page, seed=3)
-    assert "autoguidance w = 2" in page.inner_text("#sample-status")
+    assert f"autoguidance w = {DEFAULT_AUTOGUIDANCE_SCALE:g}" in page.inner_text("#sample-status")
     screenshot(page, "sample-autoguidance")
 
 
