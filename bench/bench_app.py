@@ -2,8 +2,8 @@
 before this branch ("old", a git ref exported to a temporary folder) and the working tree ("new"), one after the
 other in the same run, on the same models, with the same clicks.
 
-    .venv/bin/python bench/bench_app.py [--baseline REF] [--models-dir models] [--repeats 3] [--cold-starts 3]
-        [--screenshots DIR]
+    .venv/bin/python bench/bench_app.py [--baseline REF] [--models-dir models] [--old-models shared|baseline]
+        [--repeats 3] [--cold-starts 3] [--screenshots DIR]
 
 Figures, each printed old | new | ratio:
 - cold start: spawning `python app.py` → its port accepting connections (goal ≤ 5 s);
@@ -221,6 +221,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cold-starts", type=int, default=3, help="launches of each app, for the cold start's median")
     parser.add_argument("--screenshots", type=Path, help="save the new page's tabs (desktop and phone) here")
+    parser.add_argument(
+        "--old-models",
+        choices=("shared", "baseline"),
+        default="shared",
+        help="the old app's models: shared, --models-dir as the new app (the code's effect alone), or baseline, "
+        "the models/ of the baseline commit (code and models as they were)",
+    )
     args = parser.parse_args()
     models_dir = Path(args.models_dir) if Path(args.models_dir).is_absolute() else ROOT / args.models_dir
     baseline = (
@@ -230,9 +237,12 @@ def main() -> None:
         ).stdout.strip()
     )
     with tempfile.TemporaryDirectory(prefix="bench-app-old-") as old_dir:
-        old = measure(export_ref(baseline, Path(old_dir)), models_dir, args.repeats, args.cold_starts, None)
+        old_app = export_ref(baseline, Path(old_dir))
+        old_models = old_app / "models" if args.old_models == "baseline" else models_dir
+        old = measure(old_app, old_models, args.repeats, args.cold_starts, None)
     new = measure(ROOT, models_dir, args.repeats, args.cold_starts, args.screenshots)
-    print(f"old = {baseline[:10]}, new = the working tree; models {models_dir}; seconds")
+    print(f"old = {baseline[:10]} on {'its own models' if args.old_models == 'baseline' else 'the same models'}, ", end="")
+    print(f"new = the working tree; models {models_dir}; seconds")
     print(f"{'':58s} {'old':>8s} {'new':>8s} {'old/new':>8s}")
     for name in new:
         ratio = old[name] / new[name] if new[name] > 0 else float("nan")
