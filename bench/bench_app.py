@@ -241,7 +241,9 @@ def main() -> None:
         old_models = old_app / "models" if args.old_models == "baseline" else models_dir
         old = measure(old_app, old_models, args.repeats, args.cold_starts, None)
     new = measure(ROOT, models_dir, args.repeats, args.cold_starts, args.screenshots)
-    print(f"old = {baseline[:10]} on {'its own models' if args.old_models == 'baseline' else 'the same models'}, ", end="")
+    print(
+        f"old = {baseline[:10]} on {'its own models' if args.old_models == 'baseline' else 'the same models'}, ", end=""
+    )
     print(f"new = the working tree; models {models_dir}; seconds")
     print(f"{'':58s} {'old':>8s} {'new':>8s} {'old/new':>8s}")
     for name in new:
