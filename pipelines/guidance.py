@@ -7,7 +7,7 @@ are the classes and the last index, ``num_classes``, is the "no class" label of 
 label is dropped to it at random during training). Sampling mixes the two noise predictions:
 ε̃ = ε_uncond + w·(ε_cond − ε_uncond).
 
-Autoguidance needs no labels: the weak prediction comes from a *guide*, a smaller and shorter-trained UNet of the
+Autoguidance needs no labels: the weak prediction comes from a *guide*, a smaller or shorter-trained UNet of the
 same data and noise schedule. Where the guide errs more than the main model, the extrapolation moves away from
 those errors (blurred, half-formed digits), so samples land where both agree a digit is.
 

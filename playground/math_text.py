@@ -56,9 +56,13 @@ $\sigma_t(\eta) = \eta\sqrt{\tilde\beta_t}$.
 → `classifier_free_guidance` in `pipelines/guidance.py`.
 
 **Autoguidance** (the unconditional models, [Karras et al. 2024](https://arxiv.org/abs/2406.02507)): the same extrapolation
-with a smaller, briefly trained *guide* model of the same data in place of the unconditional branch,
+with a smaller or shorter-trained *guide* model of the same data (the latent model's guide is its own weights a third
+of the way through its training) in place of the unconditional branch,
 $\tilde\varepsilon = \varepsilon_\text{guide} + w\,(\varepsilon_\text{main} - \varepsilon_\text{guide})$; it steers samples away from
 the half-formed digits the guide makes more often than the main model → `autoguidance` in `pipelines/guidance.py`.
+The app guides only the steps whose noise level $\sigma_t = \sqrt{(1-\bar\alpha_t)/\bar\alpha_t}$ lies in $(0.28, 5.42]$
+([Kynkäänniemi et al. 2024](https://arxiv.org/abs/2404.07724)): guiding at high noise mostly skews which digits come up
+→ `noise_level`, `guides_at` in `pipelines/guidance.py`.
 
 **Loss weighting** (optional, `--snr_gamma`): min-SNR-γ ([Hang et al. 2023](https://arxiv.org/abs/2303.09556)) weighs each
 $t$ by $\min(\mathrm{SNR}(t), \gamma)/\mathrm{SNR}(t)$, $\mathrm{SNR}(t) = \bar\alpha_t / (1 - \bar\alpha_t)$ → `min_snr_loss_weight` in `pipelines/schedules.py`.

@@ -323,7 +323,7 @@ def sample_controls(start: dict) -> tuple[dict, gr.Group, gr.Group]:
             value=start["autoguidance"],
             step=0.25,
             elem_id="sample-autoguidance",
-            label="Autoguidance w: steer away from a small, briefly trained guide model (1 = off)",
+            label="Autoguidance w: steer away from a weaker guide model, smaller or trained shorter (1 = off)",
         )
     inputs = {  # the order of /sample's parameters (shown in another order)
         "model": model,
