@@ -282,23 +282,37 @@ def public_endpoints(demo) -> dict[str, tuple]:
 
 
 def finish(result):
-    """A generator endpoint's last update (streamed updates are skipped); others as they are. Async handlers (the
+    """What the page shows once the endpoint is done. A generator endpoint's stream is folded as the browser folds
+    it: a ``gr.skip()`` (an update that changes nothing) keeps the output's previous value. Async handlers (the
     cancellable heavy endpoints, playground/cancel.py) are run to their end on an event loop."""
     if inspect.iscoroutine(result):
         return asyncio.run(result)
     if hasattr(result, "__anext__"):
 
         async def drain():
-            last = None
-            async for last in result:  # noqa: B007 (only the final update is kept)
-                pass
-            return last
+            shown = None
+            async for update in result:
+                shown = fold(shown, update)
+            return shown
 
         return asyncio.run(drain())
     if hasattr(result, "__next__"):
-        *_, last = [None, *result]  # drain the stream, keep its final update
-        return last
+        shown = None
+        for update in result:
+            shown = fold(shown, update)
+        return shown
     return result
+
+
+def is_skip(value) -> bool:
+    return isinstance(value, dict) and value == {"__type__": "update"}
+
+
+def fold(shown, update):
+    """The outputs after one streamed update: skipped outputs keep what ``shown`` had."""
+    if not isinstance(update, tuple) or not isinstance(shown, tuple) or len(shown) != len(update):
+        return shown if is_skip(update) else update
+    return tuple(old if is_skip(new) else new for old, new in zip(shown, update))
 
 
 def check_result(result, outputs: list) -> str | None:

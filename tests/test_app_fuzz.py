@@ -18,6 +18,7 @@ from bench.bench_fuzz import (
     BASE_INPUTS,
     KINDS,
     fuzz_client,
+    finish,
     fuzz_in_process,
     normal_request_works,
     public_endpoints,
@@ -59,6 +60,27 @@ def test_every_public_endpoint_is_fuzzed(demo):
 def test_base_inputs_are_answered(demo):
     for name, (fn, _inputs, outputs) in public_endpoints(demo).items():
         assert run_case(fn, BASE_INPUTS[fn.__name__], outputs) == ("ok", ""), name
+
+
+def test_a_stream_ending_in_skips_keeps_the_pictures_it_showed_before():
+    from PIL import Image
+
+    import gradio as gr
+
+    picture = Image.new("L", (4, 4))
+
+    def stream():
+        yield "starting", gr.skip()
+        yield "step 1", picture
+        yield "step 2", gr.skip()  # the picture did not change
+
+    assert finish(stream()) == ("step 2", picture)
+    assert run_case(lambda: stream(), [], [gr.Markdown(), gr.Image()]) == ("ok", "")
+
+    def never_drawn():
+        yield "starting", gr.skip()
+
+    assert run_case(lambda: never_drawn(), [], [gr.Markdown(), gr.Image()])[0] == "crash"
 
 
 def test_bad_inputs_get_a_clear_error_or_a_valid_answer(demo):
