@@ -17,8 +17,8 @@ from hypothesis.extra.numpy import arrays
 from bench.bench_fuzz import (
     BASE_INPUTS,
     KINDS,
-    fuzz_client,
     finish,
+    fuzz_client,
     fuzz_in_process,
     normal_request_works,
     public_endpoints,
@@ -63,9 +63,8 @@ def test_base_inputs_are_answered(demo):
 
 
 def test_a_stream_ending_in_skips_keeps_the_pictures_it_showed_before():
-    from PIL import Image
-
     import gradio as gr
+    from PIL import Image
 
     picture = Image.new("L", (4, 4))
 
