@@ -141,6 +141,15 @@ EQUATIONS: list[Equation] = [
     ),
     Equation(
         "Diffusion (DDPM)",
+        "Guidance interval",
+        r"\text{guide at step } t \iff \sigma_\text{low} < \sigma_t \le \sigma_\text{high}, \qquad \sigma_t = \sqrt{\frac{1 - \bar\alpha_t}{\bar\alpha_t}}",
+        "guide only where σ_low < σ_t ≤ σ_high, σ_t = √((1−ᾱ_t)/ᾱ_t) (`guidance_interval`)",
+        (guidance.guides_at, guidance.noise_level),
+        note="elsewhere only the main model runs ([Kynkäänniemi et al. 2024](https://arxiv.org/abs/2404.07724)): "
+        "guiding at high noise skews which digits come out, at low noise it changes little.",
+    ),
+    Equation(
+        "Diffusion (DDPM)",
         "Loss weighting",
         r"w_t = \frac{\min(\mathrm{SNR}(t), \gamma)}{\mathrm{SNR}(t)}, \qquad \mathrm{SNR}(t) = \frac{\bar\alpha_t}{1 - \bar\alpha_t}",
         "min-SNR-γ loss weights min(SNR(t), γ)/SNR(t), SNR(t) = ᾱ_t/(1−ᾱ_t) (optional)",

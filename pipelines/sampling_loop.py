@@ -18,12 +18,10 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from . import schedules
+from . import guidance, schedules
 from .checks import check_number, is_positive_int
 from .guidance import (
     guided_model_output,
-    guides_at,
-    noise_level,
     prepare_class_labels,
     validate_guidance_interval,
     validate_guidance_scale,
@@ -230,7 +228,7 @@ class DenoisingLoopMixin:
             return True
         alphas_cumprod = self.scheduler.alphas_cumprod
         index = min(max(round(float(t)), 0), len(alphas_cumprod) - 1)  # sigma-based schedulers' t can be fractional
-        return guides_at(noise_level(alphas_cumprod[index]), interval)
+        return guidance.guides_at(guidance.noise_level(alphas_cumprod[index]), interval)
 
     def denoising_step(
         self,

@@ -397,3 +397,14 @@ def test_inpaint_fills_the_pixels_painted_over_the_digit(page):
         assert attempt == 0 and "paint over the digit" in new_toasts[0], new_toasts
     wait_for_images(page, "#inpaint-gallery", 4)
     screenshot(page, "inpaint-drawn")
+
+
+def test_the_bench_times_a_sample_click_from_the_press_to_the_loaded_gallery(page):
+    from bench.bench_app import click_to_images, image_sources
+
+    wait_for_images(page, "#sample-gallery", 16)
+    before = image_sources(page, "#sample-gallery")
+    seconds = click_to_images(page, seed=321)
+    after = image_sources(page, "#sample-gallery")
+    assert len(set(after) - set(before)) >= 16  # the span ended on the new batch, fully loaded
+    assert 0.001 < seconds < TIMEOUT_MS / 1000  # the press was seen (unarmed gives 1e-6) and ended

@@ -115,13 +115,19 @@ CALLERS = {
     "DDIM": lambda: scheduler_step(DDIMScheduler(clip_sample=False), eta=0.5),
     "Classifier-free guidance": lambda: pipeline_sample(tiny_unet(4), class_labels=[1, 2], guidance_scale=3.0),
     "Autoguidance": lambda: pipeline_sample(tiny_unet(), guide_unet=tiny_unet(seed=1), autoguidance_scale=2.0),
+    "Guidance interval": lambda: pipeline_sample(
+        tiny_unet(), guide_unet=tiny_unet(seed=1), autoguidance_scale=2.0, guidance_interval=(0.0, 1.0)
+    ),
     "Loss weighting": lambda: ddpm_training_loss(snr_gamma=5.0),
     "Loss": lambda: ddpm_training_loss(snr_gamma=0.0),
 }
 
 
 def perturbed(value):
-    """The same output shifted a little: tensors + 0.25, containers and output dataclasses field by field."""
+    """The same output shifted a little: tensors + 0.25, a yes/no answer flipped, containers and output dataclasses
+    field by field."""
+    if isinstance(value, bool):
+        return not value
     if isinstance(value, torch.Tensor):
         return value + 0.25
     if dataclasses.is_dataclass(value):
