@@ -18,6 +18,7 @@ import torch
 import pipelines  # its classes are imported on first use (pipelines/__init__.py): the page builds without diffusers
 from data.mnist import load_mnist
 from pipelines import deferred, samplers
+from pipelines.defaults import DEFAULT_AUTOGUIDANCE_INTERVAL
 from pipelines.deferred import lazy_module
 
 digit_classifier = lazy_module("pipelines.digit_classifier")
@@ -167,6 +168,14 @@ def sampling_pipeline(key: str, sampler: str, **scheduler_overrides):
         pipe = pipelines.DDPMPipeline(unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def autoguidance_kwargs(pipe, scale: float) -> dict:
+    """The app's autoguidance as sampling keywords: weight ``scale`` inside the default guidance interval for a
+    pipeline that ships a guide; nothing (the main model alone) for one without."""
+    if pipe.guide_unet is None:
+        return {}
+    return {"autoguidance_scale": scale, "guidance_interval": DEFAULT_AUTOGUIDANCE_INTERVAL}
 
 
 def inpaint_pipeline(sampler: str) -> pipelines.DDPMInpaintPipeline:

@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from pipelines.defaults import (
-    DEFAULT_AUTOGUIDANCE_INTERVAL,
     DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_DDIM_ETA,
     DEFAULT_GUIDANCE_SCALE,
@@ -51,8 +50,7 @@ def sample_cell(model: str, sampler: str, steps: int, num_images: int, seed: int
         eta=DEFAULT_DDIM_ETA,  # used by DDIM only
         class_labels=torch.arange(num_images) % 10 if conditional else None,  # every digit in turn
         guidance_scale=DEFAULT_GUIDANCE_SCALE if conditional else 1.0,
-        autoguidance_scale=DEFAULT_AUTOGUIDANCE_SCALE if pipe.guide_unet is not None else 1.0,
-        guidance_interval=DEFAULT_AUTOGUIDANCE_INTERVAL if pipe.guide_unet is not None else None,
+        **models.autoguidance_kwargs(pipe, DEFAULT_AUTOGUIDANCE_SCALE),
         output_type="pt",
     ).images
 
