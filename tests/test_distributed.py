@@ -63,8 +63,16 @@ def two_processes(tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("two")
     out, probe = base / "run", base / "probe"
     probe.mkdir()
-    launch([*TORCHRUN, "tests/launch_probe.py", *ddpm_args(out)], PROBE_DIR=str(probe))
+    result = launch([*TORCHRUN, "tests/launch_probe.py", *ddpm_args(out)], PROBE_DIR=str(probe))
+    (probe / "stdout.txt").write_text(result.stdout)
     return out, probe
+
+
+@pytest.mark.slow
+def test_a_run_says_how_many_processes_really_started(two_processes):
+    _, probe = two_processes
+    said = (probe / "stdout.txt").read_text()
+    assert said.count("Training on 2 processes (MULTI_CPU, gloo): global batch 16 = 2 × 8 rows.") == 1  # main only
 
 
 @pytest.mark.slow

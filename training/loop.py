@@ -205,6 +205,11 @@ def make_sampler(task: TrainingTask, accelerator: Accelerator) -> BatchSampler:
             f"({cfg.gradient_accumulation_steps} × {processes}): it is the global batch."
         )
     micro_batch = cfg.batch_size // cfg.gradient_accumulation_steps
+    backend = f", {accelerator.state.backend}" if accelerator.state.backend else ""
+    accelerator.print(  # what the launcher really started, not what its flags asked for
+        f"Training on {processes} process{'es' if processes > 1 else ''} ({accelerator.distributed_type.name}{backend}): "
+        f"global batch {cfg.batch_size} = {processes} × {cfg.batch_size // processes} rows."
+    )
     sampler = BatchSampler(len(task.data), micro_batch, cfg.seed, accelerator.process_index, processes)
     if cfg.num_epochs:
         steps = math.ceil(cfg.num_epochs * sampler.per_epoch / cfg.gradient_accumulation_steps)
