@@ -12,7 +12,10 @@ from .samplers import SAMPLERS
 # `python -m training.evaluate <folder> --sampler ... --steps ...`): latent 95.5% → 93.8% confident digits (every
 # digit 7.9–11.9% both), pixel 90.1% → 91.9% (digits 7.3–12.5% → 7.2–12.2%), conditional 100% → 100%, with
 # 12 network passes instead of 25. At 10 steps the digit histograms drift out of 7–13% (latent 6.0–14.1%, pixel
-# 6.8–13.7%); at 15 the latent makes 97.0%. Deterministic DPM-Solver++ at 10 steps made 91.5% against 96.2% (latent,
+# 6.8–13.7%); at 15 the latent makes 97.0%. Re-measured with autoguidance in its interval at w = 3: pixel at 10 steps
+# 91.3%, digits 6.2–13.9%; the recipe-trained latent model at 12 / 10 / 8 steps 92.0% / 91.5% / 90.4% (digits
+# 8.1–12.4%, 7.2–11.8%, 7.4–12.7%), and on 1,000 other seeds 90.5% / 89.8% / 90.2% (7.5–12.3%, 7.8–13.7%,
+# 7.3–13.5%): fewer steps would save a third of the passes but leave the digits at the edge of 7–13%. Deterministic DPM-Solver++ at 10 steps made 91.5% against 96.2% (latent,
 # 400 samples): the fresh noise corrects the small networks' errors instead of carrying them to the end (Karras et
 # al. 2022, https://arxiv.org/abs/2206.00364, §4).
 DEFAULT_SAMPLER = "sde-dpmsolver++"
