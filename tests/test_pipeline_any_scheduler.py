@@ -33,7 +33,8 @@ SCHEDULERS = {
     "PNDM": (diffusers.PNDMScheduler, {}, 10),
     "Euler": (diffusers.EulerDiscreteScheduler, {}, 10),
     "Euler ancestral": (diffusers.EulerAncestralDiscreteScheduler, {}, 20),
-    "Heun": (diffusers.HeunDiscreteScheduler, {}, 10),
+    # Heun at 10 steps made 50% confident digits on the recipe-trained pixel UNet (15: 69%, 20: 75%; 16 samples)
+    "Heun": (diffusers.HeunDiscreteScheduler, {}, 20),
     "LMS": (diffusers.LMSDiscreteScheduler, {}, 10),
     "KDPM2": (diffusers.KDPM2DiscreteScheduler, {}, 10),
     "DPM-Solver++ multistep": (diffusers.DPMSolverMultistepScheduler, {}, 10),
