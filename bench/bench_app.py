@@ -70,7 +70,7 @@ def wait_for_new_images(page, selector: str, old: list[str], count: int = 1) -> 
     """Until ``selector`` shows ``count`` loaded images that are not among ``old`` (a picture that did not change
     keeps its address: Gradio names files by their content), and every image is loaded. Returns the seconds, in the
     page's own clock, from the last press armed by :func:`arm_press_clock` to the animation frame at which that held
-    (0 when none was armed)."""
+    (a microsecond, not 0, when none was armed: 0 would read as "not yet")."""
     handle = page.wait_for_function(
         """([selector, old, n]) => {
             const imgs = [...document.querySelectorAll(selector + ' img')];
