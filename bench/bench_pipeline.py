@@ -13,6 +13,9 @@
 0. (printed first; alone with ``--precision-only``) what precision="auto" picks for each UNet and why, beside the
    measured fp32/bf16 ratio of DDIM-``ratio_steps`` sampling at the batch size (``--latent-model`` may name a saved
    LatentDDPMPipeline folder for the latent row).
+5. (alone with ``--guide-only``) the bundled latent and pixel models at the app's default sampling (SDE-DPM-Solver++
+   12 steps, autoguidance w = 3 in its interval, batch 16): the guide's pass beside the main one in a second thread
+   against one after another, interleaved, with the path "auto" takes here and why, and whether the images agree.
 The UNet is random unless ``--model`` names a saved DDPMPipeline folder (then differences measure real images).
 """
 
@@ -34,9 +37,12 @@ import numpy as np
 import torch
 from diffusers import UNet2DModel
 
+from pipelines import guidance
+from pipelines.defaults import DEFAULT_AUTOGUIDANCE_INTERVAL, DEFAULT_AUTOGUIDANCE_SCALE, DEFAULT_SAMPLER
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
 from pipelines.precision import choose_precision
+from pipelines.samplers import make_scheduler, resolve_sampler
 from pipelines.scheduling_ddim import DDIMScheduler
 from pipelines.scheduling_ddpm import DDPMScheduler
 from pipelines.vae import VAE
@@ -125,6 +131,47 @@ def precision_decisions(pipes: dict, steps: int, batch: int, repeats: int) -> No
         )
 
 
+def time_guide_paths(pipe, steps: int, batch: int, repeats: int) -> tuple[dict[str, float], bool]:
+    """Median seconds of autoguided sampling with the guide's pass side by side and one after another (what
+    guide_beside_main decides from the cores it sees), and whether both made the same images."""
+    cores = {"side by side": 2 * torch.get_num_threads(), "one after another": 1}
+    options = {"autoguidance_scale": DEFAULT_AUTOGUIDANCE_SCALE, "guidance_interval": DEFAULT_AUTOGUIDANCE_INTERVAL}
+    images = {}
+
+    def case(mode: str) -> None:
+        guidance.available_cores = lambda: cores[mode]
+        images[mode] = run(pipe, steps, batch, **options)
+
+    try:
+        medians = interleaved({mode: (lambda mode=mode: case(mode)) for mode in cores}, repeats)
+    finally:
+        guidance.available_cores = AVAILABLE_CORES
+    return medians, np.array_equal(*images.values())
+
+
+AVAILABLE_CORES = guidance.available_cores
+
+
+def guide_threading(batch: int, repeats: int) -> None:
+    """5. The bundled models' autoguided sampling with the guide's pass beside the main one, and after it."""
+    choice = guidance.guide_beside_main(torch.device("cpu"))
+    steps = resolve_sampler(DEFAULT_SAMPLER).default_steps
+    print(
+        f"\n5. autoguided {DEFAULT_SAMPLER}-{steps}, batch {batch}, median of {repeats} interleaved runs; "
+        f"auto here: {'side by side' if choice.beside else 'one after another'} ({choice.reason})"
+    )
+    root = Path(__file__).resolve().parents[1] / "models"
+    for name, pipeline_class in (("ddpm-latent", LatentDDPMPipeline), ("ddpm-pixel", DDPMPipeline)):
+        pipe = quiet(pipeline_class.from_pretrained(root / name))
+        pipe.scheduler = make_scheduler(pipe.scheduler.config, DEFAULT_SAMPLER, clip_sample=name == "ddpm-pixel")
+        medians, same = time_guide_paths(pipe, steps, batch, repeats)
+        beside, after = medians["side by side"], medians["one after another"]
+        print(
+            f"   {name:12s} side by side {beside:6.3f} s  one after another {after:6.3f} s  "
+            f"speed-up {after / beside:.2f}x  same images: {same}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a saved DDPMPipeline folder (its unet and scheduler config are used)")
@@ -139,9 +186,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--latent-model", help="a saved LatentDDPMPipeline folder for the precision rows")
     parser.add_argument("--precision-only", action="store_true", help="print only the precision decisions (0.)")
+    parser.add_argument("--guide-only", action="store_true", help="print only the guide's threading study (5.)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batch = args.batch_size
+    if args.guide_only:
+        return guide_threading(batch, args.repeats)
 
     if args.model:
         loaded = DDPMPipeline.from_pretrained(args.model)
