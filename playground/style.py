@@ -13,6 +13,8 @@ PAGE_CSS = """
 [role="tablist"] { flex-wrap: wrap; row-gap: 2px; }
 /* galleries as tall as their pictures (Gradio reserves 450 px even for one row of small frames) */
 .grid-wrap.fixed-height { min-height: 0 !important; }
+/* samples come at their own 28 px and are enlarged here, each pixel a crisp square */
+#sample-gallery img { image-rendering: pixelated; }
 @media (max-width: 640px) {
   [role="tablist"] > button { padding-left: 10px; padding-right: 10px; }
   /* galleries: at most four thumbnails a row, each still a visible digit */

@@ -209,6 +209,17 @@ def test_moving_the_t_slider_or_picking_a_digit_updates_z_t_without_a_click(page
     assert error_toasts(page) == []
 
 
+def test_samples_arrive_at_their_own_28_px_and_show_enlarged_with_square_pixels(page):
+    wait_for_images(page, "#sample-gallery", 16)
+    shown = page.eval_on_selector_all(
+        "#sample-gallery img",
+        "els => els.map(e => [e.naturalWidth, e.getBoundingClientRect().width, getComputedStyle(e).imageRendering])",
+    )
+    assert len(shown) == 16
+    for natural, width, rendering in shown:
+        assert natural == 28 and width >= 3 * natural and rendering == "pixelated"
+
+
 def test_every_tab_shows_a_result_when_the_page_opens(page):
     wait_for_images(page, "#sample-gallery", 16)  # the first batch, sampled with the starting values
     assert "16 images" in page.inner_text("#sample-status")
