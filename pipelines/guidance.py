@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cache
 
@@ -201,15 +201,22 @@ def in_this_threads_modes(work: Callable[[], torch.Tensor]) -> Callable[[], torc
 
 
 def guide_and_main(guide_pass: Callable[[], torch.Tensor], main_pass: Callable[[], torch.Tensor], device):
-    """(guide_pass(), main_pass()): side by side where :func:`guide_beside_main` allows, else one after another."""
+    """(guide_pass(), main_pass()): side by side where :func:`guide_beside_main` allows, else one after another.
+
+    The step never waits for a guide pass that has not started: when every worker is busy (other requests' guides),
+    the queued pass is taken back and run here, after the main one."""
     if not guide_beside_main(torch.device(device)).beside:
         return guide_pass(), main_pass()
     guide = _guide_pool().submit(in_this_threads_modes(guide_pass))
     try:
         main = main_pass()
-    finally:
-        guide_output = guide.result()  # also waits when the main pass failed: no pass outlives the step
-    return guide_output, main
+    except BaseException:
+        if not guide.cancel():
+            wait([guide])  # a started pass ends before the error leaves the step: no pass outlives its step
+        raise
+    if guide.cancel():  # not started yet: run it here rather than wait in line
+        return guide_pass(), main
+    return guide.result(), main
 
 
 def guided_model_output(

@@ -64,14 +64,16 @@ def test_side_by_side_and_one_after_another_sample_the_same_images(monkeypatch, 
 
 def test_a_failing_main_pass_waits_for_the_guide_then_raises(monkeypatch):
     monkeypatch.setattr(guidance, "available_cores", lambda: 2 * torch.get_num_threads())
-    finished = threading.Event()
+    started, finished = threading.Event(), threading.Event()
 
     def slow_guide():
+        started.set()
         time.sleep(0.2)
         finished.set()
         return torch.zeros(1)
 
     def failing_main():
+        assert started.wait(10)  # the guide is under way when the main pass fails
         raise RuntimeError("main pass failed")
 
     with pytest.raises(RuntimeError, match="main pass failed"):
@@ -87,3 +89,20 @@ def test_a_gpu_or_too_few_cores_run_the_passes_one_after_another(monkeypatch):
     monkeypatch.setattr(guidance, "available_cores", lambda: 64)
     assert not guidance.guide_beside_main(torch.device("cuda")).beside
     assert guidance.guide_beside_main(torch.device("cpu")).beside
+
+
+def test_a_guide_pass_no_worker_has_started_runs_in_the_callers_thread(monkeypatch):
+    monkeypatch.setattr(guidance, "available_cores", lambda: 2 * torch.get_num_threads())
+    workers = guidance._guide_pool()._max_workers
+    release = threading.Event()
+    busy = [guidance._guide_pool().submit(release.wait, 10) for _ in range(workers)]  # every worker taken
+    try:
+        ran_in = []
+        guide, main = guidance.guide_and_main(
+            lambda: ran_in.append(threading.get_ident()) or torch.ones(1), lambda: torch.zeros(1), "cpu"
+        )
+        assert ran_in == [threading.get_ident()] and guide.item() == 1 and main.item() == 0
+    finally:
+        release.set()
+        for future in busy:
+            future.result()
