@@ -55,7 +55,7 @@ SPECS = {
     spec.key: spec
     for spec in (
         ModelSpec("pixel", "ddpm-pixel", "DDPMPipeline", "Pixel DDPM (28×28)", "ddpm"),
-        ModelSpec("latent", "ddpm-latent", "LatentDDPMPipeline", "Latent DDPM (VAE latents 4×7×7)", "latent-ddpm"),
+        ModelSpec("latent", "ddpm-latent", "LatentDDPMPipeline", "Latent DDPM (VAE latents 2×7×7)", "latent-ddpm"),
         ModelSpec(
             "conditional",
             "ddpm-conditional",
