@@ -19,8 +19,8 @@ class LatentDDPMPipeline(DDPMPipeline):
     """Generate images by sampling the VAE's latents with the UNet and decoding them with the VAE.
 
     ``vae`` follows diffusers' AutoencoderKL interface (``decode(z).sample`` in [0, 1], ``config.scaling_factor``);
-    the latent shape sampled is the UNet's (in_channels, sample_size, sample_size), e.g. 2 × 7 × 7 for the bundled MNIST model.
-    Call arguments are :meth:`DDPMPipeline.__call__`'s; ``.trajectory`` holds latents (decode them with
+    the latent shape sampled is the UNet's (in_channels, sample_size, sample_size), e.g. 2 × 7 × 7 for the bundled
+    MNIST model. Call arguments are :meth:`DDPMPipeline.__call__`'s; ``.trajectory`` holds latents (decode them with
     :meth:`decode_latents` for display).
     """
 
