@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -31,9 +32,23 @@ def record_threads_and_modes(unet):
     return seen
 
 
+def hold_each_main_pass_until_its_guide_pass_starts(pipe):
+    """Without this, a loaded machine can be slow to start the worker: the step then takes the queued guide pass
+    back and runs it in its own thread (as it should), and which thread ran it would depend on the load."""
+    guide_started = threading.Event()
+    pipe.guide_unet.register_forward_pre_hook(lambda m, args: guide_started.set())
+
+    def wait_for_the_guide(m, args):
+        assert guide_started.wait(10), "the step's guide pass never started"
+        guide_started.clear()
+
+    pipe.unet.register_forward_pre_hook(wait_for_the_guide)
+
+
 def test_the_guide_runs_in_another_thread_only_where_cores_are_idle(threading_mode):
     pipe = guided_pipe()
     main_calls, guide_calls = record_threads_and_modes(pipe.unet), record_threads_and_modes(pipe.guide_unet)
+    hold_each_main_pass_until_its_guide_pass_starts(pipe)
     sample(pipe, autoguidance_scale=2.0)
     assert len(guide_calls) == len(main_calls) > 0
     here = threading.get_ident()
@@ -93,9 +108,11 @@ def test_a_gpu_or_too_few_cores_run_the_passes_one_after_another(monkeypatch):
 
 def test_a_guide_pass_no_worker_has_started_runs_in_the_callers_thread(monkeypatch):
     monkeypatch.setattr(guidance, "available_cores", lambda: 2 * torch.get_num_threads())
-    workers = guidance._guide_pool()._max_workers
-    release = threading.Event()
-    busy = [guidance._guide_pool().submit(release.wait, 10) for _ in range(workers)]  # every worker taken
+    one_worker = ThreadPoolExecutor(max_workers=1)
+    monkeypatch.setattr(guidance, "_guide_pool", lambda: one_worker)
+    release, taken = threading.Event(), threading.Event()
+    busy = one_worker.submit(lambda: taken.set() or release.wait(10))  # the only worker is taken
+    assert taken.wait(10)
     try:
         ran_in = []
         guide, main = guidance.guide_and_main(
@@ -104,5 +121,5 @@ def test_a_guide_pass_no_worker_has_started_runs_in_the_callers_thread(monkeypat
         assert ran_in == [threading.get_ident()] and guide.item() == 1 and main.item() == 0
     finally:
         release.set()
-        for future in busy:
-            future.result()
+        busy.result()
+        one_worker.shutdown()
