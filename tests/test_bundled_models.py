@@ -6,6 +6,7 @@ still draw confident digits of every kind."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from training.train import guide_reference, load_recipe
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 BUDGET_BYTES = 30 * 1024 * 1024
+LATENT_SHAPE = r"(\d+)×(\d+)×(\d+)"
 
 
 def test_the_bundled_models_fit_the_30_mb_budget():
@@ -53,6 +55,13 @@ def test_each_bundled_model_loads_and_samples_digits(key):
     images = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).images
     assert images.shape == (2, 1, 28, 28) and torch.isfinite(images).all()
     assert images.min() >= 0 and images.max() <= 1
+
+
+@pytest.mark.parametrize("key", [key for key, spec in SPECS.items() if re.search(LATENT_SHAPE, spec.label)])
+def test_a_label_naming_a_latent_shape_names_the_bundled_models_own(key):
+    unet = json.loads((MODELS / SPECS[key].folder / "unet" / "config.json").read_text())  # the UNet sees the latents
+    channels, height, width = map(int, re.search(LATENT_SHAPE, SPECS[key].label).groups())
+    assert (channels, height, width) == (unet["in_channels"], unet["sample_size"], unet["sample_size"])
 
 
 @pytest.mark.parametrize("key", sorted(SPECS))
