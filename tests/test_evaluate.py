@@ -15,9 +15,10 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from pipelines import DDPMPipeline, DDPMScheduler, VAEPipeline
+from pipelines import DDPMPipeline, DDPMScheduler, VAEPipeline, precision
 from pipelines.defaults import DEFAULT_AUTOGUIDANCE_INTERVAL, DEFAULT_SAMPLER
 from pipelines.digit_classifier import load_classifier
+from pipelines.precision import PrecisionChoice
 from training import evaluate
 from training.data import ImageData, load_data
 from training.evaluate import ddpm_bits_per_dim, evaluate_folder, frechet_distance, score_digits, vae_bounds
@@ -265,6 +266,20 @@ def test_a_bundled_guide_is_used_at_the_asked_weight_and_recorded(tiny_ddpm_fold
     assert "autoguidance_scale" not in evaluate_folder(
         tiny_ddpm_folder, autoguidance_scale=3.0, **kwargs
     )  # no guide: not used
+
+
+def test_scores_do_not_depend_on_what_auto_precision_would_pick(tiny_ddpm_folder, monkeypatch):
+    """ "auto" picks by a timing that a neighbour's load can tip; a model's score must not move with it."""
+    kwargs = {"num_samples": 20, "steps": 3, "bits_per_dim": False}
+    scores = {}
+    for picked in ("fp32", "bf16"):
+        monkeypatch.setattr(precision, "choose_precision", lambda *a, picked=picked: PrecisionChoice(picked, "test"))
+        scores[picked] = evaluate_folder(tiny_ddpm_folder, **kwargs)
+    assert scores["fp32"] == {**scores["bf16"], "seconds": scores["fp32"]["seconds"]}
+    assert scores["fp32"]["precision"] == "fp32"
+    in_bf16 = evaluate_folder(tiny_ddpm_folder, precision="bf16", **kwargs)  # asked for: used and recorded
+    assert in_bf16["precision"] == "bf16" and in_bf16["frechet_distance"] != scores["fp32"]["frechet_distance"]
+    assert evaluate.sampler_summary(in_bf16).endswith(", bf16")
 
 
 def test_cli_writes_the_metrics_json(tiny_ddpm_folder, tmp_path, capsys):

@@ -34,6 +34,7 @@ from pipelines.digit_classifier import is_confident, load_classifier
 from pipelines.distributions import DiagonalGaussian
 from pipelines.guidance import null_class_label, validate_guidance_interval
 from pipelines.loading import pipeline_class_name
+from pipelines.precision import PRECISIONS, Precision
 from pipelines.samplers import SAMPLERS, make_scheduler, resolve_sampler
 from pipelines.scheduling_ddpm import DDPMScheduler
 
@@ -94,10 +95,15 @@ def evaluate_sampler(
     batch_size: int = 250,
     autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE,
     guidance_interval: tuple[float, float] | None = DEFAULT_AUTOGUIDANCE_INTERVAL,
+    precision: Precision = "fp32",
 ) -> dict:
     """Sample ``num_samples`` images (seeded per batch) and score them; autoguidance (in ``guidance_interval``, None:
     every step) applies where the pipeline has a guide. ``sampler`` is a key or label of
-    :data:`pipelines.samplers.SAMPLERS` ("ddim", "DDPM", ...); ``steps=None`` takes its default steps."""
+    :data:`pipelines.samplers.SAMPLERS` ("ddim", "DDPM", ...); ``steps=None`` takes its default steps.
+
+    ``precision`` is fixed (fp32 unless asked) so that a model's score is the same on every run: the app's "auto"
+    picks bf16 or fp32 by timing the UNet, and under a neighbour's load the same weights were scored 90.8% confident
+    one run (bf16) and 90.5% the next (fp32)."""
     spec = resolve_sampler(sampler)
     sampler, steps = spec.key, spec.default_steps if steps is None else steps
     pipe.scheduler = make_scheduler(pipe.scheduler.config, sampler)
@@ -116,12 +122,13 @@ def evaluate_sampler(
             generator=torch.Generator().manual_seed(i),
             num_inference_steps=steps,
             eta=eta,
+            precision=precision,
             output_type="pt",
             **kwargs,
         )
         images.append(out.images)
     metrics = score_digits(torch.cat(images), requested)
-    metrics.update(sampler=sampler, steps=steps, seconds=time.perf_counter() - start)
+    metrics.update(sampler=sampler, steps=steps, precision=precision, seconds=time.perf_counter() - start)
     if spec.takes_eta:
         metrics["eta"] = eta
     if conditional:
@@ -140,6 +147,8 @@ def sampler_summary(metrics: dict) -> str:
     if metrics.get("guidance_interval"):
         low, high = metrics["guidance_interval"]
         text += f", guided where {low:g} < sigma <= {high:g}"
+    if metrics.get("precision", "fp32") != "fp32":
+        text += f", {metrics['precision']}"
     return text
 
 
@@ -218,6 +227,7 @@ def evaluate_folder(
     bits_per_dim: bool = True,
     autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE,
     guidance_interval: tuple[float, float] | None = DEFAULT_AUTOGUIDANCE_INTERVAL,
+    precision: Precision = "fp32",
 ) -> dict:
     folder = Path(folder)
     if not (folder / "model_index.json").is_file():
@@ -233,6 +243,7 @@ def evaluate_folder(
             guidance_scale,
             autoguidance_scale=autoguidance_scale,
             guidance_interval=guidance_interval,
+            precision=precision,
         )
         if bits_per_dim and not hasattr(pipe, "vae"):
             metrics.update(ddpm_bits_per_dim(pipe))
@@ -281,6 +292,13 @@ def main(argv: list[str] | None = None) -> dict:
         help='autoguidance only where σ_t lies in (low, high], as "low,high"; "none": every step '
         f"(default: {','.join(map(str, DEFAULT_AUTOGUIDANCE_INTERVAL))})",
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="the UNet's precision while sampling (default fp32; \"auto\", the app's, picks by a timing, so its "
+        "scores can change from run to run)",
+    )
     parser.add_argument("--no_bits_per_dim", action="store_true")
     parser.add_argument("--out", help="where to write the JSON (default: <folder>/evaluation.json)")
     args = parser.parse_args(argv)
@@ -294,6 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
         not args.no_bits_per_dim,
         args.autoguidance_scale,
         args.guidance_interval,
+        args.precision,
     )
     Path(args.out or Path(args.folder) / "evaluation.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
