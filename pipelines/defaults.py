@@ -33,8 +33,9 @@ MAX_GUIDANCE_SCALE = 20.0  # the largest guidance (and autoguidance) weight the 
 # digit within 7–13% (400 samples per weight, w = 1.5, 2, 2.5, 3). Limited to the interval, guidance skews the digit
 # histogram less and w = 3 keeps it within 7–13% (`python -m training.evaluate <folder> --autoguidance_scale w`, 1,000
 # samples): the previous, chained pixel model 91.9% confident at w = 2 → 92.6% at w = 3 (digits 7.3–11.8% →
-# 7.0–11.9%); the latent model, guided by its own EMA weights at step 2,000 of 6,000, 88.6% at w = 2, 89.3% at 2.5,
-# 91.9% at 3 (digits 8.0–12.7%; 90.5%, 7.5–12.3% on 1,000 other seeds).
+# 7.0–11.9%); the 4×7×7 latent model of that time, guided by its own EMA weights at step 2,000 of 6,000, 88.6% at
+# w = 2, 89.3% at 2.5, 91.9% at 3 (digits 8.0–12.7%; 90.5%, 7.5–12.3% on 1,000 other seeds). The bundled 2×7×7 latent
+# model (fp32): 80.9% unguided, 85.1% at w = 2, 90.5% at w = 3 (digits 9.0–11.7%).
 DEFAULT_AUTOGUIDANCE_SCALE = 3.0
 # Autoguidance only where the noise level σ_t = √((1 − ᾱ_t)/ᾱ_t) lies in (0.28, 5.42], the interval Kynkäänniemi et
 # al. 2024 (https://arxiv.org/abs/2404.07724, EDM2-XXL) found best: on our linear schedule the steps with
