@@ -11,7 +11,7 @@ bandwidth: the same VAE stage took 3.0 and 3.8 CPU-minutes beside one and two ot
 side by side (``--compare``). Every ``--every`` CPU-minutes of the exported stage, its EMA weights are exported;
 afterwards each snapshot gets the recipe's guide from the step at which it exists (a guide stage trained before
 the model: always; ``guide: <stage>@<s>``, the model's own snapshot at step s: from s on; a stage trained after
-the model: at the end only) and is scored at the app's default sampler (``training.evaluate.evaluate_sampler``):
+the model: at the end only) and is scored at the app's default sampler in fp32 (``training.evaluate.evaluate_sampler``):
 the classifier's confident fraction, the digit shares and the Fréchet distance to the test digits. The last point
 is the recipe's own export, scored on ``--final-samples``.
 
