@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import sys
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -137,13 +137,11 @@ def perturbed(value):
     return value
 
 
-def owner_and_name(function) -> tuple[object, str]:
-    """Where ``function`` is looked up at call time: its module, or its class for a method."""
-    *owners, name = function.__qualname__.split(".")
-    owner = sys.modules[function.__module__]
-    for part in owners:
-        owner = getattr(owner, part)
-    return owner, name
+def owner_and_name(reference: str) -> tuple[object, str]:
+    """Where the function a "module:qualname" reference names is looked up at call time: its module or class."""
+    module, qualname = reference.split(":")
+    *owners, name = qualname.split(".")
+    return equations.resolve(f"{module}:{'.'.join(owners)}") if owners else importlib.import_module(module), name
 
 
 def test_every_equation_has_a_caller_check():
@@ -151,12 +149,12 @@ def test_every_equation_has_a_caller_check():
 
 
 @pytest.mark.parametrize("equation", EQUATIONS, ids=[e.title for e in EQUATIONS])
-def test_every_listed_function_is_importable_from_its_file(equation):
-    for function in equation.functions:
-        module = importlib.import_module(function.__module__)
-        owner, name = owner_and_name(function)
-        assert getattr(owner, name) is function
-        assert Path(module.__file__) == ROOT / equations.source_file(function)
+def test_every_listed_function_is_defined_in_the_file_named(equation):
+    for reference in equation.functions:
+        function = equations.resolve(reference)
+        module = importlib.import_module(reference.split(":")[0])
+        assert function.__module__ == module.__name__ and function.__qualname__ == reference.split(":")[1]
+        assert Path(module.__file__) == ROOT / equations.source_file(reference)
 
 
 @pytest.mark.parametrize("equation", EQUATIONS, ids=[e.title for e in EQUATIONS])
@@ -164,14 +162,14 @@ def test_the_code_calls_the_listed_function(equation, monkeypatch):
     """Shifting the function's output changes what the code computes, so the code goes through that function."""
     with torch.no_grad():
         before = CALLERS[equation.title]()
-    function = equation.functions[0]
+    function = equations.resolve(equation.functions[0])
     calls = []
 
     def shifted(*args, **kwargs):
         calls.append(1)
         return perturbed(function(*args, **kwargs))
 
-    monkeypatch.setattr(*owner_and_name(function), shifted)
+    monkeypatch.setattr(*owner_and_name(equation.functions[0]), shifted)
     with torch.no_grad():
         after = CALLERS[equation.title]()
     assert calls, f"{function.__qualname__} was not called"
@@ -187,11 +185,39 @@ def test_math_tab_shows_every_equation_and_links_files_on_a_space():
     text = equations.math_markdown()
     for equation in EQUATIONS:
         assert f"**{equation.title}.**" in text and f"$${equation.latex}$$" in text
-        assert all(f"`{f.__qualname__}`" in text for f in equation.functions)
+        assert all(f"`{reference.split(':')[1]}`" in text for reference in equation.functions)
     linked = equations.math_markdown(space_id="someone/playground")
     url = "https://huggingface.co/spaces/someone/playground/blob/main/pipelines/schedules.py"
     assert linked.count(f"[`pipelines/schedules.py`]({url})") == text.count("`pipelines/schedules.py`") > 0
     assert equations.LATEX_DELIMITERS[0] == {"left": "$$", "right": "$$", "display": True}
+
+
+def math_tab_text() -> str:
+    """The Markdown the app's Math tab shows, read from the built component."""
+    import gradio as gr
+
+    from playground.tabs import math
+
+    with gr.Blocks() as demo:
+        math.build(demo)
+    (markdown,) = [block for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
+    return markdown.value
+
+
+def test_every_function_the_math_tab_names_exists_in_the_file_it_names():
+    text = math_tab_text()
+    assert text.strip() == equations.math_markdown().strip()
+    named = re.findall(r"((?:`[\w.]+`(?:, )?)+) in `([\w/]+)\.py`", text)
+    assert len(named) >= len(EQUATIONS)
+    for names, file in named:
+        module = importlib.import_module(file.replace("/", "."))
+        for name in re.findall(r"`([\w.]+)`", names):
+            assert equations.resolve(f"{module.__name__}:{name}"), f"the Math tab names {name} in {file}.py"
+
+
+def test_a_function_that_does_not_exist_fails_to_resolve():
+    with pytest.raises(AttributeError):
+        equations.resolve("pipelines.schedules:reverse_mean_from_noise")
 
 
 def test_rewriting_the_readme_replaces_only_the_table(tmp_path):
