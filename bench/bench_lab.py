@@ -37,8 +37,9 @@ sys.path.insert(0, str(ROOT))
 import torch
 
 from bench.bench_load import PeakMemory, resident_bytes
-from playground import lab_figures, lab_handlers
-from training import lab_vae, toy2d
+from lab import figures as lab_figures
+from lab import toy2d, toy2d_targets, vae2d
+from playground import lab_handlers
 from training.classifier import load_classifier
 
 OUT = ROOT / "bench" / "out"
@@ -48,10 +49,10 @@ CONFIDENCE = 0.9
 
 def diffusion_row(target: str, cpu_seconds: float) -> dict:
     settings = toy2d.DiffusionSettings(target=target, max_seconds=cpu_seconds)
-    points = toy2d.target_points(target, settings.num_points)
+    points = toy2d_targets.target_points(target, settings.num_points)
     reference = points[: settings.num_samples]
     noise = torch.randn(settings.num_samples, 2, generator=torch.Generator().manual_seed(1))
-    floor = toy2d.energy_distance(toy2d.target_points(target, settings.num_samples, seed=1), reference)
+    floor = toy2d.energy_distance(toy2d_targets.target_points(target, settings.num_samples, seed=1), reference)
     threshold = max(0.1 * toy2d.energy_distance(noise, reference), 2 * floor)
     row = {"target": target, "threshold": threshold, "target_vs_target": floor, "recognisable": None}
     start, before = time.process_time(), resident_bytes(os.getpid())
@@ -76,11 +77,11 @@ def diffusion_row(target: str, cpu_seconds: float) -> dict:
 
 def vae_row(seconds: float) -> dict:
     classifier = load_classifier(ROOT / "models" / "mnist-classifier").eval()
-    lab_vae.mnist_splits()  # read before the clock starts, as the page does
+    vae2d.mnist_splits()  # read before the clock starts, as the page does
     row = {"recognisable": None}
     start, before = time.process_time(), resident_bytes(os.getpid())
     with PeakMemory(os.getpid(), every=0.1) as memory:
-        steps = lab_vae.train_vae(lab_vae.VAESettings(max_seconds=seconds), clock=time.process_time)
+        steps = vae2d.train_vae(vae2d.VAESettings(max_seconds=seconds), clock=time.process_time)
         for *_, run in lab_handlers._vae_pictures(steps):
             if run.heldout[-1][0] != run.step:
                 continue
@@ -120,7 +121,7 @@ def mib(pair: tuple[int, int]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--targets", nargs="*", default=list(toy2d.TARGETS))
+    parser.add_argument("--targets", nargs="*", default=list(toy2d_targets.TARGETS))
     parser.add_argument("--cpu-seconds", type=float, default=20.0, help="CPU budget of each diffusion run")
     parser.add_argument("--vae-seconds", type=float, default=60.0, help="CPU budget of the VAE run")
     parser.add_argument("--skip-vae", action="store_true")

@@ -1,7 +1,7 @@
 """What the "Train it yourself" tab's events do: start a live run and stream its pictures, stop it, animate the
 trained diffusion model, draw its forward process and field, and write the download files.
 
-The engines (``training.toy2d``, ``training.lab_vae``) raise ValueError on bad input; here it becomes a gr.Error.
+The engines (``lab.toy2d``, ``lab.vae2d``) raise ValueError on bad input; here it becomes a gr.Error.
 A run's stop flag is registered under (session, lab), so Stop, from the page or the API, reaches the session's job.
 """
 
@@ -17,17 +17,16 @@ import gradio as gr
 import numpy as np
 import torch
 
+from lab import figures, toy2d_targets
+from lab.budget import MAX_SEED, check_number
 from pipelines.deferred import lazy_module
-from training import toy2d_targets
-from training.live import MAX_SEED, check_number
 
-from . import lab_figures as figures
 from .images import save_gif
 
 if TYPE_CHECKING:
-    from training import lab_vae, toy2d
+    from lab import toy2d, vae2d
 else:
-    lab_vae, toy2d = lazy_module("training.lab_vae"), lazy_module("training.toy2d")  # they import diffusers
+    toy2d, vae2d = lazy_module("lab.toy2d"), lazy_module("lab.vae2d")  # they import diffusers
 
 DRAWN = "drawn"  # the target choice that trains on the visitor's drawing
 NUM_SHOWN = 1000  # target points drawn behind the samples
@@ -193,7 +192,7 @@ def forward_and_field(run, t=5):
 # ---------------------------------------------------------------- VAE with a 2-D latent
 
 
-def _vae_status(run: lab_vae.VAERun) -> str:
+def _vae_status(run: vae2d.VAERun) -> str:
     step, held = run.heldout[-1]
     return (
         f"**Step {run.step}** · {run.elapsed_s:.1f} s · held-out ELBO {held.elbo:.1f} nats = reconstruction "
@@ -205,8 +204,8 @@ def train_vae(beta=1.0, max_seconds=60, seed=0, request: gr.Request = None):
     """Stream (status, ELBO curves, latent map, decoded grid, run) while the VAE trains."""
 
     def start(flag):
-        settings = lab_vae.VAESettings(beta=beta, max_seconds=max_seconds, seed=seed)
-        return _vae_pictures(lab_vae.train_vae(settings, flag))
+        settings = vae2d.VAESettings(beta=beta, max_seconds=max_seconds, seed=seed)
+        return _vae_pictures(vae2d.train_vae(settings, flag))
 
     yield "Reading MNIST…", gr.skip(), gr.skip(), gr.skip(), gr.skip()
     yield from _stream_with_stop_flag(request, "vae", start)
@@ -214,7 +213,7 @@ def train_vae(beta=1.0, max_seconds=60, seed=0, request: gr.Request = None):
 
 def _vae_pictures(runs):
     shown = None
-    extent = float(lab_vae.grid_axis(2)[-1])
+    extent = float(vae2d.grid_axis(2)[-1])
     for run in _throttled(runs, lambda run: run.heldout[-1][0]):
         picture, grid, snapshot = gr.skip(), gr.skip(), run.heldout[-1][0]
         if snapshot != shown:
@@ -226,4 +225,4 @@ def _vae_pictures(runs):
 
 def save_vae(run):
     run = _require(run, "VAE")
-    return str(lab_vae.save_vae(run, _temporary_path(f"vae-2d-beta{run.settings.beta:g}.safetensors")))
+    return str(vae2d.save_vae(run, _temporary_path(f"vae-2d-beta{run.settings.beta:g}.safetensors")))

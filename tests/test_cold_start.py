@@ -33,9 +33,9 @@ import sys, threading
 import pipelines
 from pipelines import samplers
 from pipelines.deferred import lazy_module
-toy2d, lab_vae = lazy_module("training.toy2d"), lazy_module("training.lab_vae")
+toy2d, vae2d = lazy_module("lab.toy2d"), lazy_module("lab.vae2d")
 inversion = lazy_module("pipelines.ddim_inversion")
-jobs = [lambda: pipelines.DDPMPipeline, lambda: toy2d.EpsilonMLP, lambda: lab_vae.VAESettings,
+jobs = [lambda: pipelines.DDPMPipeline, lambda: toy2d.EpsilonMLP, lambda: vae2d.VAESettings,
         lambda: samplers.SAMPLERS["unipc"].scheduler_class, lambda: inversion.invert, lambda: pipelines.VAEPipeline,
         lambda: pipelines.LatentDDPMPipeline]
 barrier, errors = threading.Barrier(len(jobs)), []

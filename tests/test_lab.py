@@ -1,5 +1,5 @@
-"""The live-training engines of the "Train it yourself" tab: 2-D diffusion (training.toy2d) and the 2-D-latent
-VAE (training.lab_vae), with their shared budget and safetensors files (training.live)."""
+"""The live-training engines of the "Train it yourself" tab: 2-D diffusion (lab.toy2d) and the 2-D-latent
+VAE (lab.vae2d), with their shared budget and safetensors files (lab.budget)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from lab import toy2d, toy2d_targets, vae2d
+from lab.budget import Budget
 from pipelines import schedules
-from training import lab_vae, toy2d
 from training.data import ImageData
-from training.live import Budget
 
 QUICK = {"max_seconds": 60, "report_every": 50, "sample_every": 250, "num_samples": 500}
 
@@ -29,13 +29,13 @@ def run_to_end(steps):
 @pytest.fixture(scope="module")
 def moons_run():
     settings = toy2d.DiffusionSettings(target="moons", max_steps=1500, **QUICK)
-    points = toy2d.target_points("moons", settings.num_points)
+    points = toy2d_targets.target_points("moons", settings.num_points)
     return run_to_end(toy2d.train_diffusion(settings, points))
 
 
 @pytest.fixture(scope="module")
 def mnist_subset():
-    train, test = lab_vae.mnist_splits()
+    train, test = vae2d.mnist_splits()
     return train, ImageData(test.images[::5], test.labels[::5])  # 100 held-out digits, 10 per class
 
 
@@ -97,7 +97,7 @@ def test_the_saved_toy_model_reloads_and_samples_identically(moons_run, tmp_path
 def test_a_stop_ends_the_run_before_its_next_step():
     settings = toy2d.DiffusionSettings(max_steps=10_000, **QUICK)
     stop = threading.Event()
-    steps = toy2d.train_diffusion(settings, toy2d.target_points("rings", 500), stop)
+    steps = toy2d.train_diffusion(settings, toy2d_targets.target_points("rings", 500), stop)
     seen = []
     for run in steps:
         seen.append((run.step, run.state))
@@ -109,7 +109,9 @@ def test_a_stop_ends_the_run_before_its_next_step():
 def test_the_time_budget_ends_a_run_on_its_clock():
     ticks = itertools.count(0.0, 0.1)  # a clock that moves 0.1 s each time it is read
     settings = toy2d.DiffusionSettings(**{**QUICK, "max_seconds": 2.0})
-    run = run_to_end(toy2d.train_diffusion(settings, toy2d.target_points("gaussians", 500), clock=lambda: next(ticks)))
+    run = run_to_end(
+        toy2d.train_diffusion(settings, toy2d_targets.target_points("gaussians", 500), clock=lambda: next(ticks))
+    )
     assert run.state == "time limit" and run.elapsed_s >= 2.0
     assert 0 < run.step < 20  # one clock reading per step at least
 
@@ -139,7 +141,7 @@ def test_drawn_points_lie_where_the_canvas_is_painted_with_y_up():
     image[5:25, 5:25] = (0, 0, 0, 255)  # top left
     image[75:95, 75:95] = (0, 0, 0, 255)  # bottom right
     image[40:60, 40:60] = (255, 255, 255, 255)  # white paint is not a stroke
-    points = toy2d.points_from_drawing(image, 400)
+    points = toy2d_targets.points_from_drawing(image, 400)
     assert ((points[:, 0] < 0) == (points[:, 1] > 0)).all()  # quadrants II and IV only
     assert ((points[:, 0] < 0).float().mean() - 0.5).abs() < 0.1
 
@@ -147,19 +149,19 @@ def test_drawn_points_lie_where_the_canvas_is_painted_with_y_up():
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: toy2d.points_from_drawing(canvas(), 100), "drawing is empty"),
-        (lambda: toy2d.points_from_drawing(_dot(), 100), "distinct point"),
+        (lambda: toy2d_targets.points_from_drawing(canvas(), 100), "drawing is empty"),
+        (lambda: toy2d_targets.points_from_drawing(_dot(), 100), "distinct point"),
         (lambda: toy2d.check_points(torch.zeros(1, 2)), "1 distinct point"),
         (lambda: toy2d.check_points(torch.full((50, 2), math.nan)), "NaN"),
-        (lambda: toy2d.target_points("spiral", 10), "target must be one of"),
+        (lambda: toy2d_targets.target_points("spiral", 10), "target must be one of"),
         (lambda: toy2d.make_scheduler("linear", 5000), "T must lie in [2, 1000]"),
         (lambda: toy2d.make_scheduler("linear", 1), "T must lie in [2, 1000]"),
         (lambda: toy2d.make_scheduler("linear", 12.5), "T must be a whole number"),
         (lambda: toy2d.make_scheduler("exponential", 100), "beta_schedule must be one of"),
         (lambda: _train(max_seconds=1000), "max seconds must lie in [0.1, 60]"),
         (lambda: _train(seed=-1), "seed must lie in"),
-        (lambda: lab_vae.train_vae(lab_vae.VAESettings(beta=-1)), "β must lie in [0, 20]"),
-        (lambda: lab_vae.train_vae(lab_vae.VAESettings(max_seconds=0)), "max seconds must lie"),
+        (lambda: vae2d.train_vae(vae2d.VAESettings(beta=-1)), "β must lie in [0, 20]"),
+        (lambda: vae2d.train_vae(vae2d.VAESettings(max_seconds=0)), "max seconds must lie"),
     ],
 )
 def test_bad_input_is_refused_before_training_with_a_clear_message(make, message):
@@ -175,7 +177,7 @@ def _dot() -> np.ndarray:
 
 def _train(**overrides):
     settings = toy2d.DiffusionSettings(**{**QUICK, **overrides})
-    return toy2d.train_diffusion(settings, toy2d.target_points("moons", 100))
+    return toy2d.train_diffusion(settings, toy2d_targets.target_points("moons", 100))
 
 
 def test_the_budget_names_the_first_reason_to_stop():
@@ -195,8 +197,8 @@ def test_energy_distance_is_zero_only_for_the_same_distribution():
 
 @pytest.fixture(scope="module")
 def vae_run(mnist_subset):
-    settings = lab_vae.VAESettings(max_steps=60, report_every=10, snapshot_every=30, grid_size=4)
-    return run_to_end(lab_vae.train_vae(settings, data=mnist_subset))
+    settings = vae2d.VAESettings(max_steps=60, report_every=10, snapshot_every=30, grid_size=4)
+    return run_to_end(vae2d.train_vae(settings, data=mnist_subset))
 
 
 @pytest.mark.slow  # trains the VAE for 60 steps (shared fixture) after reading MNIST
@@ -214,20 +216,20 @@ def test_vae_snapshots_hold_the_latent_map_and_the_decoded_grid(vae_run, mnist_s
     assert vae_run.latents.shape == (len(mnist_subset[1]), 2)
     torch.testing.assert_close(vae_run.latents, vae_run.model.encode(mnist_subset[1].images).latent_dist.mean)
     assert vae_run.grid.shape == (16, 1, 28, 28)
-    axis = lab_vae.grid_axis(4)
+    axis = vae2d.grid_axis(4)
     corner = vae_run.model.decode(torch.stack([axis[:1], axis[-1:]], dim=1)).sample  # z = (low z₁, high z₂)
     torch.testing.assert_close(vae_run.grid[:1], corner)  # the top-left image
 
 
 def test_the_decoded_grid_spans_the_central_90_percent_of_the_prior():
-    axis = lab_vae.grid_axis(5)
+    axis = vae2d.grid_axis(5)
     normal = torch.distributions.Normal(0.0, 1.0)
     torch.testing.assert_close(normal.cdf(axis), torch.linspace(0.05, 0.95, 5))
 
 
 @pytest.mark.slow  # trains the VAE for 60 steps (shared fixture) after reading MNIST
 def test_the_saved_vae_reloads_with_the_same_weights(vae_run, tmp_path):
-    model = lab_vae.load_vae(lab_vae.save_vae(vae_run, tmp_path / "vae.safetensors"))
+    model = vae2d.load_vae(vae2d.save_vae(vae_run, tmp_path / "vae.safetensors"))
     z = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(model.decode(z).sample, vae_run.model.decode(z).sample)
     assert model.config.latent_dim == 2

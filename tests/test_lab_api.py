@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lab import toy2d, toy2d_targets
 from tests.lab_server import serve_lab_tab
-from training import toy2d
 
 pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file
@@ -130,7 +130,7 @@ def test_light_requests_are_answered_while_a_training_job_runs(url):
         return time.monotonic()
 
     def preview(i: int) -> float:
-        picture = client(url).predict(target=list(toy2d.TARGETS)[i % 4], drawing=None, api_name="/lab_target")
+        picture = client(url).predict(target=list(toy2d_targets.TARGETS)[i % 4], drawing=None, api_name="/lab_target")
         assert picture  # a data URL or file reference of the image
         return time.monotonic()
 

@@ -1,5 +1,5 @@
-"""The package layers point one way: data, pipelines ← training ← playground ← app (nothing imports upwards); the app
-reads its digits from ``data``, not from ``training``."""
+"""The package layers point one way: data, pipelines ← training ← lab ← playground ← app (nothing imports upwards);
+the app reads its digits from ``data``, not from ``training``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # package → the project packages it must never import
 FORBIDDEN = {
-    "data": {"pipelines", "training", "playground", "app", "tests", "bench"},
-    "pipelines": {"training", "playground", "app", "tests", "bench"},
-    "training": {"playground", "app", "tests", "bench"},
+    "data": {"pipelines", "training", "lab", "playground", "app", "tests", "bench"},
+    "pipelines": {"training", "lab", "playground", "app", "tests", "bench"},
+    "training": {"lab", "playground", "app", "tests", "bench"},
+    "lab": {"playground", "app", "tests", "bench"},
     "playground": {"app", "tests", "bench"},
 }
 

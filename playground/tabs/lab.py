@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import gradio as gr
 
+from lab import toy2d_targets
+from lab.budget import MAX_SECONDS, MAX_SEED
 from pipelines.schedules import schedule_label
-from training import toy2d_targets
-from training.live import MAX_SECONDS, MAX_SEED
 
 from .. import lab_handlers as handlers
 

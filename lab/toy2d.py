@@ -28,12 +28,8 @@ from torch import nn
 from pipelines import schedules
 from pipelines.scheduling_ddpm import DDPMScheduler
 
-from .live import MAX_SEED, Budget, StopReason, check_number, live_steps, load_model_file, save_model_file
+from .budget import MAX_SEED, Budget, StopReason, check_number, live_steps, load_model_file, save_model_file
 from .toy2d_targets import CLIP_RANGE, MAX_T, MIN_T, REFERENCE_T, SCHEDULES, check_points, scaled_beta_range
-from .toy2d_targets import TARGET_LABELS as TARGET_LABELS  # the targets' names, re-exported: toy2d.<name> still works
-from .toy2d_targets import TARGETS as TARGETS
-from .toy2d_targets import points_from_drawing as points_from_drawing
-from .toy2d_targets import target_points as target_points
 
 
 def make_scheduler(beta_schedule: str, num_train_timesteps: int) -> DDPMScheduler:
