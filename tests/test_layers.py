@@ -27,7 +27,7 @@ def imported_top_levels(path: Path) -> set[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
-        elif is_lazy_import(node):  # lazy_module("training.toy2d") imports it later (pipelines/deferred.py)
+        elif is_lazy_import(node):  # lazy_module("lab.toy2d") imports it later (pipelines/deferred.py)
             names.add(node.args[0].value.split(".")[0])
     return names
 
