@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.app_server import launch_app, stop_app
+from tests.support.app_server import launch_app, stop_app
 
 CHROMIUM = "/usr/bin/chromium"
 NUM_IMAGES = 16

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_app import export_ref
-from tests.app_server import launch_app, stop_app
+from tests.support.app_server import launch_app, stop_app
 
 WARM_UP_LINE = "warm-up: "  # app.py logs it when the warm-up thread is done
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch
 
-from bench.bench_load import PeakMemory, resident_bytes
+from tests.support.load import PeakMemory, resident_bytes
 from lab import figures as lab_figures
 from lab import toy2d, toy2d_targets, vae2d
 from playground import lab_handlers

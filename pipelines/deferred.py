@@ -9,7 +9,7 @@ imports it. app.py calls :func:`import_all` from a thread once the server is up,
 Every deferred import goes through :func:`import_deferred`, one thread at a time: two threads importing diffusers'
 lazy modules at once can each wait for a module the other is importing, and Python then hands one of them a
 half-initialised module ("cannot import name 'DiffusionPipeline' from 'diffusers'", seen with the warm-up thread
-and a first request). ``tests/test_cold_start.py`` checks that building the page imports no diffusers.
+and a first request). ``tests/app/test_cold_start.py`` checks that building the page imports no diffusers.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ the app's Math tab and the README's "The math and where it lives" table are both
     python -m pipelines.equations            # print the README table
     python -m pipelines.equations README.md  # rewrite the table between its markers in README.md
 
-A new equation is one :class:`Equation` entry (its test, ``tests/test_equations.py``, then asks for a check that
+A new equation is one :class:`Equation` entry (its test, ``tests/pipelines/test_equations.py``, then asks for a check that
 the code really calls the function). Functions are named, not imported ("pipelines.vae:VAE.elbo"), so that the app
 renders the tab without importing diffusers; the tests resolve every name.
 """
