@@ -2,7 +2,7 @@
 before this branch ("old", a git ref exported to a temporary folder) and the working tree ("new"), one after the
 other in the same run, on the same models, with the same clicks.
 
-    .venv/bin/python bench/bench_app.py [--baseline REF] [--models-dir models] [--old-models shared|baseline]
+    .venv/bin/python -m bench.bench_app [--baseline REF] [--models-dir models] [--old-models shared|baseline]
         [--repeats 3] [--cold-starts 3] [--screenshots DIR]
 
 Figures, each printed old | new | ratio:
@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from tests.support.app_server import launch_app, stop_app
 

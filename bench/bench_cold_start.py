@@ -2,7 +2,7 @@
 for the app as it was ("old", a git ref exported to a temporary folder) and the working tree ("new"), launched in
 turn (old, new, old, new, ...) on the same models, so that both see the same load.
 
-    .venv/bin/python bench/bench_cold_start.py [--baseline REF] [--models-dir models] [--launches 3]
+    .venv/bin/python -m bench.bench_cold_start [--baseline REF] [--models-dir models] [--launches 3]
 
 Prints the median of each, old | new | ratio, the new app's time from spawn to the end of its warm-up (the model
 code imported and the models loaded, its log line), and the load average, which inflates every figure.
@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from bench.bench_app import export_ref
 from tests.support.app_server import launch_app, stop_app

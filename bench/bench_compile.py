@@ -1,7 +1,7 @@
 """Does torch.compile speed up a training step? The same UNet2DModel trained eagerly and compiled, one step at a
 time, interleaved in one run, on the process's CPU time (user + sys: neighbours on the machine count less).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_compile.py [--space latent] [--block-out-channels 64]
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.bench_compile [--space latent] [--block-out-channels 64]
         [--attention-levels ""] [--batch-size 128] [--rounds 3] [--steps 20]
 
 Prints the compile time (the first compiled step) and the median CPU-seconds per step of each, and their ratio.
@@ -12,12 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 import torch.nn.functional as F

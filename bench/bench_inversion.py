@@ -1,6 +1,6 @@
 """DDIM inversion of real digits by the bundled models: how close DDIM brings back x from its inverted noise.
 
-    .venv/bin/python bench/bench_inversion.py [--steps 10 25 50 100] [--digits 10] [--models-dir models]
+    .venv/bin/python -m bench.bench_inversion [--steps 10 25 50 100] [--digits 10] [--models-dir models]
 
 For each bundled unconditional model and step count: invert ``--digits`` held-out test digits (spread over the split),
 decode the noises with DDIM (η = 0, x̂_0 never clipped, as the Walks tab does) and print mean |x̂ − x| and RMSE in
@@ -12,14 +12,12 @@ the pixel model decoding with its configured x̂_0 clipping, which the Walks tab
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from pipelines import DDIMScheduler, DDPMPipeline, LatentDDPMPipeline
 from pipelines.ddim_inversion import encode_images, invert, sample_from_noise

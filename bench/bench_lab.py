@@ -1,7 +1,7 @@
 """The "Train it yourself" lab: CPU seconds until each live run shows a recognisable result, and its peak memory.
 
-    python bench/bench_lab.py                      # the four preset 2-D targets (20 s each) and the VAE (60 s)
-    python bench/bench_lab.py --targets moons --skip-vae
+    python -m bench.bench_lab                      # the four preset 2-D targets (20 s each) and the VAE (60 s)
+    python -m bench.bench_lab --targets moons --skip-vae
 
 Each run goes through the tab's own stream (engine + the pictures the page gets), in this process with one torch
 thread, exactly as the Space runs it. CPU seconds are ``time.process_time`` (the wall clock on a shared machine
@@ -26,21 +26,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import torch
 
-from tests.support.load import PeakMemory, resident_bytes
 from lab import figures as lab_figures
 from lab import toy2d, toy2d_targets, vae2d
-from playground import lab_handlers
 from pipelines.digit_classifier import load_classifier
+from playground import lab_handlers
+from tests.support.load import PeakMemory, resident_bytes
 
 OUT = ROOT / "bench" / "out"
 MIN_DIGITS = 5

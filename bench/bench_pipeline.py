@@ -1,6 +1,6 @@
 """Time our DDPMPipeline against diffusers' with the same UNet, scheduler config and steps; study bf16/channels_last.
 
-    .venv/bin/python bench/bench_pipeline.py [--repeats 5] [--ratio-steps 100] [--ddpm-steps 1000]
+    .venv/bin/python -m bench.bench_pipeline [--repeats 5] [--ratio-steps 100] [--ddpm-steps 1000]
         [--block-out-channels 32,64,64 --layers-per-block 2 --attention-levels 2] [--model runs/ddpm-pixel/final]
 
 1. parity: at fp32 our images equal diffusers' (same seed), else the timings compare different work;
@@ -25,12 +25,10 @@ import argparse
 import copy
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import diffusers
 import numpy as np

@@ -1,6 +1,6 @@
 """Time our DDPM/DDIM schedulers against diffusers' on the same tensors, interleaved, and print the ratio.
 
-    .venv/bin/python bench/bench_scheduler.py [--repeats 15]
+    .venv/bin/python -m bench.bench_scheduler [--repeats 15]
 
 Per scheduler and batch shape it times: a whole sampling loop (``set_timesteps(50)`` then 50 ``step`` calls
 on a fixed model output), a single ``step`` call, and ``add_noise``. Each measurement alternates ours and
@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import diffusers
 import torch

@@ -1,8 +1,8 @@
 """Time to quality: train a recipe from scratch and score its model at fixed CPU-time intervals.
 
-    python bench/bench_time_to_quality.py --recipe ddpm-latent [--every 2] [--threads 1]
-    python bench/bench_time_to_quality.py --recipe ddpm-latent --compare ddpm-latent-wide   # side by side
-    python bench/bench_time_to_quality.py --recipe ddpm-latent --rescore   # score a finished training again
+    python -m bench.bench_time_to_quality --recipe ddpm-latent [--every 2] [--threads 1]
+    python -m bench.bench_time_to_quality --recipe ddpm-latent --compare ddpm-latent-wide   # side by side
+    python -m bench.bench_time_to_quality --recipe ddpm-latent --rescore   # score a finished training again
 
 The clock is this process's CPU time (user + sys, ``time.process_time``): it counts every stage of the recipe
 (VAE, guide, the model itself) and leaves out the snapshots' exports and all scoring, which happen after training.
@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads must not spin on a shared machine
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
@@ -189,7 +188,7 @@ def run_recipe_curve(args, overrides: dict) -> Path:
         cpu_minutes=round(final["cpu_minutes"], 1),
         stage_cpu_minutes={k: round(v, 2) for k, v in stage_minutes.items()},
         threads=args.threads,
-        measured_by=f"python bench/bench_time_to_quality.py --recipe {recipe_stem(args.recipe)} --threads {args.threads}",
+        measured_by=f"python -m bench.bench_time_to_quality --recipe {recipe_stem(args.recipe)} --threads {args.threads}",
         final_scores={k: v for k, v in final.items() if k not in ("cpu_minutes", "step", "folder")},
     )
     return out

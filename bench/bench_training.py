@@ -1,7 +1,7 @@
 """Training throughput (images/s) of our loop (training.loop.train with the DDPM task) against a plain
 diffusers train_unconditional-style loop, and the fraction of the CPU's matmul peak that training reaches.
 
-    .venv/bin/python bench/bench_training.py [--rounds 3] [--steps 10] [--batch-size 64] [--threads 2]
+    .venv/bin/python -m bench.bench_training [--rounds 3] [--steps 10] [--batch-size 64] [--threads 2]
         [--block-out-channels 32,64,64 --layers-per-block 2 --attention-levels 2] [--precisions no,bf16]
 
 Both loops train the same UNet2DModel (ε-prediction, 1,000 linear-β steps) on the same MNIST batch size, with
@@ -21,13 +21,11 @@ import dataclasses
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its thread pool
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 import torch.nn.functional as F

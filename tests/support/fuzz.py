@@ -32,8 +32,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 # Valid small inputs per endpoint function (by Python name), mutated by the fuzzer.
 BASE_INPUTS = {

@@ -37,8 +37,6 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from tests.support import gradio_http as http
 from tests.support.load import PeakMemory, resident_bytes, serve_app

@@ -41,8 +41,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 DISPLAY_SIZE = 112  # 28-px digits shown ×4
 SERVE_CODE = (
