@@ -4,6 +4,7 @@ bounds, and the DDPM's variational bound in bits/dim.
     python -m training.evaluate models/ddpm-pixel --num_samples 1000
     python -m training.evaluate models/ddpm-pixel --sampler ddim --steps 50
     python -m training.evaluate models/vae
+    python -m training.evaluate --real_digits      # real digits scored the same way: the ceiling
 
 Writes ``evaluation.json`` into the folder (or --out) and prints it.
 """
@@ -72,6 +73,36 @@ def score_digits(images: torch.Tensor, requested: torch.Tensor | None = None, cl
     if requested is not None:
         metrics["class_accuracy"] = (predicted == requested).float().mean().item()
     return metrics
+
+
+@torch.no_grad()
+def real_digits_ceiling(num_samples: int = 1000, resamples: int = 20, seed: int = 0) -> dict:
+    """The real-data anchor of every model figure, scored exactly as samples are: the held-out test digits' confident
+    share and digit shares (the classifier never saw them), and the Fréchet distance to the test reference of
+    ``num_samples`` real training digits drawn ``resamples`` times (a model that drew real digits would score this;
+    the distance has a finite-sample bias, so samples are compared at the same count)."""
+    classifier = load_classifier(CLASSIFIER_DIR)
+    test, train = load_data("mnist", "test").images, load_data("mnist", "train+val").images
+    held_out = score_digits(test, classifier=classifier)
+    reference = classifier.features(test).numpy()
+    generator = torch.Generator().manual_seed(seed)
+    draws = [torch.randperm(len(train), generator=generator)[:num_samples] for _ in range(resamples)]
+    features = classifier.features(train).numpy()
+    distances = np.array([frechet_distance(features[draw.numpy()], reference) for draw in draws])
+    confident = [score_digits(train[draw], classifier=classifier)["confident_fraction"] for draw in draws[:3]]
+    return {
+        "held_out_confident_fraction": held_out["confident_fraction"],
+        "held_out_min_digit_fraction": held_out["min_digit_fraction"],
+        "held_out_max_digit_fraction": held_out["max_digit_fraction"],
+        "held_out_num_digits": len(test),
+        "real_frechet_distance_mean": float(distances.mean()),
+        "real_frechet_distance_std": float(distances.std(ddof=1)),
+        "real_frechet_distance_min": float(distances.min()),
+        "real_frechet_distance_max": float(distances.max()),
+        "real_training_digits_confident_fraction": float(np.mean(confident)),
+        "num_samples": num_samples,
+        "resamples": resamples,
+    }
 
 
 def load_pipeline(folder: Path):
@@ -273,7 +304,12 @@ def parse_interval(text: str) -> tuple[float, float] | None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder")
+    parser.add_argument("folder", nargs="?", help="a saved pipeline folder (not needed with --real_digits)")
+    parser.add_argument(
+        "--real_digits",
+        action="store_true",
+        help="score real digits instead of a model: the ceiling every model figure is compared with",
+    )
     parser.add_argument("--num_samples", type=int, default=1000)
     parser.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER)
     parser.add_argument("--steps", type=int, help=f"default: the sampler's own ({DEFAULT_STEPS} for {DEFAULT_SAMPLER})")
@@ -302,6 +338,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no_bits_per_dim", action="store_true")
     parser.add_argument("--out", help="where to write the JSON (default: <folder>/evaluation.json)")
     args = parser.parse_args(argv)
+    if args.real_digits:
+        metrics = real_digits_ceiling(args.num_samples)
+        print(json.dumps(metrics, indent=2))
+        if args.out:
+            Path(args.out).write_text(json.dumps(metrics, indent=2))
+        return metrics
+    if not args.folder:
+        parser.error("a pipeline folder is needed (or --real_digits)")
     metrics = evaluate_folder(
         args.folder,
         args.num_samples,
