@@ -18,7 +18,7 @@ than others), at low noise it changes little, and a step outside the interval ru
 An autoguided step needs two passes of two networks; on a CPU with idle cores the guide's pass runs in a second
 thread beside the main one (:func:`guide_beside_main`): the same numbers, sooner (on this project's 2-core machine,
 one torch thread each, 12 autoguided steps of 16 latent digits took 0.19 s instead of 0.26 s, pixel 0.74 s instead
-of 0.99 s: ``python bench/bench_pipeline.py --guide-only --threads 1``).
+of 0.99 s: ``python -m bench.bench_pipeline --guide-only --threads 1``).
 """
 
 from __future__ import annotations

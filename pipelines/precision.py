@@ -9,7 +9,7 @@
    precisions and bf16 is used only when it is at least ``MIN_BF16_SPEEDUP`` times faster. On this project's
    2-core AMD EPYC (avx512_bf16, no AMX) bf16 sampled about 1.5× faster with the bundled pixel UNet but no faster
    (0.9–1.0×) with the small latent UNet: "auto" now picks bf16 for the first and fp32 for the second
-   (``python bench/bench_pipeline.py --precision-only`` prints both decisions beside the measured ratios).
+   (``python -m bench.bench_pipeline --precision-only`` prints both decisions beside the measured ratios).
 
 :func:`choose_precision` returns the decision with its reason, so that benchmarks can print it; it is also logged.
 """

@@ -2,7 +2,7 @@
 process, or start N independent trainings writing into one folder, stops before anything is written and says
 what to run instead.
 
-Measured with accelerate 1.15 and torch 2.13 on a machine without GPUs (see the README):
+Measured with accelerate 1.15 and torch 2.13 on a machine without GPUs (docs/training.md, "Several processes"):
 
 * ``accelerate launch --cpu --num_processes 2`` and ``accelerate launch --num_processes 2`` start ONE process
   (accelerate's single-process launcher; it expects ``mpirun`` for several CPU processes). The only trace of

@@ -30,7 +30,7 @@ from tests.support.limits import (
 
 pytestmark = pytest.mark.slow
 MB = 2**20
-PICTURE_BOUND_MB = 256  # the README's bound on one request's pictures (2048² background, composite and 4 layers)
+PICTURE_BOUND_MB = 256  # docs/limits.md's bound on one request's pictures (2048² background, composite and 4 layers)
 
 
 @pytest.fixture(scope="module")

@@ -139,9 +139,9 @@ def test_a_non_ddim_scheduler_or_a_wrong_noise_shape_is_refused():
     [("ddpm-pixel", 50, 0.01), ("ddpm-latent", 25, 0.005)],
 )
 def test_bundled_models_reconstruct_test_digits_after_inversion(folder, steps, max_error):
-    """Measured on 10 test digits (README, bench/bench_inversion.py): pixel 0.0044 mean |x̂ − x| at 50 steps; latent
-    0.0014 above its VAE's own reconstruction error at 25 steps. Here 4 digits, against those bounds, and the error
-    must shrink with more steps."""
+    """Measured on 10 test digits (docs/inversion.md, bench/bench_inversion.py): pixel 0.0044 mean |x̂ − x| at 50
+    steps; latent 0.0014 above its VAE's own reconstruction error at 25 steps. Here 4 digits, against those bounds,
+    and the error must shrink with more steps."""
     from training.data import load_data
 
     pipe = (DDPMPipeline if folder == "ddpm-pixel" else LatentDDPMPipeline).from_pretrained(ROOT / "models" / folder)

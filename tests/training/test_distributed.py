@@ -109,7 +109,7 @@ def test_two_processes_killed_and_resumed_end_exactly_where_an_uninterrupted_run
 
 @pytest.mark.slow
 def test_one_process_continues_a_two_process_checkpoint_as_the_two_would(two_processes, one_process, tmp_path):
-    """The README's promise: the LR schedule and the data position follow the global step, so a checkpoint
+    """docs/training.md's promise: the LR schedule and the data position follow the global step, so a checkpoint
     resumes on any number of processes (here 2 → 1) and ends where both uninterrupted runs end, to round-off."""
     out = tmp_path / "continued"
     shutil.copytree(two_processes[0] / "checkpoint-10", out / "checkpoint-10")
