@@ -141,9 +141,23 @@ def save_checkpoint(
         write_json(tmp / "state.json", state)  # written last: its presence marks a complete checkpoint
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
+        for old in checkpoints_to_rotate(out, step, keep):
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def checkpoints_to_rotate(out: Path, step: int, keep: int) -> list[Path]:
+    """The checkpoints older than the ``keep`` newest sound ones up to ``step`` (0: keep all). A damaged checkpoint
+    or one past ``step`` (another run's) neither counts as kept nor is deleted: rotation never removes the last
+    good checkpoint because a broken or foreign folder sorts after it."""
+    if keep <= 0:
+        return []
+    sound = [
+        path
+        for path in list_checkpoints(out)
+        if int(CHECKPOINT_NAME.fullmatch(path.name).group(1)) <= step and checkpoint_problem(path) is None
+    ]
+    return sound[:-keep]
 
 
 def load_checkpoint(accelerator: Accelerator, ckpt: Path, ema: EMAModel | None) -> tuple[int, float, float]:

@@ -170,8 +170,31 @@ def start(task: TrainingTask) -> Run:
     run = Run(task, accelerator, model, optimizer, lr_scheduler, ema, sampler)
     if checkpoint is not None:
         run.step, run.seconds_before, run.best = load_checkpoint(accelerator, checkpoint, ema)
+        if accelerator.is_main_process:
+            forget_metrics_after(run.out / "metrics.jsonl", run.step)
         accelerator.print(f"Resumed from {checkpoint} at step {run.step}.")
     return run
+
+
+def forget_metrics_after(path: Path, step: int) -> None:
+    """Drop the metrics.jsonl records of steps after ``step``: a resumed run logs them again, so a run killed
+    between a log line and its next checkpoint keeps one record per step. The file is replaced atomically."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if _logged_step(line) <= step]
+    if len(kept) != len(lines):
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+
+
+def _logged_step(line: str) -> float:
+    """The step of one metrics.jsonl line; a line that is not a record (a torn last write) counts as after all."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
 
 
 TRACKERS = {"none": None, "tensorboard": "tensorboard"}  # report_to → Accelerate's log_with

@@ -89,3 +89,30 @@ def test_resuming_with_another_ema_setting_is_refused(reference, tmp_path):
     out = run_with(reference, tmp_path)
     with pytest.raises(ValueError, match="was written with EMA: resume with the ema_decay it was trained with"):
         train_ddpm.main(ddpm_args(out, "--resume_from_checkpoint", "latest", "--ema_decay", "0"))
+
+
+def test_rotation_keeps_the_real_checkpoint_beside_a_damaged_one_with_a_higher_step(tmp_path):
+    """A damaged checkpoint-9999 (only its state.json) must not count as the newest: with --keep_checkpoints 1 the
+    real run keeps its own latest checkpoint, and a resume continues from it, not from scratch."""
+    out = tmp_path / "run"
+    damaged = out / "checkpoint-9999"
+    damaged.mkdir(parents=True)
+    (damaged / "state.json").write_text(json.dumps({"step": 9999, "train_seconds": 1.0}))
+    train_ddpm.main(ddpm_args(out, "--keep_checkpoints", "1", steps=20, every=10))
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-20", "checkpoint-9999"]
+    assert damaged.is_dir(), "a damaged folder is left for its owner to look at, never counted"
+    with pytest.warns(UserWarning, match="skipping damaged checkpoint"):
+        assert resolve_checkpoint(out, "latest") == out / "checkpoint-20"
+
+
+def test_a_run_killed_before_its_checkpoint_logs_each_step_once_after_resuming(reference, tmp_path):
+    """Steps 11-20 were logged, then the kill lost checkpoint-20: the resumed run logs them again, once."""
+    out = tmp_path / "run"
+    shutil.copytree(reference / "checkpoint-10", out / "checkpoint-10")
+    shutil.copy(reference / "metrics.jsonl", out / "metrics.jsonl")
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 21, "lo')  # a line torn by the kill
+    train_ddpm.main(ddpm_args(out, "--resume_from_checkpoint", "latest"))
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    reference_steps = [json.loads(line)["step"] for line in (reference / "metrics.jsonl").read_text().splitlines()]
+    assert steps == reference_steps and len(steps) == len(set(steps))
