@@ -105,14 +105,19 @@ def real_digits_ceiling(num_samples: int = 1000, resamples: int = 20, seed: int 
     }
 
 
-def load_pipeline(folder: Path):
-    """The project pipeline class that `folder`/model_index.json names, loaded from `folder` (safetensors only)."""
-    name = pipeline_class_name(json.loads((folder / "model_index.json").read_text()))
+def load_pipeline_class(folder: Path):
+    """The project pipeline class that ``folder``/model_index.json names."""
+    name = pipeline_class_name(json.loads((Path(folder) / "model_index.json").read_text()))
     import pipelines
 
     if not hasattr(pipelines, name):
         raise ValueError(f"{folder}/model_index.json names {name!r}, which is not one of this project's pipelines.")
-    return getattr(pipelines, name).from_pretrained(folder)
+    return getattr(pipelines, name)
+
+
+def load_pipeline(folder: Path):
+    """The project pipeline that ``folder``/model_index.json names, loaded from ``folder`` (safetensors only)."""
+    return load_pipeline_class(folder).from_pretrained(folder)
 
 
 @torch.no_grad()
