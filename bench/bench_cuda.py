@@ -46,20 +46,22 @@ def sampling_kwargs(pipe) -> dict:
     return kwargs
 
 
-def sample_case(folder: Path, dtype: str, reference: torch.Tensor | None) -> tuple[dict, torch.Tensor | None]:
+def sample_case(
+    folder: Path, dtype: str, reference: torch.Tensor | None, device: str = "cuda"
+) -> tuple[dict, torch.Tensor | None]:
     from training.evaluate import load_pipeline_class
 
     row = {"model": folder.name, "dtype": dtype}
     try:
-        pipe = load_pipeline_class(folder).from_pretrained(folder, torch_dtype=DTYPES[dtype]).to("cuda")
+        pipe = load_pipeline_class(folder).from_pretrained(folder, torch_dtype=DTYPES[dtype]).to(device)
         pipe.set_progress_bar_config(disable=True)
         kwargs = sampling_kwargs(pipe)
-        generator = torch.Generator("cuda").manual_seed(0)
-        pipe(batch_size=16, generator=torch.Generator("cuda").manual_seed(1), output_type="pt", **kwargs)  # warm-up
-        torch.cuda.synchronize()
+        generator = torch.Generator(device).manual_seed(0)
+        pipe(batch_size=16, generator=torch.Generator(device).manual_seed(1), output_type="pt", **kwargs)  # warm-up
+        synchronize(device)
         start = time.perf_counter()
         images = pipe(batch_size=16, generator=generator, output_type="pt", **kwargs).images.float().cpu()
-        torch.cuda.synchronize()
+        synchronize(device)
         row.update(status="ok", seconds=round(time.perf_counter() - start, 4), mean=round(images.mean().item(), 4))
         row["finite"] = bool(torch.isfinite(images).all())
         if reference is not None:
@@ -69,6 +71,11 @@ def sample_case(folder: Path, dtype: str, reference: torch.Tensor | None) -> tup
         row.update(status="failed", error=f"{type(error).__name__}: {error}"[:300])
         traceback.print_exc(limit=3)
         return row, None
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def training_case(kind: str, precision: str, out: Path) -> dict:
@@ -91,21 +98,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models-dir", default=str(ROOT / "models"))
     parser.add_argument("--out", default=tempfile.mkdtemp(prefix="cuda-check-"))
+    parser.add_argument("--device", default="cuda", help="cpu: a dry run of the script's own code paths")
+    parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: nothing to check")
         return []
-    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    name = torch.cuda.get_device_name() if args.device == "cuda" else args.device
+    print(f"device: {name}, torch {torch.__version__}", flush=True)
     rows = []
     for folder in sorted(p for p in Path(args.models_dir).iterdir() if (p / "model_index.json").is_file()):
         reference = None
         for dtype in DTYPES:
-            row, images = sample_case(folder, dtype, reference)
+            row, images = sample_case(folder, dtype, reference, args.device)
             reference = images if dtype == "fp32" else reference
             rows.append(row)
             print(json.dumps(row), flush=True)
     out = Path(args.out)
-    for kind in ("ddpm", "vae"):
+    for kind in () if args.skip_training else ("ddpm", "vae"):
         for precision in ("fp16", "bf16"):
             rows.append(training_case(kind, precision, out))
             print(json.dumps(rows[-1]), flush=True)
