@@ -66,9 +66,9 @@ class ClassifierTask(TrainingTask):
     def evaluate(self, model) -> dict[str, float]:
         """Held-out accuracy, and how often real digits and non-digits get a confident answer."""
         images, labels = self.test.images, self.test.labels
-        probs = torch.softmax(model(images), dim=1)
+        probs = torch.softmax(model(images.to(model.device)), dim=1).cpu()  # the model may be on a GPU
         noise = non_digits(images, torch.Generator().manual_seed(self.config.seed + 1))
-        noise_probs = torch.softmax(model(noise), dim=1)
+        noise_probs = torch.softmax(model(noise.to(model.device)), dim=1).cpu()
         return {
             "test_accuracy": (probs.argmax(1) == labels).float().mean().item(),
             "test_confident_fraction": is_confident(probs).float().mean().item(),

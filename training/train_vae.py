@@ -60,7 +60,8 @@ class VAETask(TrainingTask):
         return model.elbo(images, beta=beta, generator=draws.row_generators()).loss.mean()
 
     def evaluate(self, model) -> dict[str, float]:
-        out = model.elbo(self.val_images, beta=self.config.beta, generator=torch.Generator().manual_seed(0))
+        images = self.val_images.to(model.device)  # on a GPU the model is there, the held-out digits are not
+        out = model.elbo(images, beta=self.config.beta, generator=torch.Generator().manual_seed(0))
         return {
             "val_loss": out.loss.mean().item(),
             "val_neg_elbo": -out.elbo.mean().item(),
