@@ -83,7 +83,7 @@ def launch(**options) -> None:
 
 
 if __name__ == "__main__":
-    # One torch thread per request: far faster than 2 on a shared 2-vCPU machine (no oversubscription; measured
-    # 20× on the forward chain under load), and two queued requests then run side by side.
+    # One torch thread per request: two oversubscribe a shared 2-vCPU machine (docs/speed.md#threads), and two
+    # queued requests then run side by side.
     torch.set_num_threads(int(os.environ.get("PLAYGROUND_TORCH_THREADS", "1")))
     launch()

@@ -50,7 +50,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 1/100 s
 
 
-IDLE_CORE_FRACTION = 0.2  # an idle Gradio server alone uses 7-10% of a core here (uvicorn's and Gradio's 0.1 s polls)
+IDLE_CORE_FRACTION = 0.2  # above an idle Gradio server's own polling (docs/speed.md#in-the-browser)
 
 
 def wait_until_idle(pid: int, quiet: float = 2.0, limit: float = 600.0) -> None:
@@ -88,8 +88,8 @@ def wait_for_new_images(page, selector: str, old: list[str], count: int = 1) -> 
 
 def arm_press_clock(page) -> None:
     """Start the page's clock at the visitor's next press (pointerdown anywhere): the timings below run from the
-    press, as the visitor feels them, not from when Playwright was asked to click (its actionability checks took
-    0.2 s on a loaded machine)."""
+    press, as the visitor feels them, not from when Playwright was asked to click (its actionability checks take
+    time of their own: docs/speed.md#in-the-browser)."""
     page.evaluate(
         """() => {
             window.__pressedAt = undefined;

@@ -7,8 +7,8 @@
 The clock is this process's CPU time (user + sys, ``time.process_time``): it counts every stage of the recipe
 (VAE, guide, the model itself) and leaves out the snapshots' exports and all scoring, which happen after training.
 Neighbours on a shared machine move it less than wall-clock time, but they still do (shared caches and memory
-bandwidth: the same VAE stage took 3.0 and 3.8 CPU-minutes beside one and two other trainings): compare recipes
-side by side (``--compare``). Every ``--every`` CPU-minutes of the exported stage, its EMA weights are exported;
+bandwidth; docs/time-to-quality.md#measured-on-the-way): compare recipes side by side (``--compare``). Every
+``--every`` CPU-minutes of the exported stage, its EMA weights are exported;
 afterwards each snapshot gets the recipe's guide from the step at which it exists (a guide stage trained before
 the model: always; ``guide: <stage>@<s>``, the model's own snapshot at step s: from s on; a stage trained after
 the model: at the end only) and is scored at the app's default sampler in fp32 (``training.evaluate.evaluate_sampler``):

@@ -123,7 +123,7 @@ def scaled_beta_range(num_train_timesteps: int) -> tuple[float, float]:
 
 
 def ends_in_noise(beta_schedule: str) -> bool:
-    """Whether z_T is (nearly) pure noise under this schedule: √ᾱ_T < 3% at the reference T. Sampling starts from
+    """Whether z_T is (nearly) pure noise under this schedule: √ᾱ_T < 0.03 at the reference T. Sampling starts from
     N(0, I), so a schedule that leaves signal in z_T (diffusers' Laplace schedule keeps √ᾱ_T ≈ 0.18) cannot be
     learned from it; the lab does not offer those."""
     betas = schedules.make_betas(beta_schedule, REFERENCE_T, *scaled_beta_range(REFERENCE_T))

@@ -41,8 +41,8 @@ class VAESettings:
     max_seconds: float = 60.0
     max_steps: int = 1_000_000
     batch_size: int = 64
-    learning_rate: float = 1e-2  # measured: clearly better held-out ELBO and latent map than 3e-3 in the first minute
-    block_out_channels: tuple[int, ...] = (8, 16)  # small: a conv VAE step costs ~0.6 ms per image on one core
+    learning_rate: float = 1e-2  # better held-out ELBO and latent map than 3e-3 (docs/speed.md#the-live-lab)
+    block_out_channels: tuple[int, ...] = (8, 16)  # small: many steps within the budget (docs/speed.md#the-live-lab)
     report_every: int = 25  # steps between reports of the training ELBO (one yield each)
     snapshot_every: int = 100  # steps between held-out ELBOs, latent maps and decoded grids
     grid_size: int = 12  # the decoded grid is grid_size × grid_size

@@ -19,14 +19,13 @@ MODEL_CONFIG = "config.json"
 SCHEDULER_CONFIG = "scheduler_config.json"
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
-# Bounds on a config, checked before anything is allocated. A model of this project is MNIST-sized (the largest
-# bundled one: 1.6 M parameters, 64 channels, 28×28, 1,000 timesteps); the bounds leave room for larger runs of
-# the same code on a GPU and refuse the configs that would ask for gigabytes (100,000 channels, 10^10 classes).
+# Bounds on a config, checked before anything is allocated: far above this project's MNIST-sized models, so that
+# larger runs of the same code on a GPU load, and far below configs that ask for gigabytes (10^10 classes).
 MAX_CONFIG_BYTES = 1_000_000  # a config is under 2 kB; a trained_betas list of 65,536 values is under 1 MB
 MAX_NUMBER = 65_536  # any number in a config (channels, dims, classes, timesteps): 64× the largest bundled one
 MAX_SIDE = 1024  # sample_size, the side of the sampled images or latents (latents of N × 4 × 1024² are 16 MB each)
 MAX_DEPTH = 16  # layers per block and the length of block lists: a UNet builds that many modules per entry
-MAX_PARAMETERS = 100_000_000  # 400 MB in fp32: 64× the largest bundled model
+MAX_PARAMETERS = 100_000_000  # 400 MB in fp32: far above the bundled models, far below what exhausts memory
 DEPTH_FIELDS = ("layers_per_block",)
 BLOCK_LISTS = ("block_out_channels", "down_block_types", "up_block_types")
 

@@ -16,9 +16,8 @@ https://arxiv.org/abs/2404.07724): at high noise guiding mostly costs diversity 
 than others), at low noise it changes little, and a step outside the interval runs the main network alone.
 
 An autoguided step needs two passes of two networks; on a CPU with idle cores the guide's pass runs in a second
-thread beside the main one (:func:`guide_beside_main`): the same numbers, sooner (on this project's 2-core machine,
-one torch thread each, 12 autoguided steps of 16 latent digits took 0.19 s instead of 0.26 s, pixel 0.74 s instead
-of 0.99 s: ``python -m bench.bench_pipeline --guide-only --threads 1``).
+thread beside the main one (:func:`guide_beside_main`): the same numbers, sooner (how much sooner:
+docs/speed.md#what-made-the-clicks-faster).
 """
 
 from __future__ import annotations

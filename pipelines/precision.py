@@ -6,10 +6,8 @@
 2. oneDNN reports no native bfloat16 on this CPU → fp32 (it would be emulated, several times slower);
 3. the CPU has AMX-BF16 tile units → bf16 (matrix work in bf16 runs several times faster there);
 4. otherwise (AVX512-BF16 without AMX) it depends on the network: one forward pass of the UNet is timed in both
-   precisions and bf16 is used only when it is at least ``MIN_BF16_SPEEDUP`` times faster. On this project's
-   2-core AMD EPYC (avx512_bf16, no AMX) bf16 sampled about 1.5× faster with the bundled pixel UNet but no faster
-   (0.9–1.0×) with the small latent UNet: "auto" now picks bf16 for the first and fp32 for the second
-   (``python -m bench.bench_pipeline --precision-only`` prints both decisions beside the measured ratios).
+   precisions and bf16 is used only when it is at least ``MIN_BF16_SPEEDUP`` times faster (what it picks for the
+   bundled UNets on this project's machine, and the command that prints it: docs/speed.md#precision).
 
 :func:`choose_precision` returns the decision with its reason, so that benchmarks can print it; it is also logged.
 """

@@ -2,12 +2,9 @@
 
 Every entry is built from a trained model's saved (DDPM) scheduler config with :func:`make_scheduler`, so it
 samples the noise schedule the model was trained with. Beside our own DDPM and DDIM, the table holds the diffusers
-schedulers that sample the bundled models well at few steps. Scored by the project's classifier on 16 (pixel) and
-32 (latent) samples, fp32, seed 0 (``python -m tests.test_pipeline_any_scheduler`` prints all thirteen schedulers
-it checks): DPM-Solver++ makes 94% / 84% confident digits at 10 steps, UniPC 88% / 84%, Euler ancestral 94% / 81%
-at 20 (it adds fresh noise at every step, like DDPM), against 88% / 78% for deterministic DDIM at 10 steps.
-SDE-DPM-Solver++ (the second-order solver of the stochastic reverse equation) is the app's default: see
-``pipelines/defaults.py`` for its measurement against DDIM.
+schedulers that sample the bundled models well at few steps (their scores: docs/pipelines.md#the-samplers).
+SDE-DPM-Solver++ (the second-order solver of the stochastic reverse equation) is the app's default, for the reason
+given in ``pipelines/defaults.py``.
 
 Adding a sampler is one :class:`Sampler` entry here (and, for the app, nothing else). An entry names its scheduler
 class by import path, imported when a scheduler is made: the table itself imports no diffusers, so the app's page

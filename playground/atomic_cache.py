@@ -2,10 +2,9 @@
 
 Gradio saves every output picture under a folder named by the hash of its bytes and rewrites the file each time
 (``processing_utils.save_pil_to_cache``): two users getting the same picture at once (same seed, same test
-digit) made one download read the file while the other request truncated it — an empty or cut image
-(tests/support/load.py saw 2–3 failed requests in 80 before this fix, none in 160 after). Here a picture whose
-hashed file already exists is not rewritten (same hash, same bytes), and a new one is written to a temporary
-name and renamed into place.
+digit) made one download read the file while the other request truncated it — an empty or cut image (the load
+test's failures: docs/limits.md). Here a picture whose hashed file already exists is not rewritten (same hash, same
+bytes), and a new one is written to a temporary name and renamed into place.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Cancellable handlers: heavy work stops within one denoising step of a cancel, and frees its place at once.
 
 Gradio runs a sync handler, and each ``next()`` of a sync generator, in a worker thread it cannot interrupt: a
-cancelled sampling job held its queue place and a CPU until its next streamed frame (16 s for DDIM-200 × 16).
+cancelled sampling job held its queue place and a CPU until its next streamed frame (figures: docs/limits.md).
 ``cancellable(handler)`` gives Gradio an async handler instead. It runs ``handler(..., stop=stop)`` in a thread
 that Gradio's cancel abandons at once (the place in the queue is free immediately), and sets the
 ``threading.Event`` ``stop`` whenever the request ends early: Gradio's cancel (the page's Stop button,

@@ -92,7 +92,7 @@ def editor_array(value) -> np.ndarray | None:
 
 def shrunk(array: np.ndarray) -> np.ndarray:
     """A large 8-bit picture shrunk (box filter, aspect kept) to WORK_SIDE pixels on its longer side before any
-    float copy of it is made (every digit ends 28×28: 4 float copies of a 2048² RGBA upload were 256 MB)."""
+    float copy of it is made (every digit ends 28×28, and a 2048² RGBA picture is 64 MB per float32 copy)."""
     colours = array.ndim == 2 or array.shape[-1] in (3, 4)
     if array.dtype != np.uint8 or not colours or max(array.shape[:2]) <= WORK_SIDE:
         return array

@@ -2,7 +2,7 @@
 canvas blobs; and the one concurrency group that all heavy work shares.
 
 Gradio decodes every image-editor input (background, composite and each layer, to RGBA arrays) before the app's
-handlers see it: a 20 KB PNG of 13000×13000 1-bit pixels became gigabytes of arrays, and the editor's
+handlers see it: a PNG of tens of KB can decode to gigabytes of arrays (docs/limits.md), and the editor's
 ``accept_blobs`` call kept any bytes (and a layer list as long as any index asked for) until an event used them.
 :func:`bound_image_inputs` changes ``gr.ImageEditor`` (so also ``gr.Sketchpad``) and ``gr.Image`` in place:
 

@@ -62,8 +62,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # 0 = no clipping
     gradient_accumulation_steps: int = 1
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    # "inductor": torch.compile the model (Accelerate's dynamo_backend, as `accelerate launch --dynamo_backend`);
-    # on the latent UNet 1.13× the steps per CPU-minute after a one-off compile (bench/bench_compile.py)
+    # "inductor": torch.compile the model (Accelerate's dynamo_backend, as `accelerate launch --dynamo_backend`):
+    # more steps per CPU-minute after a one-off compile (docs/training.md#commands)
     dynamo_backend: Literal["no", "inductor"] = "no"
     ema_decay: float = 0.999  # the EMA's decay (its maximum with a warm-up); 0 turns EMA off
     # diffusers' EMAModel warm-up of the decay at optimizer step t: "ratio" min(ema_decay, (1 + t)/(10 + t)),
@@ -243,7 +243,7 @@ class DDPMTrainConfig(TrainConfig):
 
 @dataclass
 class ClassifierTrainConfig(TrainConfig):
-    """The bundled MNIST classifier's recipe (98.6% held-out accuracy in 1,500 steps)."""
+    """The bundled MNIST classifier's recipe (its held-out accuracy: docs/models.md)."""
 
     output_dir: str = "runs/classifier"
     split: Split = "train+val"

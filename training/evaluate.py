@@ -138,8 +138,8 @@ def evaluate_sampler(
     :data:`pipelines.samplers.SAMPLERS` ("ddim", "DDPM", ...); ``steps=None`` takes its default steps.
 
     ``precision`` is fixed (fp32 unless asked) so that a model's score is the same on every run: the app's "auto"
-    picks bf16 or fp32 by timing the UNet, and under a neighbour's load the same weights were scored 90.8% confident
-    one run (bf16) and 90.5% the next (fp32)."""
+    picks bf16 or fp32 by timing the UNet, so under a neighbour's load the same weights can score differently
+    (docs/time-to-quality.md#the-latent-and-conditional-recipes)."""
     spec = resolve_sampler(sampler)
     sampler, steps = spec.key, spec.default_steps if steps is None else steps
     pipe.scheduler = make_scheduler(pipe.scheduler.config, sampler)

@@ -283,7 +283,7 @@ def build(demo: gr.Blocks) -> None:
         cancels=[first_batch],  # a visitor's first click wins over the first batch still on its way
         trigger_mode="always_last",  # a click while the last run decodes its trajectory runs next, not lost
         # no pending overlay: the status line and the streamed trajectory show the progress, and the overlay's
-        # animation took CPU from the sampler when page and server share a machine (latent click: 0.51 → 0.46 s)
+        # animation took CPU from the sampler when page and server share a machine (docs/speed.md)
         show_progress="hidden",
     )
     steps_quality_section(model)
