@@ -19,4 +19,7 @@ torch.set_num_threads(1)
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than ~10 s; still run in CI (deselect with -m 'not slow')")
+    config.addinivalue_line(
+        "markers",
+        "slow: takes more than ~10 s; left out by default, run in CI (python -m pytest -m 'slow or not slow')",
+    )

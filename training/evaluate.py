@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import time
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -54,21 +55,34 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
 
 
+@cache
+def scoring_classifier():
+    """The bundled scoring classifier, loaded once per process."""
+    return load_classifier(CLASSIFIER_DIR)
+
+
+@cache
+@torch.no_grad()
+def reference_features(classifier) -> np.ndarray:
+    """The classifier's features of the held-out test digits: the reference of every Fréchet distance (computed once
+    per classifier, whose weights do not change while it scores)."""
+    return classifier.features(load_data("mnist", "test").images).numpy()
+
+
 @torch.no_grad()
 def score_digits(images: torch.Tensor, requested: torch.Tensor | None = None, classifier=None) -> dict:
     """Classifier metrics of generated digits (N, 1, 28, 28) in [0, 1]."""
-    classifier = classifier or load_classifier(CLASSIFIER_DIR)
+    classifier = classifier or scoring_classifier()
     probs = torch.softmax(classifier(images), dim=1)
     confidence, predicted = probs.max(1)
     histogram = torch.bincount(predicted, minlength=10).float() / len(images)
-    real = load_data("mnist", "test").images
     metrics = {
         "num_samples": len(images),
         "confident_fraction": is_confident(probs).float().mean().item(),
         "digit_fractions": [round(v, 4) for v in histogram.tolist()],
         "min_digit_fraction": histogram.min().item(),
         "max_digit_fraction": histogram.max().item(),
-        "frechet_distance": frechet_distance(classifier.features(images).numpy(), classifier.features(real).numpy()),
+        "frechet_distance": frechet_distance(classifier.features(images).numpy(), reference_features(classifier)),
     }
     if requested is not None:
         metrics["class_accuracy"] = (predicted == requested).float().mean().item()
@@ -81,10 +95,10 @@ def real_digits_ceiling(num_samples: int = 1000, resamples: int = 20, seed: int 
     share and digit shares (the classifier never saw them), and the Fréchet distance to the test reference of
     ``num_samples`` real training digits drawn ``resamples`` times (a model that drew real digits would score this;
     the distance has a finite-sample bias, so samples are compared at the same count)."""
-    classifier = load_classifier(CLASSIFIER_DIR)
+    classifier = scoring_classifier()
     test, train = load_data("mnist", "test").images, load_data("mnist", "train+val").images
     held_out = score_digits(test, classifier=classifier)
-    reference = classifier.features(test).numpy()
+    reference = reference_features(classifier)
     generator = torch.Generator().manual_seed(seed)
     draws = [torch.randperm(len(train), generator=generator)[:num_samples] for _ in range(resamples)]
     features = classifier.features(train).numpy()
