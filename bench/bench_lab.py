@@ -39,8 +39,8 @@ import torch
 from bench.bench_load import PeakMemory, resident_bytes
 from lab import figures as lab_figures
 from lab import toy2d, toy2d_targets, vae2d
-from playground import lab_handlers
 from pipelines.digit_classifier import load_classifier
+from playground import lab_handlers
 
 OUT = ROOT / "bench" / "out"
 MIN_DIGITS = 5
