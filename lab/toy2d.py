@@ -26,9 +26,10 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 
 from pipelines import schedules
+from pipelines.checks import check_number
 from pipelines.scheduling_ddpm import DDPMScheduler
 
-from .budget import MAX_SEED, Budget, StopReason, check_number, live_steps, load_model_file, save_model_file
+from .budget import MAX_SEED, Budget, StopReason, live_steps, load_model_file, save_model_file
 from .toy2d_targets import CLIP_RANGE, MAX_T, MIN_T, REFERENCE_T, SCHEDULES, check_points, scaled_beta_range
 
 

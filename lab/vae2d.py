@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
+from pipelines.checks import check_number
 from pipelines.vae import VAE
 from training.data import ImageData, load_data
 
-from .budget import MAX_SEED, Budget, StopReason, check_number, live_steps, load_model_file, save_model_file
+from .budget import MAX_SEED, Budget, StopReason, live_steps, load_model_file, save_model_file
 
 MAX_BETA = 20.0
 GRID_QUANTILES = (0.05, 0.95)  # the decoded grid spans these quantiles of the prior N(0, 1) on each axis

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .checks import finite_float
+from .checks import check_number
 from .deferred import import_deferred
 
 
@@ -116,9 +116,4 @@ def check_steps(name: str, steps, num_train_timesteps: int) -> int:
     """``steps`` as an int in [1, min(the sampler's max_steps, num_train_timesteps)], else a ValueError naming it."""
     sampler = resolve_sampler(name)
     cap = min(sampler.max_steps, int(num_train_timesteps))
-    number = finite_float(steps)  # whole floats are accepted, as sliders may send them
-    if number is None or not number.is_integer():
-        raise ValueError(f"steps ({sampler.label}) must be a whole number in [1, {cap}], got {steps!r:.40}.")
-    if not 1 <= steps <= cap:
-        raise ValueError(f"steps ({sampler.label}) must lie in [1, {cap}], got {int(number)}.")
-    return int(number)
+    return check_number(f"steps ({sampler.label})", steps, 1, cap, integer=True)  # whole floats, as sliders send

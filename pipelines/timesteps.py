@@ -7,6 +7,8 @@ from typing import Literal
 
 import numpy as np
 
+from .checks import check_number
+
 TimestepSpacing = Literal["linspace", "leading", "trailing"]
 TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")
 
@@ -19,20 +21,8 @@ def spaced_timesteps(
     The three spacings of Lin et al. 2023 (https://arxiv.org/abs/2305.08891, Table 2): ``linspace`` spans
     0..T−1 evenly, ``leading`` takes multiples of ⌊T/n⌋ from 0, ``trailing`` steps back from T−1.
     """
-    if (
-        num_inference_steps is None
-        or isinstance(num_inference_steps, bool)
-        or int(num_inference_steps) != num_inference_steps
-    ):
-        raise ValueError(f"num_inference_steps must be an integer, got {num_inference_steps!r}.")
-    n, T = int(num_inference_steps), num_train_timesteps
-    if n <= 0:
-        raise ValueError(f"num_inference_steps must be at least 1, got {n}.")
-    if n > T:
-        raise ValueError(
-            f"num_inference_steps ({n}) cannot be larger than num_train_timesteps ({T}): "
-            "the model was trained on that many steps only."
-        )
+    T = num_train_timesteps  # the model was trained on that many steps only
+    n = check_number("num_inference_steps", num_inference_steps, 1, T, integer=True)
     if spacing == "linspace":
         return np.linspace(0, T - 1, n).round()[::-1].copy().astype(np.int64)
     if spacing == "leading":
