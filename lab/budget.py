@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # only a type here; importing diffusers takes seconds, and th
 
 StopReason = Literal["running", "stopped", "time limit", "step limit"]
 MAX_SECONDS = 60.0  # the longest a visitor's run may train
-MAX_SEED = 2**31 - 1
 
 
 @dataclass

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import numbers
 
+MAX_SEED = 2**31 - 1  # the largest seed any input takes: the largest signed 32-bit int
+
 
 def is_int(value) -> bool:
     """An integer (Python or numpy), not a bool."""
@@ -47,3 +49,8 @@ def check_number(name: str, value, low: float, high: float | None = None, intege
     if value < low or (high is not None and value > high):  # compared as given: exact for ints of any size
         raise ValueError(f"{name} must lie in {bounds}, got {int(value) if integer else value!s:.40}.")
     return int(value) if integer else number
+
+
+def check_seed(value) -> int:
+    """A random seed: a whole number in [0, MAX_SEED]."""
+    return check_number("seed", value, 0, MAX_SEED, integer=True)

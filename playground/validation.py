@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines import samplers
-from pipelines.checks import check_number
+from pipelines import checks, samplers
 
 MAX_DDPM_STEPS = samplers.SAMPLERS["ddpm"].max_steps
 MAX_DDIM_STEPS = samplers.SAMPLERS["ddim"].max_steps
 MAX_IMAGES = 64
-MAX_SEED = 2**31 - 1
 MAX_UPLOAD_SIDE = 2048  # pixels, each side of an uploaded or drawn picture
 
 
@@ -24,11 +22,11 @@ def _shown(check, *args, **kwargs):
 
 def check_int(name: str, value, low: int, high: int) -> int:
     """An integer in [low, high]; whole floats (as sliders may send) are accepted."""
-    return _shown(check_number, name, value, low, high, integer=True)
+    return _shown(checks.check_number, name, value, low, high, integer=True)
 
 
 def check_float(name: str, value, low: float, high: float) -> float:
-    return _shown(check_number, name, value, low, high)
+    return _shown(checks.check_number, name, value, low, high)
 
 
 def check_choice(name: str, value, choices) -> str:
@@ -38,7 +36,7 @@ def check_choice(name: str, value, choices) -> str:
 
 
 def check_seed(value) -> int:
-    return check_int("seed", value, 0, MAX_SEED)
+    return _shown(checks.check_seed, value)
 
 
 def check_steps(sampler: str, steps, num_train_timesteps: int) -> int:
