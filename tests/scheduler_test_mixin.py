@@ -27,7 +27,7 @@ import torch
 from diffusers import UNet2DModel
 
 from pipelines.schedules import BETA_SCHEDULES, PREDICTION_TYPES
-from pipelines.timesteps import TIMESTEP_SPACINGS
+from pipelines.scheduling_utils import TIMESTEP_SPACINGS
 
 SHAPE = (2, 3, 6, 6)
 STEP_COUNTS = (1, 9, 40)  # sampling-loop lengths; all ≤ the smallest T of the grid
