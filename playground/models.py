@@ -87,7 +87,7 @@ def default_steps(sampler: str) -> int:
 
 
 def max_steps(sampler: str) -> int:
-    """The most steps the page allows a sampler (validation.check_steps enforces the same caps)."""
+    """The most steps the page offers a sampler (pipelines.samplers.step_cap caps it by the model's training steps)."""
     return samplers.resolve_sampler(sampler).max_steps
 
 

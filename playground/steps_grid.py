@@ -10,6 +10,7 @@ import gradio as gr
 import torch
 from PIL import Image
 
+from pipelines import samplers
 from pipelines.defaults import (
     DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_DDIM_ETA,
@@ -66,7 +67,7 @@ def steps_quality(model="latent", num_images=8, seed=0):
     rows = []
     for sampler in models.SAMPLERS:
         for steps in STEP_COUNTS:
-            steps = min(steps, models.max_steps(sampler), models.num_train_timesteps(model))
+            steps = min(steps, samplers.step_cap(sampler, models.num_train_timesteps(model)))
             start = time.perf_counter()
             images = sample_cell(model, sampler, steps, num_images, seed)
             seconds = time.perf_counter() - start

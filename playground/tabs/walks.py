@@ -19,7 +19,7 @@ from pipelines.interpolation import slerp
 
 from .. import models
 from ..images import grid, has_drawing, input_digit, save_gif, test_digit, to_pils
-from ..validation import check_choice, check_int, check_seed
+from ..validation import check_choice, check_int, check_seed, check_steps
 from ..widgets import NUM_TEST, digit_inputs, endpoint_shown_on_open, missing_banner, seed_input
 
 ddim_inversion = lazy_module("pipelines.ddim_inversion")
@@ -36,7 +36,7 @@ def check_walk(model, steps) -> tuple[str, int]:
     model = check_choice("model", model, WALK_MODELS)
     if not models.is_available(model):
         raise gr.Error(models.missing_message(model))
-    steps = check_int("steps (DDIM)", steps, 1, min(models.max_steps("DDIM"), models.num_train_timesteps(model)))
+    steps = check_steps("DDIM", steps, models.num_train_timesteps(model))
     return model, steps
 
 
