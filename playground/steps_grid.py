@@ -11,11 +11,7 @@ import torch
 from PIL import Image
 
 from pipelines import samplers
-from pipelines.defaults import (
-    DEFAULT_AUTOGUIDANCE_SCALE,
-    DEFAULT_DDIM_ETA,
-    DEFAULT_GUIDANCE_SCALE,
-)
+from pipelines.defaults import DEFAULT_DDIM_ETA, app_sampling_kwargs
 from pipelines.deferred import lazy_module
 
 from . import models
@@ -50,8 +46,7 @@ def sample_cell(model: str, sampler: str, steps: int, num_images: int, seed: int
         num_inference_steps=steps,
         eta=DEFAULT_DDIM_ETA,  # used by DDIM only
         class_labels=torch.arange(num_images) % 10 if conditional else None,  # every digit in turn
-        guidance_scale=DEFAULT_GUIDANCE_SCALE if conditional else 1.0,
-        **models.autoguidance_kwargs(pipe, DEFAULT_AUTOGUIDANCE_SCALE),
+        **app_sampling_kwargs(pipe),  # the default guidance for the model's kind
         output_type="pt",
     ).images
 

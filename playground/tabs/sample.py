@@ -19,6 +19,7 @@ from pipelines.defaults import (
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_SAMPLER,
     MAX_GUIDANCE_SCALE,
+    app_sampling_kwargs,
 )
 from pipelines.samplers import resolve_sampler
 
@@ -138,8 +139,7 @@ def sample_stream(
                 num_inference_steps=steps,
                 eta=eta,
                 class_labels=digit if conditional else None,
-                guidance_scale=guidance if conditional else 1.0,
-                **models.autoguidance_kwargs(pipe, autoguidance),
+                **app_sampling_kwargs(pipe, guidance_scale=guidance, autoguidance_scale=autoguidance),
                 output_type="pt",
                 callback_on_step_end=on_step_end,
                 callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
