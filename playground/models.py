@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -93,6 +94,18 @@ def max_steps(sampler: str) -> int:
 
 class ModelUnavailable(RuntimeError):
     """A bundled model's folder is missing or cannot be loaded."""
+
+
+@contextmanager
+def unavailable_as_gr_error():
+    """Inside an event handler: a ModelUnavailable raised in the block reaches the page as a gr.Error with its
+    message (which names the model's folder, never where it lies on the server)."""
+    try:
+        yield
+    except ModelUnavailable as error:
+        import gradio as gr  # here: this registry is read without gradio (tests, benchmarks)
+
+        raise gr.Error(str(error)) from None
 
 
 def models_dir() -> Path:

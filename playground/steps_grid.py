@@ -28,10 +28,8 @@ GRID_HEADERS = ["sampler", "steps", "confident digits (%)", "seconds"]
 @torch.no_grad()
 def confident_fraction(images: torch.Tensor) -> float:
     """The share of images (N, 1, 28, 28) in [0, 1] the classifier calls a digit with probability ≥ 0.9."""
-    try:
+    with models.unavailable_as_gr_error():
         classifier = models.classifier()
-    except models.ModelUnavailable as error:
-        raise gr.Error(str(error)) from None
     probs = torch.softmax(classifier(images.float()), dim=1)
     return digit_classifier.is_confident(probs).float().mean().item()
 

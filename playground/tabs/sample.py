@@ -97,10 +97,8 @@ def sample_stream(
     model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance = validate(
         model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance
     )
-    try:
+    with models.unavailable_as_gr_error():
         pipe = models.sampling_pipeline(model, sampler)
-    except models.ModelUnavailable as error:
-        raise gr.Error(str(error)) from None
     conditional = models.is_conditional(model)
     autoguidance = autoguidance if pipe.guide_unet is not None else 1.0
     every = max(1, math.ceil(steps / STREAM_UPDATES))

@@ -28,10 +28,8 @@ def vae_pipe(beta=1.0):
         raise gr.Error(
             f"β must be one of the bundled VAEs' values {models.bundled_betas() or [1.0]}, got {beta!r:.40}."
         )
-    try:
+    with models.unavailable_as_gr_error():
         return models.load(key)
-    except models.ModelUnavailable as error:
-        raise gr.Error(str(error)) from None
 
 
 @torch.no_grad()

@@ -43,10 +43,8 @@ def check_walk(model, steps) -> tuple[str, int]:
 def walk_pipe(model: str):
     """A per-request pipeline of ``model`` with its own deterministic DDIM scheduler, x̂_0 never clipped (so that
     decoding is exactly the map that inversion runs backwards)."""
-    try:
+    with models.unavailable_as_gr_error():
         return models.sampling_pipeline(model, "DDIM", clip_sample=False)
-    except models.ModelUnavailable as error:
-        raise gr.Error(str(error)) from None
 
 
 def seed_noise(pipe, seed: int) -> torch.Tensor:
@@ -156,10 +154,8 @@ def digit_walks(model: str, index_a: int, index_b: int, num_frames: int, steps: 
     pipe = walk_pipe(model)
     noise = ddim_inversion.invert(pipe, torch.cat([image_a, image_b]), steps).noise
     ddim = ddim_inversion.sample_from_noise(pipe, noise_path(noise[0], noise[1], num_frames), steps).images
-    try:
+    with models.unavailable_as_gr_error():
         vae = models.load("vae")
-    except models.ModelUnavailable as error:
-        raise gr.Error(str(error)) from None
     walk = vae.interpolate(image_a, image_b, num_frames=num_frames, method="slerp", output_type="pt").images
     gif = save_gif(frame_pairs(ddim, walk))
     summary = (
