@@ -21,8 +21,6 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from . import interpolation
 from .checks import finite_float, is_int
-from .interpolation import lerp as lerp  # re-exported: `from pipelines.pipeline_vae import slerp` still works
-from .interpolation import slerp as slerp
 from .loading import SafeFromPretrainedMixin
 from .vae import LATENT_CHOICES, VAE, LatentChoice
 

@@ -27,12 +27,6 @@ from .guidance import (
 )
 from .precision import Precision, autocast, resolve_precision
 
-# Re-exported (``import x as x``): these lived in this module before data_range.py and precision.py.
-from .data_range import to_image_range as to_image_range  # isort: skip
-from .data_range import to_model_range as to_model_range  # isort: skip
-from .precision import PRECISIONS as PRECISIONS  # isort: skip
-from .precision import bf16_supported as bf16_supported  # isort: skip
-
 OutputType = Literal["pil", "np", "pt", "latent"]
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 

@@ -7,7 +7,6 @@ import gradio as gr
 from pipelines import checks, samplers
 
 MAX_DDPM_STEPS = samplers.SAMPLERS["ddpm"].max_steps
-MAX_DDIM_STEPS = samplers.SAMPLERS["ddim"].max_steps
 MAX_IMAGES = 64
 MAX_UPLOAD_SIDE = 2048  # pixels, each side of an uploaded or drawn picture
 

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from diffusers import UNet2DModel
 
 from pipelines import schedules
+from pipelines.data_range import to_model_range
 from pipelines.defaults import app_sampling_kwargs, clips_x0
 from pipelines.distributions import DiagonalGaussian
-from pipelines.sampling_loop import to_model_range
 from pipelines.scheduling_ddpm import DDPMScheduler
 
 from .config import DDPMTrainConfig, parse_config
