@@ -36,11 +36,11 @@ import torch
 from diffusers import UNet2DModel
 
 from pipelines import guidance
-from pipelines.defaults import DEFAULT_AUTOGUIDANCE_INTERVAL, DEFAULT_AUTOGUIDANCE_SCALE, DEFAULT_SAMPLER
+from pipelines.defaults import DEFAULT_SAMPLER, app_sampling_kwargs, app_scheduler
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
 from pipelines.precision import choose_precision
-from pipelines.samplers import make_scheduler, resolve_sampler
+from pipelines.samplers import resolve_sampler
 from pipelines.scheduling_ddim import DDIMScheduler
 from pipelines.scheduling_ddpm import DDPMScheduler
 from pipelines.vae import VAE
@@ -133,7 +133,7 @@ def time_guide_paths(pipe, steps: int, batch: int, repeats: int) -> tuple[dict[s
     """Median seconds of autoguided sampling with the guide's pass side by side and one after another (what
     guide_beside_main decides from the cores it sees), and whether both made the same images."""
     cores = {"side by side": 2 * torch.get_num_threads(), "one after another": 1}
-    options = {"autoguidance_scale": DEFAULT_AUTOGUIDANCE_SCALE, "guidance_interval": DEFAULT_AUTOGUIDANCE_INTERVAL}
+    options = app_sampling_kwargs(pipe)
     images = {}
 
     def case(mode: str) -> None:
@@ -161,7 +161,7 @@ def guide_threading(batch: int, repeats: int) -> None:
     root = Path(__file__).resolve().parents[1] / "models"
     for name, pipeline_class in (("ddpm-latent", LatentDDPMPipeline), ("ddpm-pixel", DDPMPipeline)):
         pipe = quiet(pipeline_class.from_pretrained(root / name))
-        pipe.scheduler = make_scheduler(pipe.scheduler.config, DEFAULT_SAMPLER, clip_sample=name == "ddpm-pixel")
+        pipe.scheduler = app_scheduler(pipe)
         medians, same = time_guide_paths(pipe, steps, batch, repeats)
         beside, after = medians["side by side"], medians["one after another"]
         print(

@@ -19,26 +19,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from pipelines.checks import finite_float
+from pipelines.checks import check_number
 
 if TYPE_CHECKING:  # only a type here; importing diffusers takes seconds, and the app's page reads this module
     from diffusers.configuration_utils import ConfigMixin
 
 StopReason = Literal["running", "stopped", "time limit", "step limit"]
 MAX_SECONDS = 60.0  # the longest a visitor's run may train
-MAX_SEED = 2**31 - 1
-
-
-def check_number(name: str, value, low: float, high: float, integer: bool = False) -> float | int:
-    """``value`` as a number in [low, high] (a whole number if ``integer``), else a ValueError naming ``name``."""
-    kind = "a whole number" if integer else "a number"
-    if finite_float(value) is None:  # not a real number, a bool, NaN/∞, or an int beyond float's range
-        raise ValueError(f"{name} must be {kind} in [{low:g}, {high:g}], got {value!r:.40}.")
-    if integer and value != int(value):
-        raise ValueError(f"{name} must be a whole number, got {value!r}.")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must lie in [{low:g}, {high:g}], got {value:g}.")
-    return int(value) if integer else float(value)
 
 
 @dataclass

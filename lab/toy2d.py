@@ -26,9 +26,10 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 
 from pipelines import schedules
+from pipelines.checks import check_number, check_seed
 from pipelines.scheduling_ddpm import DDPMScheduler
 
-from .budget import MAX_SEED, Budget, StopReason, check_number, live_steps, load_model_file, save_model_file
+from .budget import Budget, StopReason, live_steps, load_model_file, save_model_file
 from .toy2d_targets import CLIP_RANGE, MAX_T, MIN_T, REFERENCE_T, SCHEDULES, check_points, scaled_beta_range
 
 
@@ -160,7 +161,7 @@ class DiffusionSettings:
     seed: int = 0
 
     def check(self) -> None:
-        check_number("seed", self.seed, 0, MAX_SEED, integer=True)
+        check_seed(self.seed)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Light on purpose (numpy, torch and the project's schedules; no diffusers, sklearn imported when a preset is first
 drawn): the app's page is built from these before any model code is imported. The model and its training loop are
-in ``lab/toy2d.py``, which re-exports every name here.
+in ``lab/toy2d.py``.
 """
 
 from __future__ import annotations

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
+from pipelines.checks import check_number, check_seed
 from pipelines.vae import VAE
 from training.data import ImageData, load_data
 
-from .budget import MAX_SEED, Budget, StopReason, check_number, live_steps, load_model_file, save_model_file
+from .budget import Budget, StopReason, live_steps, load_model_file, save_model_file
 
 MAX_BETA = 20.0
 GRID_QUANTILES = (0.05, 0.95)  # the decoded grid spans these quantiles of the prior N(0, 1) on each axis
@@ -51,7 +52,7 @@ class VAESettings:
     def check(self) -> None:
         check_number("β", self.beta, 0.0, MAX_BETA)
         check_number("grid size", self.grid_size, 2, 32, integer=True)
-        check_number("seed", self.seed, 0, MAX_SEED, integer=True)
+        check_seed(self.seed)
 
 
 @dataclass

@@ -28,8 +28,8 @@ from diffusers.utils import BaseOutput
 from . import schedules
 from .data_range import to_model_range
 from .guidance import guided_model_output, prepare_class_labels
-from .precision import autocast
-from .sampling_loop import OutputType, Precision, SamplingPipelineOutput, TrajectoryPoint
+from .precision import Precision, autocast
+from .sampling_loop import OutputType, SamplingPipelineOutput, TrajectoryPoint
 from .scheduling_ddim import DDIMScheduler
 
 DDIM_SCHEDULERS = (DDIMScheduler, DiffusersDDIMScheduler)

@@ -12,6 +12,8 @@ import math
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from .checks import is_positive_int
+
 LOG_2PI = math.log(2.0 * math.pi)
 LOGVAR_RANGE = (-30.0, 20.0)  # keeps σ² = exp(ln σ²) finite and non-zero, as diffusers does
 
@@ -50,9 +52,7 @@ class DiagonalGaussian:
         ``num_samples=k`` returns k draws stacked in front, shape (k, *mean.shape): the same numbers as k
         successive calls without it (drawn one by one, as torch's CPU normal sampler depends on the tensor size).
         """
-        if num_samples is not None and (
-            isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
-        ):
+        if num_samples is not None and not is_positive_int(num_samples):
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
         draws = [
             randn_tensor(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from .checks import finite_float, is_positive_int
+
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 MODEL_CONFIG = "config.json"
 SCHEDULER_CONFIG = "scheduler_config.json"
@@ -84,7 +86,7 @@ def check_config_bounds(config: dict, path: Path) -> None:
 def check_schedule_config(config: dict, path: Path) -> None:
     """A noise schedule: 1 ≤ num_train_timesteps, and betas (given, or from beta_start ≤ beta_end) in (0, 1)."""
     steps = config.get("num_train_timesteps", 1)
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+    if not is_positive_int(steps):
         raise ValueError(f"{path}: num_train_timesteps must be a positive integer, got {steps!r}.")
     betas = config.get("trained_betas")
     if betas is not None:
@@ -99,7 +101,7 @@ def check_schedule_config(config: dict, path: Path) -> None:
 
 
 def _is_probability(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+    return finite_float(value) is not None and 0 < value < 1
 
 
 def check_betas(scheduler, path: Path) -> None:

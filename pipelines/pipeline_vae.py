@@ -20,8 +20,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import interpolation
-from .interpolation import lerp as lerp  # re-exported: `from pipelines.pipeline_vae import slerp` still works
-from .interpolation import slerp as slerp
+from .checks import finite_float, is_int
 from .loading import SafeFromPretrainedMixin
 from .vae import LATENT_CHOICES, VAE, LatentChoice
 
@@ -129,7 +128,7 @@ class VAEPipeline(SafeFromPretrainedMixin, DiffusionPipeline):
 
     @staticmethod
     def _check_positive_int(name: str, value: int, minimum: int = 1) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if not is_int(value) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
 
     def _single_mean(self, image: ImageInput, name: str) -> torch.Tensor:
@@ -215,7 +214,7 @@ class VAEPipeline(SafeFromPretrainedMixin, DiffusionPipeline):
         """Set latent coordinate ``dim`` (index into the flattened latent) of μ(image) to each of ``values``."""
         self._check_choice("output_type", output_type, OUTPUT_TYPES)
         z = self._single_mean(image, "image").flatten()
-        if isinstance(dim, bool) or not isinstance(dim, int) or not 0 <= dim < z.numel():
+        if not is_int(dim) or not 0 <= dim < z.numel():
             raise ValueError(f"dim must be an integer in [0, {z.numel()}), got {dim!r}.")
         try:
             values = values.detach().cpu() if isinstance(values, torch.Tensor) else values
@@ -249,13 +248,9 @@ class VAEPipeline(SafeFromPretrainedMixin, DiffusionPipeline):
         self._check_choice("output_type", output_type, OUTPUT_TYPES)
         self._check_choice("directions", directions, DIRECTIONS)
         self._check_positive_int("grid_size", grid_size, minimum=2)
-        if isinstance(span, bool) or not isinstance(span, (int, float)) or not (math.isfinite(span) and span > 0):
+        if finite_float(span) is None or span <= 0:
             raise ValueError(f"span must be a positive finite number, got {span!r}.")
-        if (
-            len(dims) != 2
-            or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in dims)
-            or dims[0] == dims[1]
-        ):
+        if len(dims) != 2 or any(not is_int(d) or d < 0 for d in dims) or dims[0] == dims[1]:
             raise ValueError(f"dims must be two different non-negative integers, got {dims!r}.")
         size = math.prod(self.vae.latent_shape)
         means = None if data is None else self.encode_means(data, name="data").flatten(1)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .checks import finite_float
+from .checks import check_number
 from .deferred import import_deferred
 
 
@@ -109,13 +109,13 @@ def make_scheduler(config, name: str, **overrides):
     return sampler.scheduler_class.from_config(config, **{**sampler.config_overrides, **overrides})
 
 
+def step_cap(name: str, num_train_timesteps: int) -> int:
+    """The most steps sampler ``name`` takes on a model trained with ``num_train_timesteps`` steps: its table's
+    ``max_steps``, never more than the model was trained with."""
+    return min(resolve_sampler(name).max_steps, int(num_train_timesteps))
+
+
 def check_steps(name: str, steps, num_train_timesteps: int) -> int:
-    """``steps`` as an int in [1, min(the sampler's max_steps, num_train_timesteps)], else a ValueError naming it."""
-    sampler = resolve_sampler(name)
-    cap = min(sampler.max_steps, int(num_train_timesteps))
-    number = finite_float(steps)  # whole floats are accepted, as sliders may send them
-    if number is None or not number.is_integer():
-        raise ValueError(f"steps ({sampler.label}) must be a whole number in [1, {cap}], got {steps!r:.40}.")
-    if not 1 <= steps <= cap:
-        raise ValueError(f"steps ({sampler.label}) must lie in [1, {cap}], got {int(number)}.")
-    return int(number)
+    """``steps`` as an int in [1, :func:`step_cap`], else a ValueError naming it (whole floats, as sliders send)."""
+    label = resolve_sampler(name).label
+    return check_number(f"steps ({label})", steps, 1, step_cap(name, num_train_timesteps), integer=True)

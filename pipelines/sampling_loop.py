@@ -8,7 +8,6 @@ z_0 becomes an image. Works with any diffusers-style scheduler (ours or diffuser
 from __future__ import annotations
 
 import inspect
-import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -19,7 +18,7 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import guidance, schedules
-from .checks import check_number, is_positive_int
+from .checks import check_number, is_int, is_positive_int
 from .guidance import (
     guided_model_output,
     prepare_class_labels,
@@ -27,12 +26,6 @@ from .guidance import (
     validate_guidance_scale,
 )
 from .precision import Precision, autocast, resolve_precision
-
-# Re-exported (``import x as x``): these lived in this module before data_range.py and precision.py.
-from .data_range import to_image_range as to_image_range  # isort: skip
-from .data_range import to_model_range as to_model_range  # isort: skip
-from .precision import PRECISIONS as PRECISIONS  # isort: skip
-from .precision import bf16_supported as bf16_supported  # isort: skip
 
 OutputType = Literal["pil", "np", "pt", "latent"]
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
@@ -112,7 +105,7 @@ class DenoisingLoopMixin:
         if not is_positive_int(batch_size):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
         num_train_timesteps = self.scheduler.config.num_train_timesteps
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, numbers.Integral):
+        if not is_int(num_inference_steps):
             raise ValueError(f"num_inference_steps must be an integer, got {num_inference_steps!r}.")
         if not 1 <= num_inference_steps <= num_train_timesteps:
             raise ValueError(

@@ -20,6 +20,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from .checks import check_number
 from .distributions import DiagonalGaussian
 
 LatentType = Literal["vector", "spatial"]
@@ -246,8 +247,7 @@ class VAE(ModelMixin, ConfigMixin):
 
     def elbo(self, x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None) -> ELBOOutput:
         """The ELBO L = E_q[ln p(x | z)] − KL[q(z | x) ‖ p(z)] per example (one reparameterized sample of z)."""
-        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
-            raise ValueError(f"beta must be a finite number >= 0, got {beta!r}.")
+        check_number("beta", beta, 0.0)
         posterior = self.encode(x).latent_dist
         z = posterior.sample(generator)  # reparameterized, so the reconstruction term trains the encoder
         reconstruction = self.log_likelihood(x, self.decode(z).decoder_output)  # ≈ E_q[ln p(x | z)]

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from lab import figures, toy2d_targets
-from lab.budget import MAX_SEED, check_number
 from pipelines.deferred import lazy_module
 
 from .images import save_gif
+from .validation import check_int, check_seed
 
 if TYPE_CHECKING:
     from lab import toy2d, vae2d
@@ -166,7 +166,7 @@ def _diffusion_pictures(runs):
 def reverse_process(run, seed=1):
     """Animate ancestral sampling from z_T ~ N(0, I) to z_0 with every DDPMScheduler step; offer the model file."""
     run = _require(run, "diffusion model")
-    seed = _as_gr_error(lambda: check_number("seed", seed, 0, MAX_SEED, integer=True))
+    seed = check_seed(seed)
     trajectory = toy2d.sample(toy2d.frozen_model(run), run.scheduler, NUM_ANIMATED, seed, keep_trajectory=True)
     T = run.scheduler.config.num_train_timesteps
     chosen = np.unique(np.linspace(0, T, NUM_FRAMES).round().astype(int))  # indices into z_T … z_0
@@ -181,7 +181,7 @@ def forward_and_field(run, t=5):
     """q(z_t | x) of the target points and the learned score field at step t (1 ≤ t ≤ T)."""
     run = _require(run, "diffusion model")
     T = run.scheduler.config.num_train_timesteps
-    t = _as_gr_error(lambda: check_number("t", t, 1, T, integer=True))
+    t = check_int("t", t, 1, T)
     noisy = toy2d.forward_samples(run.scheduler, run.points[:NUM_SHOWN], t - 1)
     axis = torch.linspace(-figures.LIMIT * 0.94, figures.LIMIT * 0.94, FIELD_GRID)
     grid = torch.cartesian_prod(axis, axis)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 import pipelines  # its classes are imported on first use (pipelines/__init__.py): the page builds without diffusers
 from data.mnist import load_mnist
 from pipelines import deferred, samplers
-from pipelines.defaults import DEFAULT_AUTOGUIDANCE_INTERVAL
+from pipelines.defaults import app_scheduler
 from pipelines.deferred import lazy_module
 
 digit_classifier = lazy_module("pipelines.digit_classifier")
@@ -87,12 +88,24 @@ def default_steps(sampler: str) -> int:
 
 
 def max_steps(sampler: str) -> int:
-    """The most steps the page allows a sampler (validation.check_steps enforces the same caps)."""
+    """The most steps the page offers a sampler (pipelines.samplers.step_cap caps it by the model's training steps)."""
     return samplers.resolve_sampler(sampler).max_steps
 
 
 class ModelUnavailable(RuntimeError):
     """A bundled model's folder is missing or cannot be loaded."""
+
+
+@contextmanager
+def unavailable_as_gr_error():
+    """Inside an event handler: a ModelUnavailable raised in the block reaches the page as a gr.Error with its
+    message (which names the model's folder, never where it lies on the server)."""
+    try:
+        yield
+    except ModelUnavailable as error:
+        import gradio as gr  # here: this registry is read without gradio (tests, benchmarks)
+
+        raise gr.Error(str(error)) from None
 
 
 def models_dir() -> Path:
@@ -148,39 +161,24 @@ def load(key: str):
             ) from None
 
 
-def make_scheduler(config, sampler: str, **overrides):
-    """A fresh scheduler per request (schedulers hold per-call state), from the trained model's config."""
-    return samplers.make_scheduler(config, sampler, **overrides)
-
-
 def sampling_pipeline(key: str, sampler: str, **scheduler_overrides):
-    """A per-request pipeline sharing the cached networks, with its own scheduler of kind ``sampler``."""
+    """A per-request pipeline sharing the cached networks, with its own scheduler of kind ``sampler`` (a fresh one per
+    request: schedulers hold per-call state), made as the app samples (pipelines.defaults.app_scheduler)."""
     base = load(key)
+    scheduler = app_scheduler(base, sampler, **scheduler_overrides)
     if isinstance(base, pipelines.LatentDDPMPipeline):
-        # Latents (scaled to unit variance) often lie outside [−1, 1]: clipping x̂_0 there ruins the samples
-        # (seen on the bundled models), so latent sampling never clips, as in latent diffusion.
-        scheduler = make_scheduler(base.scheduler.config, sampler, **{"clip_sample": False, **scheduler_overrides})
         pipe = pipelines.LatentDDPMPipeline(
             vae=base.vae, unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet
         )
     else:
-        scheduler = make_scheduler(base.scheduler.config, sampler, **scheduler_overrides)
         pipe = pipelines.DDPMPipeline(unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def autoguidance_kwargs(pipe, scale: float) -> dict:
-    """The app's autoguidance as sampling keywords: weight ``scale`` inside the default guidance interval for a
-    pipeline that ships a guide; nothing (the main model alone) for one without."""
-    if pipe.guide_unet is None:
-        return {}
-    return {"autoguidance_scale": scale, "guidance_interval": DEFAULT_AUTOGUIDANCE_INTERVAL}
-
-
 def inpaint_pipeline(sampler: str) -> pipelines.DDPMInpaintPipeline:
     base = load("pixel")
-    scheduler = make_scheduler(base.scheduler.config, sampler)
+    scheduler = app_scheduler(base, sampler)
     pipe = pipelines.DDPMInpaintPipeline(unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
     pipe.set_progress_bar_config(disable=True)
     return pipe

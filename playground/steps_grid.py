@@ -10,11 +10,8 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from pipelines.defaults import (
-    DEFAULT_AUTOGUIDANCE_SCALE,
-    DEFAULT_DDIM_ETA,
-    DEFAULT_GUIDANCE_SCALE,
-)
+from pipelines import samplers
+from pipelines.defaults import DEFAULT_DDIM_ETA, app_sampling_kwargs
 from pipelines.deferred import lazy_module
 
 from . import models
@@ -31,10 +28,8 @@ GRID_HEADERS = ["sampler", "steps", "confident digits (%)", "seconds"]
 @torch.no_grad()
 def confident_fraction(images: torch.Tensor) -> float:
     """The share of images (N, 1, 28, 28) in [0, 1] the classifier calls a digit with probability ≥ 0.9."""
-    try:
+    with models.unavailable_as_gr_error():
         classifier = models.classifier()
-    except models.ModelUnavailable as error:
-        raise gr.Error(str(error)) from None
     probs = torch.softmax(classifier(images.float()), dim=1)
     return digit_classifier.is_confident(probs).float().mean().item()
 
@@ -49,8 +44,7 @@ def sample_cell(model: str, sampler: str, steps: int, num_images: int, seed: int
         num_inference_steps=steps,
         eta=DEFAULT_DDIM_ETA,  # used by DDIM only
         class_labels=torch.arange(num_images) % 10 if conditional else None,  # every digit in turn
-        guidance_scale=DEFAULT_GUIDANCE_SCALE if conditional else 1.0,
-        **models.autoguidance_kwargs(pipe, DEFAULT_AUTOGUIDANCE_SCALE),
+        **app_sampling_kwargs(pipe),  # the default guidance for the model's kind
         output_type="pt",
     ).images
 
@@ -66,7 +60,7 @@ def steps_quality(model="latent", num_images=8, seed=0):
     rows = []
     for sampler in models.SAMPLERS:
         for steps in STEP_COUNTS:
-            steps = min(steps, models.max_steps(sampler), models.num_train_timesteps(model))
+            steps = min(steps, samplers.step_cap(sampler, models.num_train_timesteps(model)))
             start = time.perf_counter()
             images = sample_cell(model, sampler, steps, num_images, seed)
             seconds = time.perf_counter() - start

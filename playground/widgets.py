@@ -7,8 +7,9 @@ import inspect
 
 import gradio as gr
 
+from pipelines.checks import MAX_SEED
+
 from . import models
-from .validation import MAX_SEED
 
 NUM_TEST = 500  # the MNIST test split: 50 digits per class
 # What the page computes when it opens runs one event at a time, in page order: the Sample tab's first batch gets the

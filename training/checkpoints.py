@@ -22,6 +22,8 @@ from diffusers.training_utils import EMAModel
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from pipelines.checks import is_positive_int
+
 CHECKPOINT_PREFIX = "checkpoint-"
 TMP_SUFFIX = ".tmp"
 CHECKPOINT_NAME = re.compile(rf"{CHECKPOINT_PREFIX}(\d+)")
@@ -100,7 +102,7 @@ def read_state(path: Path) -> dict:
     if not isinstance(state, dict):
         raise refuse(f"not a JSON object: {state!r}")
     step, seconds = state.get("step"), state.get("train_seconds")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 1:
+    if not is_positive_int(step):
         raise refuse(f"step must be an integer ≥ 1, got {step!r}")
     if number and int(number.group(1)) != step:
         raise refuse(f"step {step} does not match the folder name")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from .cli import load_config_file, parse_config
+from .cli import parse_config
 from .data import Split
 from .fields import Range, check_fields
 
@@ -25,7 +25,6 @@ __all__ = [
     "VAETrainConfig",
     "config_to_dict",
     "export_path",
-    "load_config_file",
     "parse_config",
     "snapshot_path",
 ]

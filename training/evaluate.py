@@ -31,13 +31,15 @@ from pipelines.defaults import (
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_SAMPLER,
     DEFAULT_STEPS,
+    app_sampling_kwargs,
+    app_scheduler,
 )
 from pipelines.digit_classifier import is_confident, load_classifier
 from pipelines.distributions import DiagonalGaussian
 from pipelines.guidance import null_class_label, validate_guidance_interval
 from pipelines.loading import pipeline_class_name
 from pipelines.precision import PRECISIONS, Precision
-from pipelines.samplers import SAMPLERS, make_scheduler, resolve_sampler
+from pipelines.samplers import SAMPLERS, resolve_sampler
 from pipelines.scheduling_ddpm import DDPMScheduler
 
 from .data import load_data
@@ -156,7 +158,7 @@ def evaluate_sampler(
     (docs/time-to-quality.md#the-latent-and-conditional-recipes)."""
     spec = resolve_sampler(sampler)
     sampler, steps = spec.key, spec.default_steps if steps is None else steps
-    pipe.scheduler = make_scheduler(pipe.scheduler.config, sampler)
+    pipe.scheduler = app_scheduler(pipe, sampler)
     conditional = bool(pipe.unet.config.num_class_embeds)
     guided = getattr(pipe, "guide_unet", None) is not None
     # classes 0..n−1 in turn; the null label n (the last class embedding) means "no class"
@@ -164,9 +166,9 @@ def evaluate_sampler(
     images, start = [], time.perf_counter()
     for i, lo in enumerate(range(0, num_samples, batch_size)):
         n = min(batch_size, num_samples - lo)
-        kwargs = {"class_labels": requested[lo : lo + n], "guidance_scale": guidance_scale} if conditional else {}
-        if guided:
-            kwargs.update(autoguidance_scale=autoguidance_scale, guidance_interval=guidance_interval)
+        kwargs = app_sampling_kwargs(pipe, guidance_scale, autoguidance_scale, guidance_interval)
+        if conditional:
+            kwargs["class_labels"] = requested[lo : lo + n]
         out = pipe(
             batch_size=n,
             generator=torch.Generator().manual_seed(i),

@@ -34,7 +34,6 @@ from tqdm.auto import tqdm
 
 from .checkpoints import (
     TMP_SUFFIX,
-    list_checkpoints,
     load_checkpoint,
     read_state,
     resolve_checkpoint,
@@ -46,7 +45,7 @@ from .data import BatchDraws, BatchSampler, ImageData, random_shift
 from .launch import check_launch
 from .optimization import build_lr_scheduler, build_optimizer, make_ema
 
-__all__ = ["TrainingTask", "list_checkpoints", "resolve_checkpoint", "train"]
+__all__ = ["TrainingTask", "train"]
 
 
 class TrainingTask:

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from diffusers import UNet2DModel
 
 from pipelines import schedules
+from pipelines.data_range import to_model_range
+from pipelines.defaults import app_sampling_kwargs, clips_x0
 from pipelines.distributions import DiagonalGaussian
-from pipelines.sampling_loop import to_model_range
 from pipelines.scheduling_ddpm import DDPMScheduler
 
 from .config import DDPMTrainConfig, parse_config
@@ -50,7 +51,7 @@ class DDPMTask(TrainingTask):
             num_train_timesteps=cfg.num_train_timesteps,
             beta_schedule=cfg.beta_schedule,
             prediction_type=cfg.prediction_type,
-            clip_sample=cfg.space == "pixel",  # x̂_0 ∈ [−1, 1] holds for pixels only; clipping latents ruins them
+            clip_sample=clips_x0(latent=cfg.space == "latent"),  # saved in the model's scheduler config
         )
         data = load_data(cfg.data, cfg.split, cfg.image_size)
         if cfg.num_classes:
@@ -140,11 +141,9 @@ class DDPMTask(TrainingTask):
         except ImportError as err:  # the pipelines are optional for a grid
             print(f"(no sample grid: {err})")
             return None
-        kwargs = (
-            {"class_labels": torch.arange(16) % self.config.num_classes, "guidance_scale": 3.0}
-            if self.config.num_classes
-            else {}
-        )
+        kwargs = app_sampling_kwargs(pipe)  # the app's default guidance weight for a class-conditional model
+        if self.config.num_classes:
+            kwargs["class_labels"] = torch.arange(16) % self.config.num_classes
         return pipe(
             batch_size=16, generator=generator, num_inference_steps=self.config.sample_steps, output_type="pt", **kwargs
         ).images

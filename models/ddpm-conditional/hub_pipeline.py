@@ -20,7 +20,6 @@ from .sampling_loop import __name__ as _sampling_loop
 from .schedules import __name__ as _schedules
 from .scheduling_ddpm import DDPMScheduler
 from .scheduling_utils import __name__ as _scheduling_utils
-from .timesteps import __name__ as _timesteps
 from .vae import VAE
 
 __all__ = ["DDPMScheduler", "LatentDDPMPipeline", "VAE"]
@@ -38,5 +37,4 @@ CARRIED_MODULES = (
     _sampling_loop,
     _schedules,
     _scheduling_utils,
-    _timesteps,
 )

@@ -18,7 +18,6 @@ from .sampling_loop import __name__ as _sampling_loop
 from .schedules import __name__ as _schedules
 from .scheduling_ddpm import DDPMScheduler
 from .scheduling_utils import __name__ as _scheduling_utils
-from .timesteps import __name__ as _timesteps
 
 __all__ = ["DDPMPipeline", "DDPMScheduler"]
 # the helper modules, one per file
@@ -33,5 +32,4 @@ CARRIED_MODULES = (
     _sampling_loop,
     _schedules,
     _scheduling_utils,
-    _timesteps,
 )

@@ -120,10 +120,8 @@ def inpaint(
     keep = drawn_mask(editor) if mask_preset == "drawn" else preset_mask(mask_preset)
     if keep.min() > 0:
         raise gr.Error("the mask covers no pixel: paint over part of the digit.")
-    try:
+    with models.unavailable_as_gr_error():
         pipe = models.inpaint_pipeline(sampler)
-    except models.ModelUnavailable as error:
-        raise gr.Error(str(error)) from None
     images = pipe(
         image=image.expand(num_variants, -1, -1, -1),
         mask=keep,

@@ -12,10 +12,11 @@ from __future__ import annotations
 import gradio as gr
 
 from lab import toy2d_targets
-from lab.budget import MAX_SECONDS, MAX_SEED
+from lab.budget import MAX_SECONDS
 from pipelines.schedules import schedule_label
 
 from .. import lab_handlers as handlers
+from ..widgets import seed_input
 
 TITLE = "Train it yourself"
 ID = "lab"
@@ -79,7 +80,7 @@ def _diffusion_inputs():
     )
     num_steps = gr.Slider(toy2d_targets.MIN_T, toy2d_targets.MAX_T, value=100, step=1, label="T (diffusion steps)")
     max_seconds = _seconds(20, "lab-diffusion-seconds")
-    seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+    seed = seed_input()
     return target, drawing, schedule, num_steps, max_seconds, seed
 
 
@@ -89,7 +90,7 @@ def _diffusion_results():
     with gr.Row():
         with gr.Column(scale=1):
             animation = gr.Image(label="animation", show_label=False, type="filepath", elem_id="lab-animation")
-            anim_seed = gr.Number(1, precision=0, minimum=0, maximum=MAX_SEED, label="Sampling seed")
+            anim_seed = seed_input("Sampling seed", 1)
             animate = gr.Button("Sample and animate again", elem_id="lab-animate")
             download = gr.File(label="trained_model", elem_id="lab-file")
         with gr.Column(scale=2):
@@ -165,7 +166,7 @@ def _vae_lab():
         with gr.Column(scale=1, min_width=300):
             beta = gr.Slider(0, 8, value=1, step=0.25, label="β (KL weight; 1 = the ELBO)", elem_id="lab-beta")
             max_seconds = _seconds(60, "lab-vae-seconds")
-            seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+            seed = seed_input()
             train, stop = _train_and_stop("vae")
             download = gr.File(label="trained_vae", elem_id="lab-vae-file")
         with gr.Column(scale=3):

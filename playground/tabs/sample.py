@@ -18,6 +18,8 @@ from pipelines.defaults import (
     DEFAULT_DDIM_ETA,
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_SAMPLER,
+    MAX_GUIDANCE_SCALE,
+    app_sampling_kwargs,
 )
 from pipelines.samplers import resolve_sampler
 
@@ -43,7 +45,6 @@ STREAM_UPDATES = 10  # about this many z_t / x̂_0 pictures per run: the traject
 # while sampling, a picture is decoded and shown only if this long has passed since the last one: a quick run
 # shows its digits first and decodes its trajectory after (each picture decodes 2 × N latents through the VAE)
 STREAM_INTERVAL_S = 0.3
-MAX_GUIDANCE = 20.0
 
 
 def trajectory_frame(z_t: torch.Tensor, x0: torch.Tensor | None, t: int, step: int, total: int) -> Image.Image:
@@ -72,8 +73,8 @@ def validate(model, sampler, steps, eta, seed, num_images, digit, guidance, auto
     seed = check_seed(seed)
     num_images = check_num_images(num_images)
     digit = check_int("digit", digit, 0, 9)
-    guidance = check_float("guidance scale", guidance, 0.0, MAX_GUIDANCE)
-    autoguidance = check_float("autoguidance scale", autoguidance, 0.0, MAX_GUIDANCE)
+    guidance = check_float("guidance scale", guidance, 0.0, MAX_GUIDANCE_SCALE)
+    autoguidance = check_float("autoguidance scale", autoguidance, 0.0, MAX_GUIDANCE_SCALE)
     return model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance
 
 
@@ -96,10 +97,8 @@ def sample_stream(
     model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance = validate(
         model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance
     )
-    try:
+    with models.unavailable_as_gr_error():
         pipe = models.sampling_pipeline(model, sampler)
-    except models.ModelUnavailable as error:
-        raise gr.Error(str(error)) from None
     conditional = models.is_conditional(model)
     autoguidance = autoguidance if pipe.guide_unet is not None else 1.0
     every = max(1, math.ceil(steps / STREAM_UPDATES))
@@ -138,8 +137,7 @@ def sample_stream(
                 num_inference_steps=steps,
                 eta=eta,
                 class_labels=digit if conditional else None,
-                guidance_scale=guidance if conditional else 1.0,
-                **models.autoguidance_kwargs(pipe, autoguidance),
+                **app_sampling_kwargs(pipe, guidance_scale=guidance, autoguidance_scale=autoguidance),
                 output_type="pt",
                 callback_on_step_end=on_step_end,
                 callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
@@ -316,12 +314,16 @@ def sample_controls(start: dict) -> tuple[dict, gr.Group, gr.Group]:
     with gr.Group(visible=models.SPECS[start["model"]].conditional) as conditional_inputs:
         digit = gr.Slider(0, 9, value=start["digit"], step=1, label="Digit (class-conditional model only)")
         guidance = gr.Slider(
-            0, MAX_GUIDANCE, value=start["guidance"], step=0.5, label="Guidance scale w (class-conditional model only)"
+            0,
+            MAX_GUIDANCE_SCALE,
+            value=start["guidance"],
+            step=0.5,
+            label="Guidance scale w (class-conditional model only)",
         )
     with gr.Group(visible=shows_autoguidance(start["model"])) as autoguidance_inputs:
         autoguidance = gr.Slider(
             0,
-            MAX_GUIDANCE,
+            MAX_GUIDANCE_SCALE,
             value=start["autoguidance"],
             step=0.25,
             elem_id="sample-autoguidance",

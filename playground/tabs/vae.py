@@ -6,12 +6,13 @@ import gradio as gr
 import numpy as np
 import torch
 
+from pipelines.checks import finite_float
 from pipelines.interpolation import lerp, slerp
 
 from .. import models
 from ..images import grid, input_digit, save_gif, test_digit, to_pils
 from ..plots import MAP_PIXELS, latent_map_image, map_limits, mark_point, pixel_to_coords
-from ..validation import MAX_IMAGES, check_float, check_int, check_seed, is_finite_number
+from ..validation import MAX_IMAGES, check_float, check_int, check_seed
 from ..widgets import NUM_TEST, digit_inputs, endpoint_shown_on_open, missing_banner, seed_input
 
 TITLE = "VAE"
@@ -22,15 +23,13 @@ MAX_COORD = 50.0
 
 def vae_pipe(beta=1.0):
     """The bundled VAE trained with ``beta`` (1: the plain VAE); a gr.Error names the bundled values otherwise."""
-    key = models.VAE_BY_BETA.get(beta) if is_finite_number(beta) else None
+    key = models.VAE_BY_BETA.get(beta) if finite_float(beta) is not None else None
     if key is None or (beta != 1.0 and not models.is_available(key)):
         raise gr.Error(
             f"β must be one of the bundled VAEs' values {models.bundled_betas() or [1.0]}, got {beta!r:.40}."
         )
-    try:
+    with models.unavailable_as_gr_error():
         return models.load(key)
-    except models.ModelUnavailable as error:
-        raise gr.Error(str(error)) from None
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from pipelines.interpolation import slerp
 
 from .. import models
 from ..images import grid, has_drawing, input_digit, save_gif, test_digit, to_pils
-from ..validation import check_choice, check_int, check_seed
+from ..validation import check_choice, check_int, check_seed, check_steps
 from ..widgets import NUM_TEST, digit_inputs, endpoint_shown_on_open, missing_banner, seed_input
 
 ddim_inversion = lazy_module("pipelines.ddim_inversion")
@@ -36,17 +36,15 @@ def check_walk(model, steps) -> tuple[str, int]:
     model = check_choice("model", model, WALK_MODELS)
     if not models.is_available(model):
         raise gr.Error(models.missing_message(model))
-    steps = check_int("steps (DDIM)", steps, 1, min(models.max_steps("DDIM"), models.num_train_timesteps(model)))
+    steps = check_steps("DDIM", steps, models.num_train_timesteps(model))
     return model, steps
 
 
 def walk_pipe(model: str):
     """A per-request pipeline of ``model`` with its own deterministic DDIM scheduler, x̂_0 never clipped (so that
     decoding is exactly the map that inversion runs backwards)."""
-    try:
+    with models.unavailable_as_gr_error():
         return models.sampling_pipeline(model, "DDIM", clip_sample=False)
-    except models.ModelUnavailable as error:
-        raise gr.Error(str(error)) from None
 
 
 def seed_noise(pipe, seed: int) -> torch.Tensor:
@@ -156,10 +154,8 @@ def digit_walks(model: str, index_a: int, index_b: int, num_frames: int, steps: 
     pipe = walk_pipe(model)
     noise = ddim_inversion.invert(pipe, torch.cat([image_a, image_b]), steps).noise
     ddim = ddim_inversion.sample_from_noise(pipe, noise_path(noise[0], noise[1], num_frames), steps).images
-    try:
+    with models.unavailable_as_gr_error():
         vae = models.load("vae")
-    except models.ModelUnavailable as error:
-        raise gr.Error(str(error)) from None
     walk = vae.interpolate(image_a, image_b, num_frames=num_frames, method="slerp", output_type="pt").images
     gif = save_gif(frame_pairs(ddim, walk))
     summary = (

@@ -117,13 +117,13 @@ def test_the_time_budget_ends_a_run_on_its_clock():
 
 
 def test_the_lab_offers_every_schedule_that_ends_in_noise_and_not_laplace():
-    assert set(toy2d.SCHEDULES) == set(schedules.BETA_SCHEDULES) - {"laplace"}
+    assert set(toy2d_targets.SCHEDULES) == set(schedules.BETA_SCHEDULES) - {"laplace"}
     assert schedules.alphas_cumprod(schedules.make_betas("laplace", 1000))[-1].sqrt() > 0.1  # z_T keeps signal
     with pytest.raises(ValueError, match="beta_schedule must be one of"):
         toy2d.make_scheduler("laplace", 100)
 
 
-@pytest.mark.parametrize("name", toy2d.SCHEDULES)
+@pytest.mark.parametrize("name", toy2d_targets.SCHEDULES)
 def test_every_schedule_and_t_ends_the_forward_process_near_pure_noise(name):
     """√ᾱ_T, what is left of x in z_T, is below 3% for any T, thanks to the β range scaled by 1000/T."""
     for T in (10, 100, 1000):
@@ -151,8 +151,8 @@ def test_drawn_points_lie_where_the_canvas_is_painted_with_y_up():
     [
         (lambda: toy2d_targets.points_from_drawing(canvas(), 100), "drawing is empty"),
         (lambda: toy2d_targets.points_from_drawing(_dot(), 100), "distinct point"),
-        (lambda: toy2d.check_points(torch.zeros(1, 2)), "1 distinct point"),
-        (lambda: toy2d.check_points(torch.full((50, 2), math.nan)), "NaN"),
+        (lambda: toy2d_targets.check_points(torch.zeros(1, 2)), "1 distinct point"),
+        (lambda: toy2d_targets.check_points(torch.full((50, 2), math.nan)), "NaN"),
         (lambda: toy2d_targets.target_points("spiral", 10), "target must be one of"),
         (lambda: toy2d.make_scheduler("linear", 5000), "T must lie in [2, 1000]"),
         (lambda: toy2d.make_scheduler("linear", 1), "T must lie in [2, 1000]"),

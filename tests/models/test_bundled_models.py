@@ -13,15 +13,8 @@ import pytest
 import torch
 
 from pipelines import DDIMScheduler, LatentDDPMPipeline
-from pipelines.defaults import (
-    DEFAULT_AUTOGUIDANCE_INTERVAL,
-    DEFAULT_AUTOGUIDANCE_SCALE,
-    DEFAULT_GUIDANCE_SCALE,
-    DEFAULT_SAMPLER,
-    DEFAULT_STEPS,
-)
+from pipelines.defaults import DEFAULT_STEPS, app_sampling_kwargs, app_scheduler
 from pipelines.digit_classifier import load_classifier
-from pipelines.samplers import make_scheduler
 from playground.models import SPECS, VAE_BY_BETA
 from training.evaluate import CLASSIFIER_DIR, load_pipeline, score_digits
 from training.train import guide_reference, load_recipe
@@ -91,13 +84,13 @@ def test_the_beta_vaes_are_the_plain_vae_with_another_beta():
 @pytest.mark.slow
 def test_the_conditional_model_draws_the_digit_asked_for_with_the_app_defaults():
     pipe = LatentDDPMPipeline.from_pretrained(MODELS / "ddpm-conditional")
-    pipe.scheduler = make_scheduler(pipe.scheduler.config, DEFAULT_SAMPLER)
+    pipe.scheduler = app_scheduler(pipe)
     pipe.set_progress_bar_config(disable=True)
     asked = torch.arange(100) % 10
     images = pipe(
         batch_size=100,
         class_labels=asked,
-        guidance_scale=DEFAULT_GUIDANCE_SCALE,
+        **app_sampling_kwargs(pipe),  # the default guidance weight
         num_inference_steps=DEFAULT_STEPS,
         generator=torch.Generator().manual_seed(123),
         output_type="pt",
@@ -112,16 +105,14 @@ def test_the_unconditional_models_draw_confident_digits_of_every_kind_with_the_a
     """A smaller run of the card's measurement (1,000 samples in evaluation.json): most samples are digits the
     classifier is sure of, and no digit is missing or dominant."""
     pipe = load_pipeline(MODELS / folder)
-    pipe.scheduler = make_scheduler(pipe.scheduler.config, DEFAULT_SAMPLER)
+    pipe.scheduler = app_scheduler(pipe)
     pipe.set_progress_bar_config(disable=True)
-    guided = {"autoguidance_scale": DEFAULT_AUTOGUIDANCE_SCALE, "guidance_interval": DEFAULT_AUTOGUIDANCE_INTERVAL}
-    guided = guided if pipe.guide_unet is not None else {}
     images = pipe(
         batch_size=200,
         num_inference_steps=DEFAULT_STEPS,
         generator=torch.Generator().manual_seed(123),
         output_type="pt",
-        **guided,
+        **app_sampling_kwargs(pipe),  # autoguided in its interval where the model ships a guide
     ).images
     scores = score_digits(images, classifier=load_classifier(CLASSIFIER_DIR))
     recorded = json.loads((MODELS / folder / "evaluation.json").read_text())

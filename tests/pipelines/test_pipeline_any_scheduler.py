@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from pipelines import DDIMScheduler, DDPMPipeline, DDPMScheduler, LatentDDPMPipeline
+from pipelines.defaults import clips_x0
 from pipelines.digit_classifier import load_classifier
 from training.evaluate import CLASSIFIER_DIR, score_digits
 
@@ -69,7 +70,8 @@ def sample_and_score(folder: str, name: str) -> tuple[int, float]:
     pipe = bundled(folder)
     saved_config = pipe.scheduler.config
     scheduler_class, options, steps = SCHEDULERS[name]
-    if folder == "ddpm-latent" and "clip_sample" in inspect.signature(scheduler_class.__init__).parameters:
+    latent = MODEL_SETTINGS[folder][0] is LatentDDPMPipeline
+    if not clips_x0(latent) and "clip_sample" in inspect.signature(scheduler_class.__init__).parameters:
         options = {**options, "clip_sample": False}
     pipe.scheduler = scheduler_class.from_config(saved_config, **options)
     try:

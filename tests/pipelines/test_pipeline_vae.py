@@ -7,7 +7,8 @@ import PIL.Image
 import pytest
 import torch
 
-from pipelines.pipeline_vae import VAEPipeline, VAEPipelineOutput, lerp, principal_directions, slerp
+from pipelines.interpolation import lerp, slerp
+from pipelines.pipeline_vae import VAEPipeline, VAEPipelineOutput, principal_directions
 from pipelines.vae import VAE
 
 LATENT_DIM = 4

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipelines import defaults
-from pipelines.samplers import SAMPLERS, check_steps, make_scheduler, resolve_sampler
+from pipelines.samplers import SAMPLERS, check_steps, make_scheduler, resolve_sampler, step_cap
 from pipelines.scheduling_ddpm import DDPMScheduler
 from tests.support.pipelines import make_pipe, sample
 
@@ -57,6 +57,7 @@ def test_eta_reaches_only_the_samplers_that_take_it():
 
 
 def test_check_steps_caps_by_sampler_and_training_steps():
+    assert (step_cap("DDIM", 1000), step_cap("ddpm", 1000), step_cap("DDPM", 50)) == (200, 1000, 50)
     assert check_steps("DDIM", 200, 1000) == 200
     assert check_steps("ddpm", 1000.0, 1000) == 1000  # whole floats, as sliders send them
     with pytest.raises(ValueError, match=r"steps \(DDIM\) must lie in \[1, 200\]"):

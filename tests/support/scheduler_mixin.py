@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from pipelines.schedules import BETA_SCHEDULES, PREDICTION_TYPES
-from pipelines.timesteps import TIMESTEP_SPACINGS
+from pipelines.scheduling_utils import TIMESTEP_SPACINGS
 
 from .models import tiny_unet
 

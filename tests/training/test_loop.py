@@ -20,9 +20,9 @@ from safetensors.torch import load_file
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
 from training import attach_guide, train_ddpm
+from training.checkpoints import list_checkpoints, resolve_checkpoint
 from training.config import DDPMTrainConfig, parse_config
 from training.data import BatchDraws, load_data
-from training.loop import list_checkpoints, resolve_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_UNET = [

@@ -1,1 +1,0 @@
-../../pipelines/timesteps.py
