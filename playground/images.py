@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from pathlib import Path
 
@@ -37,19 +38,32 @@ def to_pils(images: torch.Tensor, scale: int = DISPLAY_SCALE) -> list[Image.Imag
     return [upscale(Image.fromarray(a), scale) for a in arrays]
 
 
-def save_gif(frames: list[Image.Image], duration_ms: int = 120) -> str:
-    """Write the frames as a looping GIF; returns its path (the page offers it for download).
-
-    The file goes straight into Gradio's cache folder: Gradio then serves it without a copy and deletes it with
-    the rest of the cache (``CacheSweeper`` in playground/server.py), so the disk stays flat however many GIFs are made."""
+def gif_bytes(frames: list[Image.Image], duration_ms: int = 120) -> bytes:
+    """The frames as a looping GIF, in memory: what a cached result keeps (a file of the swept cache would go)."""
     if not frames:
         raise gr.Error("nothing to animate.")
+    frames = [f if f.mode == "L" else f.convert("P", palette=Image.ADAPTIVE) for f in frames]  # L needs no palette
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    return buffer.getvalue()
+
+
+def gif_file(data: bytes) -> str:
+    """A fresh file of Gradio's cache folder holding ``data``; returns its path (the page offers it for download).
+
+    Written for every answer, never kept: Gradio serves it without a copy and ``CacheSweeper``
+    (playground/server.py) deletes it with the rest of the cache, so the disk stays flat and no cached result names
+    a file that the sweep has removed."""
     folder = Path(get_upload_folder()) / "playground-gifs"
     folder.mkdir(parents=True, exist_ok=True)
-    path = str(folder / f"{uuid.uuid4().hex}.gif")
-    frames = [f if f.mode == "L" else f.convert("P", palette=Image.ADAPTIVE) for f in frames]  # L needs no palette
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
-    return path
+    path = folder / f"{uuid.uuid4().hex}.gif"
+    path.write_bytes(data)
+    return str(path)
+
+
+def save_gif(frames: list[Image.Image], duration_ms: int = 120) -> str:
+    """Write the frames as a looping GIF into a fresh cache file (:func:`gif_file`); returns its path."""
+    return gif_file(gif_bytes(frames, duration_ms))
 
 
 def test_digit(index) -> tuple[torch.Tensor, int]:

@@ -7,6 +7,7 @@ import math
 import queue
 import threading
 import time
+from pathlib import Path
 
 import gradio as gr
 import torch
@@ -25,7 +26,7 @@ from pipelines.samplers import resolve_sampler
 
 from .. import models
 from ..cancel import cancellable, interrupt_if_stopped
-from ..images import grid, save_gif, to_pils
+from ..images import gif_file, grid, save_gif, to_pils
 from ..limits import HEAVY
 from ..steps_grid import GRID_HEADERS, MAX_GRID_IMAGES, STEP_COUNTS, steps_quality
 from ..validation import (
@@ -203,19 +204,22 @@ def default_inputs() -> dict:
     }
 
 
-_first_views: dict[tuple, tuple] = {}
+_first_views: dict[tuple, tuple] = {}  # the starting values → (gallery, trajectory, status, the GIF's bytes)
 
 
 def first_view():
-    """The first batch at the starting values, streamed to the first visitor, then kept: later visitors see it at once."""
+    """The first batch at the starting values, streamed to the first visitor, then kept: later visitors see it at once.
+    The GIF is kept as bytes and written to a fresh file for each visitor: the cache sweep deletes old files."""
     inputs = tuple(default_inputs().values())
     if inputs in _first_views:
-        yield _first_views[inputs]
+        gallery, trajectory, status, gif = _first_views[inputs]
+        yield gallery, trajectory, status, gif_file(gif)
         return
     last = None
     for last in sample_stream(*inputs, progress=lambda *args, **kwargs: None):
         yield last
-    _first_views[inputs] = last
+    gallery, trajectory, status, gif = last
+    _first_views[inputs] = (gallery, trajectory, status, Path(gif).read_bytes())
 
 
 def steps_label() -> str:

@@ -18,7 +18,7 @@ from pipelines.deferred import lazy_module
 from pipelines.interpolation import slerp
 
 from .. import models
-from ..images import grid, has_drawing, input_digit, save_gif, test_digit, to_pils
+from ..images import gif_bytes, gif_file, grid, has_drawing, input_digit, test_digit, to_pils
 from ..validation import check_choice, check_int, check_seed, check_steps
 from ..widgets import NUM_TEST, digit_inputs, endpoint_shown_on_open, missing_banner, seed_input
 
@@ -68,10 +68,13 @@ def walk_seeds(model="latent", seed_a=0, seed_b=1, num_frames=8, steps=DEFAULT_S
     model, steps = check_walk(model, steps)
     seed_a, seed_b = check_seed(seed_a), check_seed(seed_b)
     num_frames = check_int("number of frames", num_frames, 2, MAX_FRAMES)
-    return seed_morph(model, seed_a, seed_b, num_frames, steps)
+    frames, gif, summary = seed_morph(model, seed_a, seed_b, num_frames, steps)
+    return frames, gif_file(gif), summary
 
 
-@lru_cache(maxsize=16)  # deterministic: a walk seen once (the page's first view above all) is served from memory
+# deterministic: a walk seen once (the page's first view above all) is served from memory; a cached walk keeps its
+# GIF's bytes, and each answer writes them to a fresh file, since the cache sweep deletes old ones
+@lru_cache(maxsize=16)
 @torch.no_grad()
 def seed_morph(model: str, seed_a: int, seed_b: int, num_frames: int, steps: int):
     pipe = walk_pipe(model)
@@ -80,7 +83,7 @@ def seed_morph(model: str, seed_a: int, seed_b: int, num_frames: int, steps: int
     fractions = torch.linspace(0.0, 1.0, num_frames).tolist()
     frames = [(picture, f"s = {s:.2f}") for picture, s in zip(to_pils(images), fractions)]
     order = list(range(num_frames)) + list(range(num_frames - 2, 0, -1))
-    gif = save_gif([to_pils(images[k : k + 1], scale=6)[0] for k in order])
+    gif = gif_bytes([to_pils(images[k : k + 1], scale=6)[0] for k in order])
     summary = (
         f"{models.SPECS[model].label}: DDIM, {steps} steps, η = 0, from slerp(z_A, z_B; s) with z_A from seed "
         f"{seed_a} and z_B from seed {seed_b}."
@@ -97,8 +100,11 @@ def ddim_invert(model="latent", test_index=0, drawing=None, steps=DEFAULT_STEPS)
     """x → z_T by DDIM inversion, then z_T → x̂ by DDIM: (frames x … z_T … x̂, GIF path, errors, summary)."""
     model, steps = check_walk(model, steps)
     if has_drawing(drawing):
-        return inversion_round_trip(model, *input_digit(test_index, drawing), steps)
-    return test_digit_round_trip(model, check_int("test digit index", test_index, 0, NUM_TEST - 1), steps)
+        frames, gif, errors, summary = inversion_round_trip(model, *input_digit(test_index, drawing), steps)
+    else:
+        index = check_int("test digit index", test_index, 0, NUM_TEST - 1)
+        frames, gif, errors, summary = test_digit_round_trip(model, index, steps)
+    return frames, gif_file(gif), errors, summary
 
 
 @lru_cache(maxsize=16)
@@ -128,7 +134,7 @@ def inversion_round_trip(model: str, x: torch.Tensor, caption: str, steps: int):
     frames += trajectory_pictures(pipe, inverted.trajectory, "↑")
     frames += trajectory_pictures(pipe, decoded.trajectory[1:], "↓")  # [0] is z_T, shown last on the way up
     frames.append((to_pils(x_hat)[0], f"x̂ (error {errors['mean_abs_error']:.3f})"))
-    gif = save_gif([picture.resize((168, 168), Image.NEAREST) for picture, _ in frames], duration_ms=300)
+    gif = gif_bytes([picture.resize((168, 168), Image.NEAREST) for picture, _ in frames], duration_ms=300)
     summary = (
         f"**{caption}** inverted to z_T by {steps} DDIM steps run backwards, then decoded by {steps} DDIM steps: "
         f"mean |x̂ − x| = **{errors['mean_abs_error']:.4f}**{floor}. The inverted noise has std "
@@ -144,7 +150,8 @@ def walk_digits(model="latent", index_a=0, index_b=60, num_frames=8, steps=DEFAU
     num_frames = check_int("number of frames", num_frames, 2, MAX_FRAMES)
     index_a = check_int("from test digit #", index_a, 0, NUM_TEST - 1)
     index_b = check_int("to test digit #", index_b, 0, NUM_TEST - 1)
-    return digit_walks(model, index_a, index_b, num_frames, steps)
+    ddim, walk, gif, summary = digit_walks(model, index_a, index_b, num_frames, steps)
+    return ddim, walk, gif_file(gif), summary
 
 
 @lru_cache(maxsize=16)
@@ -157,7 +164,7 @@ def digit_walks(model: str, index_a: int, index_b: int, num_frames: int, steps: 
     with models.unavailable_as_gr_error():
         vae = models.load("vae")
     walk = vae.interpolate(image_a, image_b, num_frames=num_frames, method="slerp", output_type="pt").images
-    gif = save_gif(frame_pairs(ddim, walk))
+    gif = gif_bytes(frame_pairs(ddim, walk))
     summary = (
         f"From test digit #{index_a} (a {label_a}) to #{index_b} (a {label_b}): left, DDIM ({steps} steps) "
         "through slerp of the two inverted noises; right, the VAE decoding slerp of μ(a) and μ(b)."
