@@ -181,12 +181,19 @@ def quiet(init):
 
 
 def share_concurrency(demo: gr.Blocks) -> None:
-    """Every event that takes an editor picture and is not heavy joins one concurrency group (``limits.IMAGES``), so
-    that decoded pictures are bounded across all of them together, not per event handler."""
+    """Every event that takes a picture and belongs to no named group joins one concurrency group
+    (``limits.IMAGES``), so that decoded pictures are bounded across all of them together, not per event handler. An
+    event in a named group keeps it: its work belongs to that budget (heavy sampling, the lab's one training at a
+    time, the page-open views), and a quick view must never queue behind it."""
     for block_fn in demo.fns.values():
         takes_picture = any(isinstance(block, (gr.ImageEditor, gr.Image)) for block in block_fn.inputs)
-        if takes_picture and block_fn.concurrency_id != limits.HEAVY:
+        if takes_picture and in_its_own_group(block_fn):
             block_fn.concurrency_id = limits.IMAGES
+
+
+def in_its_own_group(block_fn) -> bool:
+    """Whether an event has no named concurrency group (Gradio's default: one group per handler)."""
+    return block_fn.concurrency_id == str(id(block_fn.fn))
 
 
 def harden() -> None:

@@ -210,5 +210,23 @@ def test_heavy_events_share_one_concurrency_group_and_picture_events_another():
         fn for fn in app.demo.fns.values() if any(isinstance(c, gr.ImageEditor) for c in fn.inputs)
     ]
     assert len(takes_picture) > 3
-    assert {fn.concurrency_id for fn in takes_picture} <= {limits.IMAGES, limits.HEAVY, "lab-train"}
+    assert {fn.concurrency_id for fn in takes_picture} <= {limits.IMAGES, limits.HEAVY, "lab-train", "on_open"}
     assert groups["vae_prior"] not in (limits.HEAVY, limits.IMAGES)  # no picture, no model loop: its own limit
+
+
+def test_the_lab_trainings_keep_their_one_job_group_and_quick_views_never_wait_behind_them():
+    """/lab_train_diffusion takes a drawing: it stays in the lab's one-training-at-a-time group with the VAE's, and
+    no quick picture view shares a group with a training or a heavy job."""
+    import app
+
+    fns = {fn.api_name: fn for fn in app.demo.fns.values() if fn.api_name}
+    trainings = [fns["lab_train_diffusion"], fns["lab_train_vae"]]
+    assert {fn.concurrency_id for fn in trainings} == {"lab-train"}
+    assert all(fn.concurrency_limit == 1 for fn in trainings)
+    quick = ("forward_process", "vae_reconstruct", "vae_traverse", "lab_target")
+    busy = {limits.HEAVY, "lab-train"}
+    assert all(fns[name].concurrency_id not in busy for name in quick)
+    page_open = [
+        fn for fn in app.demo.fns.values() if (fn.api_name or "").startswith("ui_") and fn.concurrency_id == "on_open"
+    ]
+    assert page_open, "the page-open views keep their own group"
