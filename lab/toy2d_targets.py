@@ -7,6 +7,7 @@ in ``lab/toy2d.py``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -90,6 +91,9 @@ def target_points(name: str, n: int, seed: int = 0) -> torch.Tensor:
     return standardize(torch.from_numpy(TARGETS[name](n, seed)).float())
 
 
+MAX_DRAWING_SIDE = 512  # a drawing is pooled to at most this many cells a side before its points are taken
+
+
 def painted_pixels(image: np.ndarray) -> np.ndarray:
     """Where a canvas is painted: opaque and dark pixels (the lab's brush is black), as a boolean (H, W) mask."""
     array = np.asarray(image)
@@ -99,10 +103,23 @@ def painted_pixels(image: np.ndarray) -> np.ndarray:
     return dark & (array[..., 3] > 127) if array.shape[2] == 4 else dark
 
 
+def painted_cells(image: np.ndarray) -> np.ndarray:
+    """:func:`painted_pixels`, pooled to at most ``MAX_DRAWING_SIDE`` cells a side (a cell is painted where any of
+    its pixels is): a huge canvas then costs what a 512² one does, and a smaller one is left as it is."""
+    mask = painted_pixels(image)
+    k = math.ceil(max(mask.shape) / MAX_DRAWING_SIDE)
+    if k == 1:
+        return mask
+    height, width = mask.shape
+    padded = np.zeros((-(-height // k) * k, -(-width // k) * k), dtype=bool)
+    padded[:height, :width] = mask
+    return padded.reshape(padded.shape[0] // k, k, padded.shape[1] // k, k).any(axis=(1, 3))
+
+
 def points_from_drawing(image: np.ndarray, n: int, seed: int = 0) -> torch.Tensor:
-    """``n`` standardised points spread over the painted pixels of a canvas, y pointing up: each a painted pixel
-    drawn uniformly, plus uniform jitter within the pixel."""
-    rows, cols = np.nonzero(painted_pixels(image))
+    """``n`` standardised points spread over the painted cells of a canvas (:func:`painted_cells`), y pointing up:
+    each a painted cell drawn uniformly, plus uniform jitter within the cell."""
+    rows, cols = np.nonzero(painted_cells(image))
     if len(rows) == 0:
         raise ValueError("drawing is empty: draw the shape to learn on the canvas, or pick a preset target.")
     pixels = torch.from_numpy(np.stack([cols, -rows], axis=1)).float()  # (x, y) with y up
