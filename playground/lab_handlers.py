@@ -7,15 +7,16 @@ A run's stop flag is registered under (session, lab), so Stop, from the page or 
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gradio as gr
 import numpy as np
 import torch
+from gradio.utils import get_upload_folder
 
 from lab import figures, toy2d_targets
 from pipelines.deferred import lazy_module
@@ -85,8 +86,12 @@ def stop_training(request: gr.Request = None):
     return tuple(said)
 
 
-def _temporary_path(name: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix="lab-")) / name
+def download_path(name: str) -> Path:
+    """A fresh path named ``name`` for a file the page offers for download, inside Gradio's cache folder: the cache
+    sweep (playground/server.py) deletes it with the rest, so a stream of downloads leaves the disk flat."""
+    folder = Path(get_upload_folder()) / "playground-lab" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    return folder / name
 
 
 def _require(run, what: str):
@@ -173,7 +178,7 @@ def reverse_process(run, seed=1):
     labels = [f"reverse process: z_{T - i}" for i in chosen]
     frames = figures.trajectory_frames(trajectory[chosen], run.points[:NUM_SHOWN], labels)
     gif = save_gif(frames + [frames[-1]] * 10, duration_ms=100)  # hold the result for a second
-    path = _temporary_path(f"toy-diffusion-{run.settings.target}-T{T}.safetensors")
+    path = download_path(f"toy-diffusion-{run.settings.target}-T{T}.safetensors")
     return gif, figures.strip(frames), str(toy2d.save_toy_model(run, path))
 
 
@@ -225,4 +230,4 @@ def _vae_pictures(runs):
 
 def save_vae(run):
     run = _require(run, "VAE")
-    return str(vae2d.save_vae(run, _temporary_path(f"vae-2d-beta{run.settings.beta:g}.safetensors")))
+    return str(vae2d.save_vae(run, download_path(f"vae-2d-beta{run.settings.beta:g}.safetensors")))

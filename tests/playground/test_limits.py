@@ -255,3 +255,18 @@ def test_cheap_page_open_views_run_on_the_starting_values():
     assert len(panels) == 3
     editor = views["ui_inpaint_digit_load"]()
     assert editor is not None
+
+
+def test_the_labs_downloads_live_in_the_swept_cache_and_go_with_it(tmp_path, monkeypatch):
+    """The lab's model downloads went to fresh folders outside the swept cache that nothing deleted (3–5 GB an hour
+    for one client); they are written inside it now, and the sweep removes them and their folders."""
+    from playground import lab_handlers
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    path = lab_handlers.download_path("vae-2d.safetensors")
+    path.write_bytes(b"weights")
+    assert path.is_relative_to(tmp_path)
+    later = time.time() + 100
+    assert server.sweep(tmp_path, age=50, now=later) == 1
+    server.sweep(tmp_path, age=50, now=later + 100)
+    assert not path.exists() and not path.parent.exists()
