@@ -150,6 +150,17 @@ class MemoryReleaser:
 RELEASER = MemoryReleaser()
 
 
+MAX_ERROR_CHARS = 500  # an error message echoes the input it refuses (Gradio's "not in the list of choices"): bounded
+
+
+def shortened(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how many were left out: a 20 MB bad value must not come back as a
+    20 MB error and a 20 MB log line."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters left out)"
+
+
 def scrubbed(error_payload):
     """Gradio's ``error_payload`` (the error sent to the client, once per failed event) without server paths; a user
     error is logged here as one line, and the failed request's memory released."""
@@ -159,7 +170,7 @@ def scrubbed(error_payload):
         RELEASER.soon()
         content = error_payload(error, show_error)
         if isinstance(content.get("error"), str):
-            content["error"] = without_paths(content["error"])
+            content["error"] = without_paths(shortened(content["error"]))
         if isinstance(error, gr.Error):
             logger.warning("user error: %s", content.get("error"))
         return content

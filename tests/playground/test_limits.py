@@ -270,3 +270,15 @@ def test_the_labs_downloads_live_in_the_swept_cache_and_go_with_it(tmp_path, mon
     assert server.sweep(tmp_path, age=50, now=later) == 1
     server.sweep(tmp_path, age=50, now=later + 100)
     assert not path.exists() and not path.parent.exists()
+
+
+def test_an_error_that_echoes_a_huge_value_comes_back_and_is_logged_short(caplog):
+    """Gradio's "not in the list of choices" echoes the refused value whole: 20 MB in, a 20 MB error and log line."""
+    from gradio.utils import error_payload
+
+    huge = "x" * 20_000_000
+    with caplog.at_level("WARNING", logger="playground"):
+        content = server.scrubbed(error_payload)(gr.Error(f"Value: {huge} is not in the list of choices"), True)
+    assert len(content["error"]) < server.MAX_ERROR_CHARS + 100
+    assert "more characters left out" in content["error"]
+    assert all(len(record.getMessage()) < server.MAX_ERROR_CHARS + 200 for record in caplog.records)
