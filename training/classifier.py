@@ -8,7 +8,6 @@ task of the one loop (:mod:`training.loop`), configured like every model (:class
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 
 from pipelines.digit_classifier import DigitClassifier, is_confident
 
+from .cli import run
 from .config import ClassifierTrainConfig, parse_config
 from .data import BatchDraws, as_draws, check_labels, load_data
 from .loop import TrainingTask, train
@@ -106,4 +106,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(main)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -17,8 +18,32 @@ from .fields import Range, check_value, parse_text
 PER_DEVICE_BATCH = "train_batch_size"
 
 
+class ConfigError(ValueError):
+    """A bad value, flag or config file: the command line reports it as a usage error (:func:`run`)."""
+
+
+def run(main, argv: list[str] | None = None) -> None:
+    """A training script's ``main`` from the command line: a :class:`ConfigError` is one line on stderr and exit
+    status 2, as argparse reports its own usage errors, not a traceback."""
+    try:
+        main(sys.argv[1:] if argv is None else argv)
+    except ConfigError as error:
+        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 def parse_config(cls: type, argv: list[str] | None = None):
-    """Build the config dataclass ``cls`` from ``--config FILE`` and flags; unknown keys are errors."""
+    """Build the config dataclass ``cls`` from ``--config FILE`` and flags; unknown keys and bad values raise
+    :class:`ConfigError` (a ValueError) naming the field."""
+    try:
+        return _parse_config(cls, argv)
+    except ConfigError:
+        raise
+    except (ValueError, OSError) as error:
+        raise ConfigError(str(error)) from None
+
+
+def _parse_config(cls: type, argv: list[str] | None):
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     aliases = aliases_for(set(fields))

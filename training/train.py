@@ -17,13 +17,13 @@ from __future__ import annotations
 import importlib
 import json
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import yaml
 
+from .cli import run
 from .config import (
     ClassifierTrainConfig,
     DDPMTrainConfig,
@@ -190,4 +190,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(main)

@@ -7,7 +7,6 @@ by label dropout), with the ε-prediction loss of the notes (or x_0 / v predicti
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from pipelines.defaults import app_sampling_kwargs, clips_x0
 from pipelines.distributions import DiagonalGaussian
 from pipelines.scheduling_ddpm import DDPMScheduler
 
+from .cli import run
 from .config import DDPMTrainConfig, parse_config
 from .data import BatchDraws, ImageData, check_labels, load_data
 from .loop import TrainingTask, train
@@ -161,4 +161,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(main)

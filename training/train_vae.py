@@ -6,7 +6,6 @@ python -m training.train_vae --latent_type spatial --beta 0.25 --binarize none  
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
@@ -14,6 +13,7 @@ import torch
 from pipelines.pipeline_vae import VAEPipeline
 from pipelines.vae import VAE
 
+from .cli import run
 from .config import VAETrainConfig, parse_config
 from .data import BatchDraws, load_data
 from .loop import TrainingTask, train
@@ -80,4 +80,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(main)

@@ -7,7 +7,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import subprocess
+import sys
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +74,9 @@ def test_bad_config_file_values_are_value_errors_naming_the_field(tmp_path, suff
     file.write_text(json.dumps(values) if suffix == ".json" else yaml.safe_dump(values))
     with pytest.raises(ValueError, match=message):
         parse_config(DDPMTrainConfig, ["--config", str(file), "--output_dir", str(tmp_path / "run")])
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_yaml_exponent_without_a_dot_is_a_string_and_the_error_says_how_to_write_it(tmp_path):
@@ -143,3 +150,24 @@ def test_a_numeric_field_missing_from_the_bounds_table_is_a_programming_error():
     with pytest.raises(TypeError, match="Unbounded.width has no entry in the table of bounds"):
         check_fields(Unbounded(), {}, {})
     assert str(Range(0, 1, high_open=True)) == "in [0, 1)" and str(Range(0, low_open=True)) == "> 0"
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "says"),
+    [
+        ("training.train_ddpm", ["--max_steps", "-5"], "max_steps must be ≥ 1, got -5."),
+        ("training.train_vae", ["--beta", "nan"], "beta"),
+        ("training.train", ["--recipe", "no-such-recipe"], "recipe must be one of"),
+    ],
+)
+def test_a_bad_value_on_the_command_line_is_a_one_line_usage_error(module, args, says, tmp_path):
+    """A training CLI input error printed a 20-line traceback before its (good) message; it is one line, exit 2."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args, "--output_dir", str(tmp_path / "out")] if module != "training.train"
+        else [sys.executable, "-m", module, *args],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and says in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing written
