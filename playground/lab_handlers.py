@@ -182,6 +182,12 @@ def reverse_process(run, seed=1):
     return gif, figures.strip(frames), str(toy2d.save_toy_model(run, path))
 
 
+def t_slider_range(num_steps, t):
+    """The t slider narrowed to T steps, keeping t within them (a crafted NaN or string is a clear error)."""
+    T = check_int("T (diffusion steps)", num_steps, toy2d_targets.MIN_T, toy2d_targets.MAX_T)
+    return gr.update(maximum=T, value=min(check_int("t", t, 1, toy2d_targets.MAX_T), T))
+
+
 def forward_and_field(run, t=5):
     """q(z_t | x) of the target points and the learned score field at step t (1 ≤ t ≤ T)."""
     run = _require(run, "diffusion model")

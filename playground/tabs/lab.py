@@ -95,7 +95,11 @@ def _diffusion_results():
             download = gr.File(label="trained_model", elem_id="lab-file")
         with gr.Column(scale=2):
             frames = _picture("lab-frames", "frames")
-            t = gr.Slider(1, 100, value=5, step=1, label="t: the forward process q(z_t | x) and the field at t")
+            # the API's bound is the largest T a run may have; the page narrows it to the trained run's T, and the
+            # handler checks t against that run (a client that trained with T = 1000 may ask for t = 1000)
+            t = gr.Slider(
+                1, toy2d_targets.MAX_T, value=5, step=1, label="t: the forward process q(z_t | x) and the field at t"
+            )
             field = _picture("lab-field", "field")
     return animation, anim_seed, animate, download, frames, t, field
 
@@ -135,12 +139,7 @@ def _diffusion_lab(demo: gr.Blocks):
         handlers.reverse_process, [run, anim_seed], results, api_name="lab_reverse_process", concurrency_id="heavy"
     )
     t.release(handlers.forward_and_field, [run, t], field, api_name="lab_forward_and_field", concurrency_id="heavy")
-    num_steps.change(
-        lambda T, now: gr.update(maximum=int(T), value=min(int(now), int(T))),
-        [num_steps, t],
-        t,
-        **_private("ui_lab_t_range"),
-    )
+    num_steps.change(handlers.t_slider_range, [num_steps, t], t, **_private("ui_lab_t_range"))
     _preview_events(demo, target, drawing, samples)
     return training, stop, status
 

@@ -133,9 +133,16 @@ def decode_point(pc1, pc2):
     return to_pils(image, scale=6)[0], latent_map((pc1, pc2))
 
 
-def map_click(evt: gr.SelectData):
-    """A click on the map image → its (PC 1, PC 2) coordinates."""
-    index = evt.index if isinstance(evt.index, (list, tuple)) and len(evt.index) == 2 else (evt.index, None)
+def map_click(evt: gr.EventData):
+    """A click on the map image → its (PC 1, PC 2) coordinates. Typed ``gr.EventData``, not ``gr.SelectData``:
+    Gradio builds a SelectData by indexing the event data, and a crafted request without any failed inside Gradio
+    with a traceback; here it gets a clear error."""
+    data = getattr(evt, "_data", None)  # EventData keeps the event's payload as given
+    if not isinstance(data, dict) or "index" not in data:
+        raise gr.Error("a map click needs the clicked pixel (the page sends it with the click).")
+    index = (
+        data["index"] if isinstance(data["index"], (list, tuple)) and len(data["index"]) == 2 else (data["index"], None)
+    )
     px = check_float("map click x (pixels)", index[0], 0, MAP_PIXELS - 1)  # a crafted request can send anything
     py = check_float("map click y (pixels)", index[1], 0, MAP_PIXELS - 1)
     points, _, _, _ = _embedding()

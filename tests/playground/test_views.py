@@ -48,3 +48,28 @@ def test_on_open_events_leave_the_page_alone_when_their_model_is_missing(tmp_pat
     assert isinstance(when_bundled(view, "vae")(1), type(gr.skip()))
     assert [type(u) for u in when_bundled(stream, "latent")(1)] == [type(gr.skip())]
     assert when_bundled(view)(1) == 2 and list(when_bundled(stream)(1)) == [1, 2]  # nothing needed: it runs
+
+
+def test_a_map_click_without_its_event_data_is_a_clear_error_and_with_it_a_point():
+    from playground.tabs.vae import map_click
+
+    with pytest.raises(gr.Error, match="needs the clicked pixel"):
+        map_click(gr.EventData(None, None))
+    x, y = map_click(gr.EventData(None, {"index": [120, 200], "value": None}))
+    assert all(isinstance(v, float) for v in (x, y))
+
+
+def test_the_lab_t_range_checks_its_inputs_and_follows_the_trained_T():
+    from lab import toy2d_targets
+    from playground.lab_handlers import t_slider_range
+
+    with pytest.raises(gr.Error, match="T \\(diffusion steps\\) must be a whole number"):
+        t_slider_range(float("nan"), 5)
+    update = t_slider_range(1000, 700)
+    assert update["maximum"] == 1000 and update["value"] == 700
+    assert t_slider_range(50, 700)["value"] == 50
+    import app
+
+    (field,) = [fn for fn in app.demo.fns.values() if fn.api_name == "lab_forward_and_field"]
+    t_slider = field.inputs[1]
+    assert t_slider.maximum == toy2d_targets.MAX_T  # a client that trained with T = 1000 may ask for t = 1000
