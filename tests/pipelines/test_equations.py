@@ -18,15 +18,9 @@ from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_vae import VAEPipeline
 from pipelines.scheduling_ddim import DDIMScheduler
 from pipelines.scheduling_ddpm import DDPMScheduler
-from pipelines.vae import VAE
-from tests.support.models import tiny_unet
+from tests.support.models import tiny_unet, tiny_vae
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def tiny_vae() -> VAE:
-    torch.manual_seed(0)
-    return VAE(sample_size=8, block_out_channels=(8, 8), latent_dim=4, norm_num_groups=4).eval()
 
 
 def images(seed: int = 1) -> torch.Tensor:

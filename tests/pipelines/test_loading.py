@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
 from pipelines.scheduling_ddim import DDIMScheduler
 from pipelines.scheduling_ddpm import DDPMScheduler
 from pipelines.vae import VAE
+from tests.support.unsafe import write_pickle
 
 ROOT = Path(__file__).resolve().parents[2]
 T, STEPS = 50, 4
@@ -177,20 +177,10 @@ def saved_folder(tmp_path) -> Path:
     return folder
 
 
-class WritesMarkerWhenUnpickled:
-    """Unpickling this creates a file: proof that a loader ran pickle."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
-
-
 @pytest.mark.parametrize("where", ["unet/diffusion_pytorch_model.bin", "unet/extra.ckpt", "model.pt"])
 def test_pickle_weights_are_refused_without_unpickling(saved_folder, tmp_path, where):
     marker = tmp_path / "unpickled"
-    (saved_folder / where).write_bytes(pickle.dumps(WritesMarkerWhenUnpickled(marker)))
+    write_pickle(saved_folder / where, marker, "pickle")
     if where.endswith(".bin"):
         (saved_folder / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(ValueError, match="pickle"):

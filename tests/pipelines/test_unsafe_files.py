@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 import shutil
 import struct
 from pathlib import Path
@@ -13,41 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from pipelines.pipeline_ddpm import DDPMPipeline
-from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
-from pipelines.pipeline_vae import VAEPipeline
-from pipelines.scheduling_ddpm import DDPMScheduler
-from pipelines.vae import VAE
-from tests.support.models import tiny_unet
+from tests.support.pipelines import CLASSES, build
+from tests.support.unsafe import write_pickle
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
-
-
-def tiny_vae(latent_type: str) -> VAE:
-    torch.manual_seed(0)
-    if latent_type == "vector":
-        return VAE(sample_size=8, block_out_channels=(8, 8), latent_dim=4, norm_num_groups=4).eval()
-    return VAE(
-        sample_size=8, block_out_channels=(8, 8), latent_type="spatial", latent_channels=4, norm_num_groups=4
-    ).eval()
-
-
-def build(kind: str):
-    """(pipeline, the component whose weights get tampered with)."""
-    if kind == "ddpm":
-        return DDPMPipeline(
-            tiny_unet(sample_size=8, channels=1, block_out_channels=(8,)), DDPMScheduler(num_train_timesteps=20)
-        ), "unet"
-    if kind == "vae":
-        return VAEPipeline(tiny_vae("vector")), "vae"
-    return LatentDDPMPipeline(
-        tiny_vae("spatial"),
-        tiny_unet(sample_size=2, channels=4, block_out_channels=(8,)),
-        DDPMScheduler(num_train_timesteps=20),
-    ), "vae"
-
-
-CLASSES = {"ddpm": DDPMPipeline, "vae": VAEPipeline, "latent": LatentDDPMPipeline}
 
 
 @pytest.fixture(params=list(CLASSES))
@@ -57,23 +25,6 @@ def saved(request, tmp_path):
     folder = tmp_path / request.param
     pipe.save_pretrained(folder)
     return CLASSES[request.param], folder, folder / component / WEIGHTS
-
-
-class WritesMarkerWhenUnpickled:
-    """Unpickling this creates a file: proof that a loader ran code from the pickle."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
-
-
-def write_pickle(path: Path, marker: Path, how: str) -> None:
-    if how == "torch.save":
-        torch.save({"state_dict": WritesMarkerWhenUnpickled(marker)}, path)
-    else:
-        path.write_bytes(pickle.dumps(WritesMarkerWhenUnpickled(marker)))
 
 
 def test_the_marker_pickle_does_run_code_when_unpickled(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from diffusers import UNet2DModel
 
+from pipelines.vae import VAE
+
 
 def tiny_unet(
     num_class_embeds: int | None = None,
@@ -29,3 +31,10 @@ def tiny_unet(
         up_block_types=("UpBlock2D",) * levels,
         num_class_embeds=num_class_embeds,
     ).eval()
+
+
+def tiny_vae(latent_type: str = "vector", **config) -> VAE:
+    """An 8×8 VAE, weights from seed 0: a 4-d vector latent, or ``latent_type="spatial"`` 4×2×2 latents."""
+    torch.manual_seed(0)
+    shape = {"latent_dim": 4} if latent_type == "vector" else {"latent_type": "spatial", "latent_channels": 4}
+    return VAE(sample_size=8, block_out_channels=(8, 8), norm_num_groups=4, **shape, **config).eval()

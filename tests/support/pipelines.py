@@ -6,9 +6,11 @@ import torch
 from diffusers import UNet2DModel
 
 from pipelines.pipeline_ddpm import DDPMPipeline
+from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
+from pipelines.pipeline_vae import VAEPipeline
 from pipelines.scheduling_ddpm import DDPMScheduler
 
-from .models import tiny_unet
+from .models import tiny_unet, tiny_vae
 
 T = 100  # training steps of the tiny schedulers
 STEPS = 6
@@ -36,3 +38,21 @@ def guided_pipe(unet=None, guide=None, scheduler=None):
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def build(kind: str):
+    """A tiny saved-able pipeline of each kind: (pipeline, the component whose weights a test tampers with)."""
+    if kind == "ddpm":
+        return DDPMPipeline(
+            tiny_unet(sample_size=8, channels=1, block_out_channels=(8,)), DDPMScheduler(num_train_timesteps=20)
+        ), "unet"
+    if kind == "vae":
+        return VAEPipeline(tiny_vae("vector")), "vae"
+    return LatentDDPMPipeline(
+        tiny_vae("spatial"),
+        tiny_unet(sample_size=2, channels=4, block_out_channels=(8,)),
+        DDPMScheduler(num_train_timesteps=20),
+    ), "vae"
+
+
+CLASSES = {"ddpm": DDPMPipeline, "vae": VAEPipeline, "latent": LatentDDPMPipeline}

@@ -19,85 +19,19 @@ from safetensors.torch import load_file
 
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
+from tests.support.training import STEPS, assert_same_state, checkpoint_tensors, ddpm_args, logged_losses
 from training import attach_guide, train_ddpm
 from training.checkpoints import list_checkpoints, resolve_checkpoint
 from training.config import DDPMTrainConfig, parse_config
 from training.data import BatchDraws, load_data
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY_UNET = [
-    "--data",
-    "sklearn-digits",
-    "--image_size",
-    "8",
-    "--batch_size",
-    "16",
-    "--block_out_channels",
-    "8,16",
-    "--attention_levels",
-    "",
-    "--layers_per_block",
-    "1",
-    "--norm_num_groups",
-    "4",
-    "--num_train_timesteps",
-    "50",
-    "--sample_every",
-    "0",
-    "--lr_warmup_steps",
-    "2",
-    "--learning_rate",
-    "3e-3",
-    "--sample_steps",
-    "4",
-    "--ema_decay",
-    "0.9",
-    "--num_threads",
-    "1",
-]
-STEPS = 20
-
-
-def ddpm_args(out: Path, *extra: str, steps: int = STEPS, every: int = 10) -> list[str]:
-    return [
-        "--output_dir",
-        str(out),
-        *TINY_UNET,
-        "--max_steps",
-        str(steps),
-        "--checkpoint_every",
-        str(every),
-        "--log_every",
-        "1",
-        *extra,
-    ]
-
-
-def logged_losses(out: Path) -> list[float]:
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r["loss"] for r in records if "loss" in r]
 
 
 def assert_loss_falls(out: Path, window: int = 8, factor: float = 0.8) -> None:
     losses = logged_losses(out)
     first, last = sum(losses[:window]) / window, sum(losses[-window:]) / window
     assert last < factor * first, f"loss did not fall: first {window} mean {first:.4f}, last {window} mean {last:.4f}"
-
-
-def checkpoint_tensors(ckpt: Path) -> dict[str, dict[str, torch.Tensor]]:
-    return {name: load_file(ckpt / f"{name}.safetensors") for name in ("model", "ema")}
-
-
-def assert_same_state(a: Path, b: Path) -> None:
-    """Model and EMA weights equal tensor for tensor; optimizer and LR-scheduler state files equal byte for byte."""
-    ta, tb = checkpoint_tensors(a), checkpoint_tensors(b)
-    for name in ta:
-        assert ta[name].keys() == tb[name].keys()
-        for key in ta[name]:
-            assert torch.equal(ta[name][key], tb[name][key]), f"{name}:{key} differs between {a} and {b}"
-    for name in ("optimizer.bin", "scheduler.bin"):
-        assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs between {a} and {b}"
-    assert json.loads((a / "state.json").read_text())["step"] == json.loads((b / "state.json").read_text())["step"]
 
 
 def sample_images(pipe, **kwargs) -> torch.Tensor:
