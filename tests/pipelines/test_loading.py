@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import UNet2DModel
 
 from pipelines.loading import check_pipeline_folder
 from pipelines.pipeline_ddpm import DDPMPipeline
@@ -22,26 +21,11 @@ from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
 from pipelines.scheduling_ddim import DDIMScheduler
 from pipelines.scheduling_ddpm import DDPMScheduler
 from pipelines.vae import VAE
+from tests.support.models import tiny_unet
 from tests.support.unsafe import write_pickle
 
 ROOT = Path(__file__).resolve().parents[2]
 T, STEPS = 50, 4
-
-
-def unet(sample_size=8, channels=1, blocks=(8, 16), num_class_embeds=None) -> UNet2DModel:
-    torch.manual_seed(0)
-    kinds = ("DownBlock2D",) * len(blocks), ("UpBlock2D",) * len(blocks)
-    return UNet2DModel(
-        sample_size=sample_size,
-        in_channels=channels,
-        out_channels=channels,
-        block_out_channels=blocks,
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=kinds[0],
-        up_block_types=kinds[1],
-        num_class_embeds=num_class_embeds,
-    ).eval()
 
 
 def saved_pipelines() -> dict:
@@ -56,12 +40,14 @@ def saved_pipelines() -> dict:
         scaling_factor=0.5,
     )
     return {
-        "ddpm": DDPMPipeline(unet(num_class_embeds=4), DDPMScheduler(num_train_timesteps=T)),
-        "ddim": DDPMPipeline(unet(), DDIMScheduler(num_train_timesteps=T)),
+        "ddpm": DDPMPipeline(tiny_unet(num_class_embeds=4), DDPMScheduler(num_train_timesteps=T)),
+        "ddim": DDPMPipeline(tiny_unet(), DDIMScheduler(num_train_timesteps=T)),
         "latent": LatentDDPMPipeline(
-            vae.eval(), unet(sample_size=2, channels=4, blocks=(8,)), DDPMScheduler(num_train_timesteps=T)
+            vae.eval(),
+            tiny_unet(sample_size=2, channels=4, block_out_channels=(8,)),
+            DDPMScheduler(num_train_timesteps=T),
         ),
-        "inpaint": DDPMInpaintPipeline(unet(), DDPMScheduler(num_train_timesteps=T)),
+        "inpaint": DDPMInpaintPipeline(tiny_unet(), DDPMScheduler(num_train_timesteps=T)),
     }
 
 
