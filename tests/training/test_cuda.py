@@ -17,7 +17,7 @@ TASKS = {
     "ddpm": (train_ddpm.main, ["--data", "sklearn-digits", "--image_size", "8", "--block_out_channels", "8,16",
                                "--attention_levels", "", "--layers_per_block", "1", "--norm_num_groups", "4"]),
     "vae": (train_vae.main, ["--eval_every", "3"]),
-    "classifier": (classifier.main, []),
+    "classifier": (classifier.main, ["--lr_warmup_steps", "2"]),
 }  # fmt: skip
 
 
