@@ -60,3 +60,11 @@ def test_the_check_sees_an_upward_import(tmp_path):
     assert imported_top_levels(bad) == {"os", "training", "playground"}
     bad.write_text('from .lazy import lazy_module\n\napp = lazy_module("app.main")\n')
     assert imported_top_levels(bad) == {"app"}
+
+
+def test_no_test_support_module_shadows_a_project_package():
+    """Scripts under tests/support run with that folder first on sys.path (torchrun runs launch_probe.py there): a
+    support module named like a package would hide it ("'pipelines' is not a package")."""
+    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()} | {"app"}
+    modules = {p.stem for p in (ROOT / "tests" / "support").glob("*.py")}
+    assert modules & packages == set()

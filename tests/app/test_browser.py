@@ -60,7 +60,7 @@ def error_toasts(page) -> list[str]:
     return page.locator('[data-testid="toast-body"].error').all_inner_texts()
 
 
-def wait_for_images(page, selector: str, count: int) -> None:
+def wait_for_images(page, selector: str, count: int, timeout_ms: float = TIMEOUT_MS) -> None:
     """Wait until ``selector`` holds at least ``count`` fully loaded <img> elements (scrolled to: galleries load
     their pictures lazily, when seen)."""
     page.locator(selector).first.scroll_into_view_if_needed(timeout=TIMEOUT_MS)
@@ -70,7 +70,7 @@ def wait_for_images(page, selector: str, count: int) -> None:
             return images.length >= count && [...images].every(im => im.complete && im.naturalWidth > 0);
         }""",
         arg=[selector, count],
-        timeout=TIMEOUT_MS,
+        timeout=timeout_ms,
     )
 
 
@@ -297,7 +297,8 @@ def test_steps_quality_grid_scores_each_sampler_and_step_count(page):
     page.get_by_label("Images per cell").first.fill("2")
     page.get_by_label("Images per cell").first.press("Tab")
     page.click("#steps-button")
-    wait_for_images(page, "#steps-gallery", 8)  # DDIM and DDPM × 5, 10, 25, 50 steps
+    # DDIM and DDPM × 5, 10, 25, 50 steps, each cell scored: about a minute on a loaded 2-core machine
+    wait_for_images(page, "#steps-gallery", 8, timeout_ms=3 * TIMEOUT_MS)
     assert "% confident" in page.inner_text("#steps-gallery")
     assert "DDPM" in page.inner_text("#steps-table")
     assert error_toasts(page) == []

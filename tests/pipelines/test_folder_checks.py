@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from pipelines.folder_checks import MAX_DEPTH, MAX_NUMBER, MAX_PARAMETERS, MAX_SIDE
 from pipelines.pipeline_ddpm import DDPMPipeline
-from tests.support.pipelines import CLASSES, build
+from tests.support.tiny_pipelines import CLASSES, build
 from tests.support.unsafe import write_pickle
 
 INDEX = "diffusion_pytorch_model.safetensors.index.json"

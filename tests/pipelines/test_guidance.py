@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pipelines import guidance
-from tests.support.pipelines import guided_pipe, sample
+from tests.support.tiny_pipelines import guided_pipe, sample
 
 
 @pytest.fixture(params=["side by side", "one after another"])

@@ -204,7 +204,7 @@ def test_the_closure_follows_both_forms_of_relative_import_and_refuses_what_cann
 
 @pytest.mark.parametrize("kind", ["ddpm", "latent", "vae"])
 def test_a_saved_pipeline_carries_its_code_and_our_loader_never_imports_it(tmp_path, kind):
-    from tests.support.pipelines import CLASSES, build
+    from tests.support.tiny_pipelines import CLASSES, build
 
     pipe = build(kind)[0]
     if kind == "ddpm":

@@ -14,7 +14,7 @@ from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.scheduling_ddim import DDIMScheduler
 from pipelines.scheduling_ddpm import DDPMScheduler
 from tests.support.models import tiny_unet
-from tests.support.pipelines import STEPS, T, guided_pipe, make_pipe, sample, small_guide
+from tests.support.tiny_pipelines import STEPS, T, guided_pipe, make_pipe, sample, small_guide
 
 NUM_CLASSES = 3
 

@@ -9,7 +9,7 @@ import torch
 from pipelines import defaults
 from pipelines.samplers import SAMPLERS, check_steps, make_scheduler, resolve_sampler, step_cap
 from pipelines.scheduling_ddpm import DDPMScheduler
-from tests.support.pipelines import make_pipe, sample
+from tests.support.tiny_pipelines import make_pipe, sample
 
 SAVED = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", timestep_spacing="leading").config
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.support.pipelines import CLASSES, build
+from tests.support.tiny_pipelines import CLASSES, build
 from tests.support.unsafe import write_pickle
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"

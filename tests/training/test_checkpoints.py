@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.training import assert_same_state, ddpm_args
+from tests.support.training_runs import assert_same_state, ddpm_args
 from training import train_ddpm
 from training.checkpoints import checkpoint_problem, list_checkpoints, resolve_checkpoint
 

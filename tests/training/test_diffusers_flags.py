@@ -12,7 +12,7 @@ import torch
 from huggingface_hub import HfApi
 from safetensors.torch import load_file
 
-from tests.support.training import ddpm_args
+from tests.support.training_runs import ddpm_args
 from training import train_ddpm
 from training.config import DDPMTrainConfig, VAETrainConfig, parse_config
 from training.data import load_data

@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.support.training import ROOT, STEPS, assert_same_state, ddpm_args, logged_losses
+from tests.support.training_runs import ROOT, STEPS, assert_same_state, ddpm_args, logged_losses
 from training import train_ddpm
 from training.data import BatchSampler, load_data
 from training.launch import LaunchMismatch, check_launch, requested_processes

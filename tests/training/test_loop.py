@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
-from tests.support.training import STEPS, assert_same_state, checkpoint_tensors, ddpm_args, logged_losses
+from tests.support.training_runs import STEPS, assert_same_state, checkpoint_tensors, ddpm_args, logged_losses
 from training import attach_guide, train_ddpm
 from training.checkpoints import list_checkpoints, resolve_checkpoint
 from training.config import DDPMTrainConfig, parse_config
