@@ -8,24 +8,17 @@ Runs on tiny random models (tests/support/app_server.py); skipped when /usr/bin/
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import pytest
 
 from pipelines.defaults import DEFAULT_AUTOGUIDANCE_SCALE, DEFAULT_SAMPLER
 from pipelines.samplers import SAMPLERS
 from tests.support.app_server import launch_app, make_tiny_models, stop_app
+from tests.support.browser import NEEDS_CHROMIUM, SCREENSHOTS, chromium, error_toasts, opened_page
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 TIMEOUT_MS = 60_000
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)"
-    ),
-]
+pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
@@ -41,23 +34,14 @@ def app_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
 def page(browser, app_url):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(app_url)
-    page.wait_for_selector("#sample-button", timeout=TIMEOUT_MS)
-    yield page
-    page.close()
-
-
-def error_toasts(page) -> list[str]:
-    return page.locator('[data-testid="toast-body"].error').all_inner_texts()
+    with opened_page(browser, app_url, "#sample-button", TIMEOUT_MS) as page:
+        yield page
 
 
 def wait_for_images(page, selector: str, count: int, timeout_ms: float = TIMEOUT_MS) -> None:

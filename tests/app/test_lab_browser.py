@@ -4,23 +4,14 @@ tests/screenshots/lab-*.png (look at them)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from tests.support.browser import NEEDS_CHROMIUM, SCREENSHOTS, chromium, error_toasts, opened_page
 from tests.support.lab_server import serve_lab_tab
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 TIMEOUT_MS = 90_000
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)"
-    ),
-]
+pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
@@ -32,23 +23,14 @@ def url():
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
 def page(browser, url):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url)
-    page.wait_for_selector("#lab-diffusion-train", timeout=TIMEOUT_MS)
-    yield page
-    page.close()
-
-
-def error_toasts(page) -> list[str]:
-    return page.locator('[data-testid="toast-body"].error').all_inner_texts()
+    with opened_page(browser, url, "#lab-diffusion-train", TIMEOUT_MS) as page:
+        yield page
 
 
 def image_source(page, selector: str) -> str | None:
