@@ -71,24 +71,6 @@ def when_bundled(fn, *keys: str):
     return run
 
 
-def on_page_open(demo: gr.Blocks, fn, inputs, outputs, api_name: str, **options):
-    """``fn`` run once when the page opens, on its ``inputs``' starting values. The event takes no inputs, so a client
-    can ask it only for the page's own first view: any other view goes through the public endpoint, in its budget."""
-    starting = [component.value for component in inputs or []]
-
-    if inspect.isgeneratorfunction(fn):
-
-        def first_view():
-            yield from fn(*starting)
-
-    else:
-
-        def first_view():
-            return fn(*starting)
-
-    return demo.load(first_view, None, outputs, api_name=api_name, api_visibility="private", **options)
-
-
 def endpoint_shown_on_open(
     demo: gr.Blocks,
     triggers: list,
@@ -103,8 +85,13 @@ def endpoint_shown_on_open(
     """``fn`` as the public endpoint ``api_name``, run by ``triggers`` (a button, or the inputs themselves for a
     live view) and once when the page opens, so that no visitor meets an empty box (``needs``: the models it uses).
     A ``slow`` one (seconds) runs in the "heavy" group when asked for; on open, every one runs :data:`ON_OPEN`."""
-    on_open = on_page_open(
-        demo, when_bundled(fn, *needs), inputs, outputs, f"ui_{api_name}_on_open", **{**options, **ON_OPEN}
+    on_open = demo.load(
+        when_bundled(fn, *needs),
+        inputs,
+        outputs,
+        api_name=f"ui_{api_name}_on_open",
+        api_visibility="private",
+        **{**options, **ON_OPEN},
     )
     heavy = {"concurrency_id": "heavy"} if slow else {}
     # a visitor's own request replaces the on-open one if that has not answered yet (it would overwrite theirs)

@@ -14,7 +14,7 @@ from ..cancel import cancellable, stop_callback
 from ..images import SIZE, editor_array, test_digit, to_gray, to_pils
 from ..limits import HEAVY
 from ..validation import MAX_DDPM_STEPS, check_choice, check_int, check_seed, check_steps
-from ..widgets import DIGIT_HELP, NUM_TEST, ON_OPEN, missing_banner, on_page_open, seed_input, when_bundled
+from ..widgets import DIGIT_HELP, NUM_TEST, ON_OPEN, missing_banner, seed_input, when_bundled
 
 TITLE = "Inpaint"
 ID = "inpaint"
@@ -204,7 +204,7 @@ def build(demo: gr.Blocks) -> None:
     index.change(editor_value, index, editor, api_name="ui_inpaint_digit", api_visibility="private")
     editor.input(mask_after_painting, editor, mask, api_name="ui_inpaint_mask", api_visibility="private")
     # not queued behind the slow on-open work: a visitor may start painting at once
-    on_page_open(demo, editor_value, [index], editor, "ui_inpaint_digit_load")
+    demo.load(editor_value, index, editor, api_name="ui_inpaint_digit_load", api_visibility="private")
     first = demo.load(
         when_bundled(first_view, "pixel"),
         None,

@@ -16,7 +16,7 @@ from lab.budget import MAX_SECONDS
 from pipelines.schedules import schedule_label
 
 from .. import lab_handlers as handlers
-from ..widgets import on_page_open, seed_input
+from ..widgets import seed_input
 
 TITLE = "Train it yourself"
 ID = "lab"
@@ -154,7 +154,7 @@ def _preview_events(demo: gr.Blocks, target, drawing, samples) -> None:
         samples,
         **_private("ui_lab_preview", trigger_mode="always_last", show_progress="hidden"),
     )
-    on_page_open(demo, handlers.preview_target, [target, drawing], samples, "ui_lab_preview_load")
+    demo.load(handlers.preview_target, [target, drawing], samples, **_private("ui_lab_preview_load"))
     gr.Button(visible=False).click(handlers.preview_target, [target, drawing], samples, api_name="lab_target")
 
 

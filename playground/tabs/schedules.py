@@ -18,7 +18,7 @@ from pipelines.data_range import to_image_range, to_model_range
 from ..images import SIZE, input_digit, to_pils
 from ..plots import SCHEDULE_PANELS, schedule_figure, schedule_panel_figure
 from ..validation import check_float, check_int, check_seed
-from ..widgets import ON_OPEN, digit_inputs, endpoint_shown_on_open, on_page_open, seed_input
+from ..widgets import ON_OPEN, digit_inputs, endpoint_shown_on_open, seed_input
 
 TITLE = "Schedules"
 ID = "schedules"
@@ -188,7 +188,14 @@ def schedules_section(demo: gr.Blocks) -> list:
             for key, (title, _) in SCHEDULE_PANELS.items()
         ]
     schedule_inputs = [names, num_steps, beta_start, beta_end]
-    on_open = on_page_open(demo, schedule_panels, schedule_inputs, panels, "ui_schedule_panels_on_open", **ON_OPEN)
+    on_open = demo.load(
+        schedule_panels,
+        schedule_inputs,
+        panels,
+        api_name="ui_schedule_panels_on_open",
+        api_visibility="private",
+        **ON_OPEN,
+    )
     gr.on(
         [c.change for c in schedule_inputs],
         schedule_panels,
@@ -226,7 +233,7 @@ def forward_section(demo: gr.Blocks, schedule_inputs: list) -> None:
     stats = gr.Dataframe(headers=STATS_HEADERS, label="statistics", elem_id="forward-stats")
     num_steps = schedule_inputs[1]
     num_steps.change(t_slider_range, num_steps, t, api_name="ui_t_range", api_visibility="private")
-    on_page_open(demo, t_slider_range, [num_steps], t, "ui_t_range_load")
+    demo.load(t_slider_range, num_steps, t, api_name="ui_t_range_load", api_visibility="private")
     endpoint_shown_on_open(
         demo,
         [t.input, index.input, drawing.change, seed.input, *(c.change for c in schedule_inputs)],

@@ -232,31 +232,6 @@ def test_the_lab_trainings_keep_their_one_job_group_and_quick_views_never_wait_b
     assert page_open, "the page-open views keep their own group"
 
 
-def page_open_events(demo) -> list:
-    return [fn for fn in demo.fns.values() if any(target[1] == "load" for target in fn.targets)]
-
-
-def test_page_open_events_take_no_inputs_so_a_client_gets_only_the_first_view():
-    """A hidden page-open event that took the page's inputs ran any view a client asked for (a 16-frame × 200-step
-    walk) in the page-open budget; bound to the starting values, it can only give the page's own first view."""
-    import app
-
-    opening = page_open_events(app.demo)
-    assert len(opening) > 10
-    assert {fn.api_name: len(fn.inputs) for fn in opening if fn.inputs} == {}
-
-
-def test_cheap_page_open_views_run_on_the_starting_values():
-    import app
-
-    views = {fn.api_name: fn.fn for fn in page_open_events(app.demo)}
-    assert views["ui_t_range_load"]() is not None
-    panels = views["ui_schedule_panels_on_open"]()
-    assert len(panels) == 3
-    editor = views["ui_inpaint_digit_load"]()
-    assert editor is not None
-
-
 def test_the_labs_downloads_live_in_the_swept_cache_and_go_with_it(tmp_path, monkeypatch):
     """The lab's model downloads went to fresh folders outside the swept cache that nothing deleted (3–5 GB an hour
     for one client); they are written inside it now, and the sweep removes them and their folders."""
