@@ -25,24 +25,16 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def sampling_kwargs(pipe) -> dict:
-    """The app's settings for a pipeline: its default sampler and steps, guidance where it has any."""
-    from pipelines.defaults import (
-        DEFAULT_AUTOGUIDANCE_INTERVAL,
-        DEFAULT_AUTOGUIDANCE_SCALE,
-        DEFAULT_GUIDANCE_SCALE,
-        DEFAULT_SAMPLER,
-        DEFAULT_STEPS,
-    )
-    from pipelines.samplers import make_scheduler
+    """The app's settings for a pipeline (pipelines/defaults.py): its scheduler, steps and guidance; 16 digits 0–9
+    in turn for a class-conditional one."""
+    from pipelines.defaults import DEFAULT_STEPS, app_sampling_kwargs, app_scheduler
 
     if not hasattr(pipe, "unet"):
         return {}
-    pipe.scheduler = make_scheduler(pipe.scheduler.config, DEFAULT_SAMPLER)
-    kwargs = {"num_inference_steps": DEFAULT_STEPS}
-    if pipe.unet.config.num_class_embeds:
-        kwargs.update(class_labels=torch.arange(16) % 10, guidance_scale=DEFAULT_GUIDANCE_SCALE)
-    if getattr(pipe, "guide_unet", None) is not None:
-        kwargs.update(autoguidance_scale=DEFAULT_AUTOGUIDANCE_SCALE, guidance_interval=DEFAULT_AUTOGUIDANCE_INTERVAL)
+    pipe.scheduler = app_scheduler(pipe)
+    kwargs = {"num_inference_steps": DEFAULT_STEPS, **app_sampling_kwargs(pipe)}
+    if "guidance_scale" in kwargs:
+        kwargs["class_labels"] = torch.arange(16) % 10
     return kwargs
 
 
