@@ -149,17 +149,19 @@ def save_checkpoint(
 
 
 def checkpoints_to_rotate(out: Path, step: int, keep: int) -> list[Path]:
-    """The checkpoints older than the ``keep`` newest sound ones up to ``step`` (0: keep all). A damaged checkpoint
-    or one past ``step`` (another run's) neither counts as kept nor is deleted: rotation never removes the last
-    good checkpoint because a broken or foreign folder sorts after it."""
+    """The checkpoints up to ``step`` older than its ``keep`` newest sound ones (0: keep all). A damaged checkpoint
+    newer than those, or one past ``step`` (another run's), neither counts as kept nor is deleted: rotation never
+    removes the last good checkpoint because a broken or foreign folder sorts after it. Only the newest are read
+    (checked for damage), not every older one at every save."""
     if keep <= 0:
         return []
-    sound = [
-        path
-        for path in list_checkpoints(out)
-        if int(CHECKPOINT_NAME.fullmatch(path.name).group(1)) <= step and checkpoint_problem(path) is None
-    ]
-    return sound[:-keep]
+    ours = [path for path in list_checkpoints(out) if int(CHECKPOINT_NAME.fullmatch(path.name).group(1)) <= step]
+    kept = 0
+    for index in range(len(ours) - 1, -1, -1):
+        kept += checkpoint_problem(ours[index]) is None
+        if kept == keep:
+            return ours[:index]
+    return []
 
 
 def load_checkpoint(accelerator: Accelerator, ckpt: Path, ema: EMAModel | None) -> tuple[int, float, float]:
