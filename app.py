@@ -30,7 +30,7 @@ import gradio as gr
 import torch
 
 from pipelines import deferred
-from playground import models, server
+from playground import models, server, visitors
 from playground.atomic_cache import make_gradio_cache_writes_atomic
 from playground.style import page_style
 from playground.tabs import TABS
@@ -38,7 +38,6 @@ from playground.tabs import TABS
 make_gradio_cache_writes_atomic()  # concurrent identical answers must not serve a half-written picture
 server.harden()  # pictures bounded before decoding, no server paths in errors, one log line per user error
 CONCURRENCY_LIMIT = int(os.environ.get("PLAYGROUND_CONCURRENCY", "2"))
-QUEUE_SIZE = 32
 
 
 def build_demo() -> gr.Blocks:
@@ -51,7 +50,8 @@ def build_demo() -> gr.Blocks:
                 with gr.Tab(tab.TITLE, id=tab.ID):
                     tab.build(demo)
     server.share_concurrency(demo)  # heavy events share one limit; so do the other events that take a picture
-    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=visitors.QUEUE_SIZE)
+    visitors.bound_queue(demo)  # one visitor cannot fill the queue; quick views are never refused for heavy ones
     return demo
 
 

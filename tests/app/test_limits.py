@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("gradio_client")
 
-from playground import limits
+from playground import limits, visitors
 from tests.support import gradio_http as http
 from tests.support.app_server import make_tiny_models
 from tests.support.limits import (
@@ -22,6 +22,7 @@ from tests.support.limits import (
     case_files,
     case_largest,
     case_upload,
+    case_visitors,
     noise_png,
     serve_for_cases,
     server_log,
@@ -86,6 +87,14 @@ def test_heavy_jobs_share_one_concurrency_limit(served):
     url, pid, _ = served
     figures = case_concurrency(url, pid, steps=60, images=8, per_endpoint=3)
     assert 1 <= figures["most_at_once"] <= 2  # PLAYGROUND_CONCURRENCY, across sampling and inpainting together
+
+
+def test_one_visitor_flooding_the_queue_is_bounded_and_others_still_get_views_and_samples(served):
+    url, _, _ = served
+    figures = case_visitors(url, flood=12, steps=100, images=16)
+    assert figures["flood_taken"] == visitors.MAX_HEAVY_PER_VISITOR and figures["flood_refused"] == 12 - visitors.MAX_HEAVY_PER_VISITOR
+    assert figures["refusal"].startswith("HTTP 429") and "wait for one to finish" in figures["refusal"]
+    assert figures["other_quick_view"] == "complete: answered" and figures["other_sample_join"] == 200
 
 
 def test_malformed_requests_get_a_clear_4xx_and_errors_no_server_path(served):

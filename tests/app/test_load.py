@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("gradio_client")
 
 from tests.support.app_server import make_tiny_models
-from tests.support.load import PeakMemory, resident_bytes, run_load, serve_app
+from tests.support.load import PeakMemory, resident_bytes, run_load, serve_app, visitor_client
 
 USERS, REQUESTS = 4, 2
 
@@ -100,7 +100,7 @@ def test_a_lab_training_job_and_eight_sampling_clients_at_once_all_succeed(tmp_p
         training = trainer.submit(target="moons", num_steps=20, max_seconds=8, api_name="/lab_train_diffusion")
 
         def sample(seed: int) -> int:
-            client = Client(url, verbose=False)
+            client = visitor_client(url, seed)
             images = client.predict(model="latent", steps=3, num_images=2, seed=seed, api_name="/sample")[0]
             return len(images)
 

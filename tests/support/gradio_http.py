@@ -90,9 +90,17 @@ class Outcome:
     seconds: float = 0.0
 
 
-def join(url: str, fn_index: int, data: list, session_hash: str, event_data=None) -> httpx.Response:
+def visitor_headers(visitor: str | None) -> dict:
+    """The header that makes a call come from ``visitor`` (an address) to a server that trusts it (tests serve the
+    app with ``PLAYGROUND_TRUST_FORWARDED=1``, as a Space's proxy does): every test call comes from 127.0.0.1."""
+    return {"X-Forwarded-For": visitor} if visitor else {}
+
+
+def join(
+    url: str, fn_index: int, data: list, session_hash: str, event_data=None, visitor: str | None = None
+) -> httpx.Response:
     body = {"data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": event_data}
-    return httpx.post(f"{url}{API}/queue/join", json=body, timeout=60)
+    return httpx.post(f"{url}{API}/queue/join", json=body, headers=visitor_headers(visitor), timeout=60)
 
 
 def listen(url: str, session_hash: str, event_id: str, timeout: float, on_update=None) -> Outcome:
@@ -121,10 +129,12 @@ def listen(url: str, session_hash: str, event_id: str, timeout: float, on_update
     return Outcome("error", message="stream closed without a result", seconds=time.perf_counter() - start)
 
 
-def run_event(url: str, fn_index: int, data: list, event_data=None, timeout: float = 300, on_update=None) -> Outcome:
-    """Join the queue with ``data`` (and ``event_data`` for select events) and wait for the outcome."""
+def run_event(
+    url: str, fn_index: int, data: list, event_data=None, timeout: float = 300, on_update=None, visitor=None
+) -> Outcome:
+    """Join the queue with ``data`` (and ``event_data`` for select events) as ``visitor`` and wait for the outcome."""
     session_hash = uuid.uuid4().hex
-    response = join(url, fn_index, data, session_hash, event_data)
+    response = join(url, fn_index, data, session_hash, event_data, visitor)
     if response.status_code != 200:
         return Outcome("refused", message=response.text[:500], http_status=response.status_code)
     return listen(url, session_hash, response.json()["event_id"], timeout, on_update)

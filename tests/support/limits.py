@@ -20,6 +20,9 @@ Cases (``--cases``, default all):
   seconds until each /cancel answers, how long a small request sent right after waits, server CPU seconds meanwhile.
 - ``errors``: crafted hidden-endpoint input, an unknown fn_index, an upload without a name, an unreadable upload,
   a server path, t = 1500 with T = 2000: the answer to each; log lines and tracebacks for three user errors.
+- ``visitors``: one visitor sends ``--flood`` slow sampling jobs at once (the red team's queue flood, E3); how many
+  were taken and refused (and how), then, while they run, whether another visitor's quick view and sampling job are
+  taken, and how long the quick view took.
 
 Runs against the tree it lives in: copy it, with tests/support/gradio_http.py, into an older checkout to measure that.
 """
@@ -42,7 +45,7 @@ from tests.support import gradio_http as http
 from tests.support.load import PeakMemory, resident_bytes, serve_app
 
 MB = 2**20
-CASES = ("bomb", "largest", "blobs", "upload", "files", "concurrency", "cancel", "errors")
+CASES = ("bomb", "largest", "blobs", "upload", "files", "concurrency", "cancel", "errors", "visitors")
 
 # ---------------------------------------------------------------- pictures and helpers
 
@@ -208,8 +211,12 @@ def case_concurrency(url: str, pid: int, steps: int = 300, images: int = 64, per
 
     jobs = slow_jobs(steps, images, per_endpoint)
     threads = [
-        threading.Thread(target=http.run_event, args=(url, events[name], args), kwargs={"on_update": on_update})
-        for name, args in jobs
+        threading.Thread(
+            target=http.run_event,
+            args=(url, events[name], args),
+            kwargs={"on_update": on_update, "visitor": f"10.0.0.{i}"},  # each its own visitor: all run or wait
+        )
+        for i, (name, args) in enumerate(jobs)
     ]
     with PeakMemory(pid, every=0.05) as memory:
         for thread in threads:
@@ -291,6 +298,26 @@ def case_errors(url: str, log: Path | None) -> dict:
     return figures
 
 
+def case_visitors(url: str, flood: int = 40, steps: int = 300, images: int = 64) -> dict:
+    events = http.fn_indices(url)
+    sample = ["pixel", "DDPM", steps, 0.0, 0, images, 0, 1.0, 1.0]
+    joins = [http.join(url, events["sample"], sample, uuid.uuid4().hex, visitor="10.9.9.9") for _ in range(flood)]
+    refused = [r for r in joins if r.status_code != 200]
+    forward = [["linear"], 1000, 1e-4, 0.02, 0, None, 200, 0]
+    quick = http.run_event(url, events["forward_process"], forward, visitor="10.8.8.8", timeout=600)
+    other = http.join(
+        url, events["sample"], ["pixel", "DDIM", 2, 0.0, 0, 1, 0, 1.0, 1.0], uuid.uuid4().hex, None, "10.8.8.8"
+    )
+    return {
+        "flood_taken": flood - len(refused),
+        "flood_refused": len(refused),
+        "refusal": f"HTTP {refused[0].status_code} {refused[0].json().get('detail')}" if refused else None,
+        "other_quick_view": answer(quick),
+        "other_quick_view_s": round(quick.seconds, 2),
+        "other_sample_join": other.status_code,
+    }
+
+
 # ---------------------------------------------------------------- running them
 
 
@@ -325,6 +352,7 @@ def main() -> int:
     parser.add_argument("--upload-mb", type=int, default=64)
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--settle", type=float, default=8.0)
+    parser.add_argument("--flood", type=int, default=40, help="slow jobs one visitor sends at once (visitors case)")
     parser.add_argument("--keep-log", action="store_true", help="print the end of the server's log")
     args = parser.parse_args()
     from tests.support.app_server import make_tiny_models
@@ -343,6 +371,7 @@ def main() -> int:
             "concurrency": lambda: case_concurrency(url, pid),
             "cancel": lambda: case_cancel(url, pid),
             "errors": lambda: case_errors(url, log),
+            "visitors": lambda: case_visitors(url, args.flood),
         }
         for case in args.cases.split(","):
             for name, value in cases[case]().items():

@@ -40,6 +40,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tests.support.gradio_http import visitor_headers
+
 ROOT = Path(__file__).resolve().parents[2]
 
 DISPLAY_SIZE = 112  # 28-px digits shown ×4
@@ -71,6 +73,7 @@ def serve_app(
         "HF_HUB_OFFLINE": "1",
         "GRADIO_ANALYTICS_ENABLED": "False",
         "PLAYGROUND_MODELS_DIR": str(Path(models_dir).resolve()),
+        "PLAYGROUND_TRUST_FORWARDED": "1",  # each simulated visitor says who it is (visitor_client)
         **(env or {}),
     }
     log = tempfile.NamedTemporaryFile(prefix="app-server-", suffix=".log", delete=False)  # noqa: SIM115 (the server writes it until stopped)
@@ -107,6 +110,13 @@ def serve_app(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def visitor_client(url: str, index: int, **options):
+    """A gradio_client Client that the served app counts as visitor number ``index`` (see gradio_http.visitor_headers)."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, headers=visitor_headers(f"10.0.{index // 256}.{index % 256}"), **options)
 
 
 def resident_bytes(pid: int) -> int:
@@ -227,11 +237,10 @@ def mixed_requests(available: set[str], picture: Path, steps: int | None = None)
 
 def cancelling_user(url: str, index: int, request: tuple, names: dict[str, str], timeout: float) -> list[dict]:
     """Start ``request`` (a streaming one), cancel it after its first streamed update; seconds until it is over."""
-    from gradio_client import Client
     from gradio_client.utils import Status
 
     function, args, _ = request
-    job = Client(url, verbose=False).submit(*args, api_name=names[function])
+    job = visitor_client(url, index).submit(*args, api_name=names[function])
     deadline = time.monotonic() + timeout
     while job.status().code not in (Status.ITERATING, Status.FINISHED) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -296,9 +305,7 @@ def validate(function: str, result, expected: int | None) -> str | None:
 
 def user(url: str, index: int, plan: list, names: dict[str, str], timeout: float) -> list[dict]:
     """One client making its requests in turn: [{function, seconds, error}]."""
-    from gradio_client import Client
-
-    client = Client(url, verbose=False)
+    client = visitor_client(url, index)
     records = []
     for function, args, expected in plan:
         start = time.perf_counter()
