@@ -71,6 +71,51 @@ def when_bundled(fn, *keys: str):
     return run
 
 
+def same_value(given, starting) -> bool:
+    """Whether an input as the page sends it equals a starting value (numbers as numbers, lists item by item)."""
+    if isinstance(given, (list, tuple)) and isinstance(starting, (list, tuple)):
+        return len(given) == len(starting) and all(same_value(g, s) for g, s in zip(given, starting))
+    numbers = (int, float)
+    if isinstance(given, numbers) and isinstance(starting, numbers) and not isinstance(given, bool):
+        return float(given) == float(starting)
+    return given == starting
+
+
+def page_open_only(fn, inputs, endpoint: str):
+    """``fn`` for an event the page runs when it opens: it answers only the inputs' starting values (pictures
+    aside: the page sends an empty canvas, and a picture's size is bounded on its own). A crafted call with other
+    values (a 16-frame × 200-step walk) is refused: that work belongs to the public endpoint, in its budget."""
+    starting = [(i, c.label or type(c).__name__, c.value) for i, c in enumerate(inputs or []) if not is_picture(c)]
+
+    def check(args) -> None:
+        changed = [label for i, label, value in starting if not same_value(args[i], value)]
+        if changed:
+            raise gr.Error(
+                f"The page-open view takes the page's starting values ({', '.join(changed)} differ): "
+                f"call /{endpoint} for others."
+            )
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def stream(*args):
+            check(args)
+            yield from fn(*args)
+
+        return stream
+
+    @functools.wraps(fn)
+    def run(*args):
+        check(args)
+        return fn(*args)
+
+    return run
+
+
+def is_picture(component) -> bool:
+    return isinstance(component, (gr.Image, gr.ImageEditor))  # gr.Sketchpad is an ImageEditor
+
+
 def endpoint_shown_on_open(
     demo: gr.Blocks,
     triggers: list,
@@ -86,7 +131,7 @@ def endpoint_shown_on_open(
     live view) and once when the page opens, so that no visitor meets an empty box (``needs``: the models it uses).
     A ``slow`` one (seconds) runs in the "heavy" group when asked for; on open, every one runs :data:`ON_OPEN`."""
     on_open = demo.load(
-        when_bundled(fn, *needs),
+        page_open_only(when_bundled(fn, *needs), inputs, api_name),
         inputs,
         outputs,
         api_name=f"ui_{api_name}_on_open",

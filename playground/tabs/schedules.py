@@ -18,7 +18,7 @@ from pipelines.data_range import to_image_range, to_model_range
 from ..images import SIZE, input_digit, to_pils
 from ..plots import SCHEDULE_PANELS, schedule_figure, schedule_panel_figure
 from ..validation import check_float, check_int, check_seed
-from ..widgets import ON_OPEN, digit_inputs, endpoint_shown_on_open, seed_input
+from ..widgets import ON_OPEN, digit_inputs, endpoint_shown_on_open, page_open_only, seed_input
 
 TITLE = "Schedules"
 ID = "schedules"
@@ -189,7 +189,7 @@ def schedules_section(demo: gr.Blocks) -> list:
         ]
     schedule_inputs = [names, num_steps, beta_start, beta_end]
     on_open = demo.load(
-        schedule_panels,
+        page_open_only(schedule_panels, schedule_inputs, "schedule_plot"),
         schedule_inputs,
         panels,
         api_name="ui_schedule_panels_on_open",

@@ -92,7 +92,10 @@ def test_heavy_jobs_share_one_concurrency_limit(served):
 def test_one_visitor_flooding_the_queue_is_bounded_and_others_still_get_views_and_samples(served):
     url, _, _ = served
     figures = case_visitors(url, flood=12, steps=100, images=16)
-    assert figures["flood_taken"] == visitors.MAX_HEAVY_PER_VISITOR and figures["flood_refused"] == 12 - visitors.MAX_HEAVY_PER_VISITOR
+    assert (
+        figures["flood_taken"] == visitors.MAX_HEAVY_PER_VISITOR
+        and figures["flood_refused"] == 12 - visitors.MAX_HEAVY_PER_VISITOR
+    )
     assert figures["refusal"].startswith("HTTP 429") and "wait for one to finish" in figures["refusal"]
     assert figures["other_quick_view"] == "complete: answered" and figures["other_sample_join"] == 200
 
@@ -106,5 +109,6 @@ def test_malformed_requests_get_a_clear_4xx_and_errors_no_server_path(served):
     assert "'notes.png' is not a readable image" in figures["unreadable_upload"]
     assert figures["server_path"].startswith("error: Cannot move relative.png")
     assert figures["forward_t1500_T2000"] == "complete: answered"
+    assert figures["page_open_walk_16x200"].startswith("error: The page-open view takes the page's starting values")
     assert figures["log_lines_for_3_user_errors"] == 3 and figures["tracebacks_for_3_user_errors"] == 0
     assert not re.search(re.escape(str(Path(__file__).resolve().parents[2])), str(figures))
