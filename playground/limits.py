@@ -77,13 +77,30 @@ class BlobStore:
 
     Holds at most ``budget`` bytes in all: a new blob drops the oldest canvases first; a canvas older than
     ``lifetime`` seconds is dropped unread. Used by Gradio's ``ImageEditor.preprocess`` through ``get``, ``in`` and
-    ``pop``; filled by :meth:`put`. Thread-safe (component-server calls run in worker threads).
+    ``pop``; filled by :meth:`put`. Thread-safe (component-server calls run in worker threads). The keys of the
+    last ``MAX_DROPPED`` canvases dropped unread are kept (:meth:`was_dropped`): Gradio reads a missing canvas as an
+    empty one, and the app would have drawn its test digit in place of the visitor's drawing.
     """
+
+    MAX_DROPPED = 4096
 
     def __init__(self, budget: int, lifetime: float, clock=time.monotonic):
         self.budget, self.lifetime, self.clock = budget, lifetime, clock
         self._canvases: OrderedDict[str, tuple[float, EditorDataBlobs]] = OrderedDict()
+        self._dropped: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
+
+    def _forget(self, key: str) -> None:
+        """Drop canvas ``key`` unread, remembering that it was (lock held)."""
+        del self._canvases[key]
+        self._dropped[key] = None
+        while len(self._dropped) > self.MAX_DROPPED:
+            self._dropped.popitem(last=False)
+
+    def was_dropped(self, key) -> bool:
+        """Whether canvas ``key`` was dropped before any event read it (the budget or its lifetime)."""
+        with self._lock:
+            return key in self._dropped
 
     @staticmethod
     def size_of(blobs: EditorDataBlobs) -> int:
@@ -96,7 +113,7 @@ class BlobStore:
     def _drop_expired(self) -> None:
         now = self.clock()
         for key in [k for k, (born, _) in self._canvases.items() if now - born > self.lifetime]:
-            del self._canvases[key]
+            self._forget(key)
 
     def put(self, key: str, kind: str, index: int | None, data: bytes) -> None:
         """Store one blob of canvas ``key``: its background, composite or layer ``index`` (< MAX_LAYERS)."""
@@ -113,11 +130,12 @@ class BlobStore:
                 setattr(blobs, kind, data)
             total = sum(self.size_of(b) for _, b in self._canvases.values()) + self.size_of(blobs)
             while total > self.budget and self._canvases:  # the oldest canvases go first
-                _, (_, dropped) = self._canvases.popitem(last=False)
-                total -= self.size_of(dropped)
+                oldest = next(iter(self._canvases))
+                total -= self.size_of(self._canvases[oldest][1])
+                self._forget(oldest)
             self._canvases[key] = (born, blobs)
             if total > self.budget:  # this canvas alone is over the budget
-                del self._canvases[key]
+                self._forget(key)
                 raise ValueError(f"a canvas of {total} bytes exceeds the budget of {self.budget}.")
 
     def get(self, key, default=None):
@@ -184,6 +202,12 @@ def bounded(preprocess, sources):
         if payload is None:
             return preprocess(self, payload)
         field = field_name(self)
+        if getattr(payload, "id", None) is not None and BLOBS.was_dropped(payload.id):
+            raise gr.Error(
+                f"{field}: your drawing was dropped before it could be used (the server keeps "
+                f"{BLOB_BUDGET_BYTES // 2**20} MB of drawings for all visitors, each for {BLOB_LIFETIME_S:.0f} s): "
+                "send it again."
+            )
         if count_layers(payload) > MAX_LAYERS:
             raise gr.Error(f"{field}: at most {MAX_LAYERS} layers are accepted, got {count_layers(payload)}.")
         for source, name in sources(payload):

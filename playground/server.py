@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
 import functools
 import gc
 import logging
@@ -24,11 +25,13 @@ import re
 import threading
 import time
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import gradio as gr
 from fastapi.responses import JSONResponse
 from gradio import queueing, utils
 from gradio.utils import get_upload_folder
+from starlette.middleware import Middleware
 
 from . import limits
 
@@ -43,6 +46,7 @@ def cache_sweep_setting() -> tuple[float, float]:
 
 
 CACHE_SWEEP_S, CACHE_AGE_S = cache_sweep_setting()
+SESSION_IDLE_S = float(os.environ.get("PLAYGROUND_SESSION_IDLE", "3600"))  # then a session's state is forgotten
 MAX_BODY_BYTES = limits.MAX_UPLOAD_BYTES + 2**20  # one file and the form around it
 
 # Malformed requests Gradio answered with HTTP 500: (the route's path ending, the exception it raised) → the answer
@@ -88,9 +92,23 @@ def sweep(folder: Path, age: float, now: float | None = None) -> int:
     return deleted
 
 
+def forget_idle_sessions(holder, idle_s: float, now: datetime.datetime | None = None) -> int:
+    """Forget the sessions of Gradio's ``holder`` (a StateHolder) unused for ``idle_s`` seconds; returns how many.
+    Each holds a copy of the page's config (about 0.4 MB) and the lab's trained run, and Gradio forgets one only
+    when 10,000 newer ones exist: an API client that opens a session per call grew the server by gigabytes."""
+    now = now or datetime.datetime.now()
+    with holder.lock:
+        idle = [key for key, used in holder.time_last_used.items() if (now - used).total_seconds() > idle_s]
+        for key in idle:
+            holder.session_data.pop(key, None)
+            holder.time_last_used.pop(key, None)
+    return len(idle)
+
+
 class CacheSweeper(threading.Thread):
-    """A daemon thread that sweeps the Gradio cache folder every ``every`` seconds (see :func:`sweep`) and drops
-    the deleted files from the page's records of served files (else those sets grow forever)."""
+    """A daemon thread that sweeps the Gradio cache folder every ``every`` seconds (see :func:`sweep`), drops
+    the deleted files from the page's records of served files (else those sets grow forever), and forgets the
+    sessions idle for ``SESSION_IDLE_S`` (see :func:`forget_idle_sessions`)."""
 
     def __init__(self, demo: gr.Blocks, every: float = CACHE_SWEEP_S, age: float = CACHE_AGE_S):
         super().__init__(name="cache-sweeper", daemon=True)
@@ -105,6 +123,27 @@ class CacheSweeper(threading.Thread):
                 files.difference_update([f for f in list(files) if not os.path.exists(f)])
             if deleted:
                 logger.info("cache sweep: %d files older than %.0f s deleted", deleted, self.age)
+            holder = getattr(self.demo, "state_holder", None)  # set when the server starts
+            if holder is not None and (forgotten := forget_idle_sessions(holder, SESSION_IDLE_S)):
+                logger.info("cache sweep: %d sessions idle for %.0f s forgotten", forgotten, SESSION_IDLE_S)
+
+
+class UnknownSessionGuard:
+    """ASGI middleware: a ``GET …/queue/data`` (the event stream) for a session the queue does not know is answered
+    404 at once. Gradio opened the stream first and raised inside it, logging a 6.6 KB traceback per request."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"].rstrip("/").endswith("/queue/data"):
+            session = parse_qs(scope.get("query_string", b"").decode()).get("session_hash", [None])[0]
+            queue = scope["app"].get_blocks()._queue
+            if session is not None and session not in queue.pending_messages_per_session:
+                detail = "no queued event has this session_hash: join the queue first (POST …/queue/join)."
+                await JSONResponse({"detail": detail}, status_code=404)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def launch_options(**overrides) -> dict:
@@ -112,6 +151,7 @@ def launch_options(**overrides) -> dict:
     app_kwargs = {
         "max_body_size": MAX_BODY_BYTES,
         "exception_handlers": {kind: request_error for _, kind in REQUEST_ERRORS},
+        "middleware": [Middleware(UnknownSessionGuard)],
     }
     return {"show_error": True, "max_file_size": limits.MAX_UPLOAD_BYTES, "app_kwargs": app_kwargs, **overrides}
 

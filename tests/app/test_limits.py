@@ -110,5 +110,6 @@ def test_malformed_requests_get_a_clear_4xx_and_errors_no_server_path(served):
     assert figures["server_path"].startswith("error: Cannot move relative.png")
     assert figures["forward_t1500_T2000"] == "complete: answered"
     assert figures["page_open_walk_16x200"].startswith("error: The page-open view takes the page's starting values")
+    assert figures["unknown_session_stream"] == "HTTP 404, 0 log bytes"
     assert figures["log_lines_for_3_user_errors"] == 3 and figures["tracebacks_for_3_user_errors"] == 0
     assert not re.search(re.escape(str(Path(__file__).resolve().parents[2])), str(figures))

@@ -143,6 +143,29 @@ def test_a_canvas_expires_after_its_lifetime_and_is_popped_once():
     assert store.pop("new").composite == b"y" and store.pop("new") is None and len(store) == 0
 
 
+def test_the_blob_store_remembers_canvases_dropped_unread_but_not_those_an_event_used():
+    clock = FakeClock()
+    store = limits.BlobStore(budget=100, lifetime=10, clock=clock)
+    for key in ("oldest", "second", "kept"):
+        store.put(key, "composite", None, b"x" * 40)  # 120 > 100: the oldest goes
+    assert store.was_dropped("oldest") and not store.was_dropped("second") and not store.was_dropped("kept")
+    store.put("read", "composite", None, b"x" * 10)
+    store.pop("read")
+    clock.now = 11
+    assert store.get("kept") is None
+    assert store.was_dropped("kept") and not store.was_dropped("read")
+
+
+def test_a_drawing_dropped_before_its_event_ran_is_an_error_not_an_empty_canvas(monkeypatch):
+    monkeypatch.setattr(limits, "BLOBS", limits.BlobStore(budget=100, lifetime=60))
+    component = editor()
+    limits.BLOBS.put("theirs", "composite", None, png((28, 28)))
+    for i in range(20):  # another visitor's flood of canvases
+        limits.BLOBS.put(f"flood-{i}", "composite", None, b"x" * 60)
+    with pytest.raises(gr.Error, match="your drawing was dropped before it could be used"):
+        component.preprocess(EditorData(id="theirs", background=None, layers=[], composite=None))
+
+
 def blob_call(key, kind, data: bytes, index=None) -> DataWithFiles:
     fields = {"id": key, "type": kind, "index": "null" if index is None else str(index)}
     return DataWithFiles(data=fields, files=[(f"{kind}.png", data)])
@@ -257,3 +280,21 @@ def test_an_error_that_echoes_a_huge_value_comes_back_and_is_logged_short(caplog
     assert len(content["error"]) < server.MAX_ERROR_CHARS + 100
     assert "more characters left out" in content["error"]
     assert all(len(record.getMessage()) < server.MAX_ERROR_CHARS + 200 for record in caplog.records)
+
+
+def test_sessions_idle_for_longer_than_the_bound_are_forgotten_and_the_others_kept():
+    import datetime
+
+    from gradio.state_holder import StateHolder
+
+    with gr.Blocks() as demo:
+        gr.State(None)
+    holder = StateHolder()
+    holder.set_blocks(demo)
+    for key in ("idle api session", "active page"):
+        holder[key]  # what Gradio does for each event of a session
+    an_hour_ago = datetime.datetime.now() - datetime.timedelta(hours=1, seconds=1)
+    holder.time_last_used["idle api session"] = an_hour_ago
+    assert server.forget_idle_sessions(holder, idle_s=3600) == 1
+    assert "idle api session" not in holder and "active page" in holder
+    assert list(holder.time_last_used) == ["active page"]

@@ -19,7 +19,8 @@ Cases (``--cases``, default all):
 - ``cancel``: two DDIM-200 × 16 sampling jobs (every sampling place taken) cancelled after their first frame:
   seconds until each /cancel answers, how long a small request sent right after waits, server CPU seconds meanwhile.
 - ``errors``: crafted hidden-endpoint input, an unknown fn_index, an upload without a name, an unreadable upload,
-  a server path, t = 1500 with T = 2000, a page-open walk of 16 frames × 200 steps: the answer to each; log lines and tracebacks for three user errors.
+  a server path, t = 1500 with T = 2000, a page-open walk of 16 frames × 200 steps, the event stream of an unknown
+  session: the answer to each (and the log bytes of the last); log lines and tracebacks for three user errors.
 - ``visitors``: one visitor sends ``--flood`` slow sampling jobs at once (the red team's queue flood, E3); how many
   were taken and refused (and how), then, while they run, whether another visitor's quick view and sampling job are
   taken, and how long the quick view took.
@@ -38,6 +39,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -290,6 +293,10 @@ def case_errors(url: str, log: Path | None) -> dict:
     walk = ["latent", 0, 1, 16, 200]  # the red team's page-open walk: 16 frames × 200 steps outside any budget
     figures["page_open_walk_16x200"] = answer(http.run_event(url, events["ui_walk_seeds_on_open"], walk))
     if log is not None:
+        size_before = len(log.read_text())
+        stream = httpx.get(f"{url}{http.API}/queue/data", params={"session_hash": "no-such-session"}, timeout=30)
+        time.sleep(0.5)
+        figures["unknown_session_stream"] = f"HTTP {stream.status_code}, {len(log.read_text()) - size_before} log bytes"
         lines_before = len(log.read_text().splitlines())
         for steps in (5000, 6000, 7000):  # three user errors
             http.run_event(url, events["sample"], ["pixel", "DDIM", steps, 0.0, 0, 2, 3, 1.0, 1.0])
