@@ -45,6 +45,7 @@ BLOB_LIFETIME_S = 120.0  # the page sends the blobs, then at once the event that
 BLOB_KINDS = ("background", "composite", "layer")
 HEAVY = "heavy"  # the concurrency group of every sampling/inpainting/training event (one shared limit)
 IMAGES = "images"  # the concurrency group of the other events that take a picture (playground/server.py)
+LAB_TRAIN = "lab-train"  # the lab's trainings: one at a time
 
 
 def picture_size(source: str | bytes) -> tuple[int, int]:

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from fastapi import HTTPException, status
 from gradio import route_utils
 
-from .limits import HEAVY
+from .limits import HEAVY, LAB_TRAIN
 
-HEAVY_GROUPS = frozenset({HEAVY, "lab-train"})  # the concurrency groups whose events take seconds to minutes
+HEAVY_GROUPS = frozenset({HEAVY, LAB_TRAIN})  # the concurrency groups whose events take seconds to minutes
 MAX_HEAVY_PER_VISITOR = int(os.environ.get("PLAYGROUND_VISITOR_HEAVY", "4"))
 MAX_EVENTS_PER_VISITOR = int(os.environ.get("PLAYGROUND_VISITOR_EVENTS", "16"))  # a page open sends about 10
 MAX_HEAVY_QUEUED = 32  # heavy events waiting, all visitors together

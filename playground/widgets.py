@@ -10,6 +10,7 @@ import gradio as gr
 from pipelines.checks import MAX_SEED
 
 from . import models
+from .limits import HEAVY
 
 NUM_TEST = 500  # the MNIST test split: 50 digits per class
 # What the page computes when it opens runs one event at a time, in page order: the Sample tab's first batch gets the
@@ -138,6 +139,6 @@ def endpoint_shown_on_open(
         api_visibility="private",
         **{**options, **ON_OPEN},
     )
-    heavy = {"concurrency_id": "heavy"} if slow else {}
+    heavy = {"concurrency_id": HEAVY} if slow else {}
     # a visitor's own request replaces the on-open one if that has not answered yet (it would overwrite theirs)
     gr.on(triggers, fn, inputs, outputs, api_name=api_name, cancels=[on_open], **heavy, **options)

@@ -16,6 +16,7 @@ from lab.budget import MAX_SECONDS
 from pipelines.schedules import schedule_label
 
 from .. import lab_handlers as handlers
+from ..limits import HEAVY, LAB_TRAIN
 from ..widgets import seed_input
 
 TITLE = "Train it yourself"
@@ -126,19 +127,19 @@ def _diffusion_lab(demo: gr.Blocks):
         list(inputs),
         [status, samples, curves, run],
         api_name="lab_train_diffusion",
-        concurrency_id="lab-train",
+        concurrency_id=LAB_TRAIN,
         concurrency_limit=1,
         show_progress="minimal",
     )
     results = [animation, frames, download]
     # after training ends or is stopped (a cancelled event runs its .then too): animate, draw the field, offer the file
     training.then(
-        handlers.reverse_process, [run, anim_seed], results, **_private("ui_lab_animate", concurrency_id="heavy")
-    ).then(handlers.forward_and_field, [run, t], field, **_private("ui_lab_field", concurrency_id="heavy"))
+        handlers.reverse_process, [run, anim_seed], results, **_private("ui_lab_animate", concurrency_id=HEAVY)
+    ).then(handlers.forward_and_field, [run, t], field, **_private("ui_lab_field", concurrency_id=HEAVY))
     animate.click(
-        handlers.reverse_process, [run, anim_seed], results, api_name="lab_reverse_process", concurrency_id="heavy"
+        handlers.reverse_process, [run, anim_seed], results, api_name="lab_reverse_process", concurrency_id=HEAVY
     )
-    t.release(handlers.forward_and_field, [run, t], field, api_name="lab_forward_and_field", concurrency_id="heavy")
+    t.release(handlers.forward_and_field, [run, t], field, api_name="lab_forward_and_field", concurrency_id=HEAVY)
     num_steps.change(handlers.t_slider_range, [num_steps, t], t, **_private("ui_lab_t_range"))
     _preview_events(demo, target, drawing, samples)
     return training, stop, status
@@ -180,7 +181,7 @@ def _vae_lab():
         [beta, max_seconds, seed],
         [status, curves, latent, grid, run],
         api_name="lab_train_vae",
-        concurrency_id="lab-train",
+        concurrency_id=LAB_TRAIN,
         concurrency_limit=1,
         show_progress="minimal",
     )
