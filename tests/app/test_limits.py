@@ -17,6 +17,7 @@ from tests.support.app_server import make_tiny_models
 from tests.support.limits import (
     case_blobs,
     case_bomb,
+    case_dropped,
     case_concurrency,
     case_errors,
     case_files,
@@ -69,6 +70,16 @@ def test_the_blob_endpoint_refuses_a_huge_layer_index_and_holds_at_most_its_budg
     statuses = {http.accept_blobs(url, editor, f"canvas-{i}", "background", picture).status_code for i in range(20)}
     kept_mb = (settled_rss(pid) - before) / MB
     assert statuses == {200} and kept_mb < limits.BLOB_BUDGET_BYTES / MB + 32
+
+
+def test_a_drawing_another_visitors_flood_pushed_out_is_reported_not_replaced(served):
+    url, _, _ = served
+    figures = case_dropped(url)
+    assert figures["flood_statuses"] == [200] * 4
+    assert (
+        figures["drawing_used"].startswith("error: the Sketchpad")
+        and "your drawing was dropped" in figures["drawing_used"]
+    )
 
 
 def test_uploads_beyond_the_file_size_limit_are_refused(served):

@@ -12,6 +12,8 @@ Cases (``--cases``, default all):
   background, composite and ``--largest-layers`` layers, once succeeding and once failing: peak and kept memory.
 - ``blobs``: the image editor's ``accept_blobs`` component-server call with layer index ``--blob-index`` and one
   byte, then three ``--blob-mb`` MB blobs that no event uses: status codes and resident memory added.
+- ``dropped``: a visitor's drawing, then another visitor's flood of canvases over the shared budget, then the
+  first visitor's event that uses the drawing: what it answers (E10).
 - ``upload``: an upload of ``--upload-mb`` MB: accepted or refused.
 - ``files``: ``--requests`` calls each of /sample and /vae_interpolate; files in the server's temp and Gradio cache
   folders before, right after and ``--settle`` seconds later (the server sweeps files older than 4 s every 2 s).
@@ -48,7 +50,7 @@ from tests.support import gradio_http as http
 from tests.support.load import PeakMemory, resident_bytes, serve_app
 
 MB = 2**20
-CASES = ("bomb", "largest", "blobs", "upload", "files", "concurrency", "cancel", "errors", "visitors")
+CASES = ("bomb", "largest", "blobs", "dropped", "upload", "files", "concurrency", "cancel", "errors", "visitors")
 
 # ---------------------------------------------------------------- pictures and helpers
 
@@ -159,6 +161,19 @@ def case_blobs(url: str, pid: int, index: int = 10_000_000, blob_mb: int = 50) -
         "blob_statuses": statuses,
         "blobs_kept_mb": round((after_blobs - after_index) / MB),
     }
+
+
+def case_dropped(url: str, flood: int = 4) -> dict:
+    """A visitor's drawing sent as a canvas blob, then another visitor's ``flood`` 2048² noise canvases (16.8 MB each,
+    over the shared 64 MB budget), then the first visitor's event that uses the drawing: its answer."""
+    editor = http.component_ids(url, "imageeditor")[0]
+    mine = uuid.uuid4().hex
+    http.accept_blobs(url, editor, mine, "composite", noise_png(28))
+    big = noise_png(2048)
+    statuses = [http.accept_blobs(url, editor, uuid.uuid4().hex, "composite", big).status_code for _ in range(flood)]
+    drawing = {"background": None, "layers": [], "composite": None, "id": mine}
+    outcome = http.run_event(url, http.fn_indices(url)["vae_reconstruct"], [0, drawing, 0, 1.0])
+    return {"flood_statuses": statuses, "drawing_used": answer(outcome)}
 
 
 def case_upload(url: str, size_mb: int = 64) -> dict:
@@ -375,6 +390,7 @@ def main() -> int:
             "bomb": lambda: case_bomb(url, pid, args.bomb_side, args.bomb_layers),
             "largest": lambda: case_largest(url, pid, args.largest_side, args.largest_layers),
             "blobs": lambda: case_blobs(url, pid, args.blob_index, args.blob_mb),
+            "dropped": lambda: case_dropped(url),
             "upload": lambda: case_upload(url, args.upload_mb),
             "files": lambda: case_files(url, folders, args.requests, args.settle),
             "concurrency": lambda: case_concurrency(url, pid),
