@@ -1,17 +1,22 @@
-"""Cancellable handlers: heavy work stops within one denoising step of a cancel, and frees its place at once.
+"""Cancellable, streamed handlers: the one home of stopping heavy work and of streaming its progress to the page.
 
 Gradio runs a sync handler, and each ``next()`` of a sync generator, in a worker thread it cannot interrupt: a
 cancelled sampling job held its queue place and a CPU until its next streamed frame (figures: docs/limits.md).
-``cancellable(handler)`` gives Gradio an async handler instead. It runs ``handler(..., stop=stop)`` in a thread
-that Gradio's cancel abandons at once (the place in the queue is free immediately), and sets the
-``threading.Event`` ``stop`` whenever the request ends early: Gradio's cancel (the page's Stop button,
-``gradio_client``'s ``job.cancel()``), a closed generator (a client that went away), or an error. The handler
-passes :func:`stop_callback` (or checks ``stop`` in its own ``callback_on_step_end``), which sets the pipeline's
-``_interrupt`` so its loop ends after the current step.
+``cancellable(handler)`` gives Gradio an async handler instead. It runs the whole of ``handler(..., stop=stop)`` in
+one worker thread that Gradio's cancel abandons at once (the place in the queue is free immediately), and sends the
+page every update the handler yields. A handler that also takes ``emit`` can send an update from inside a blocking
+call, e.g. a picture from a pipeline's ``callback_on_step_end`` while the pipeline runs.
+
+``stop`` (a ``threading.Event``) is set whenever the request ends early: Gradio's cancel (the page's Stop button,
+``gradio_client``'s ``job.cancel()``), a closed stream (a client that went away), or an error. The handler passes
+:func:`stop_callback` (or calls :func:`interrupt_if_stopped` in its own ``callback_on_step_end``), which sets the
+pipeline's ``_interrupt`` so that its loop ends after the current step.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import inspect
 import threading
@@ -44,27 +49,45 @@ async def _in_thread(function, *args):
     return await anyio.to_thread.run_sync(function, *args, abandon_on_cancel=True)
 
 
-def with_stop(handler, args: tuple, kwargs: dict, stop: threading.Event) -> functools.partial:
-    """``handler`` bound to its arguments with ``stop`` set (Gradio passes the defaults of all parameters too)."""
+def with_stop(handler, args: tuple, kwargs: dict, stop: threading.Event, emit=None) -> functools.partial:
+    """``handler`` bound to its arguments with ``stop`` (and ``emit``, if it takes one) set."""
     bound = inspect.signature(handler).bind(*args, **kwargs)
     bound.arguments["stop"] = stop
+    if emit is not None and "emit" in inspect.signature(handler).parameters:
+        bound.arguments["emit"] = emit
     return functools.partial(handler, *bound.args, **bound.kwargs)
 
 
 def cancellable(handler):
-    """An async Gradio handler for ``handler`` (a function or a generator function taking ``stop=``); its name,
-    signature and docstring stay ``handler``'s, so the endpoint's API is unchanged."""
+    """An async Gradio handler for ``handler`` (a function or a generator function taking ``stop=``, and maybe
+    ``emit=``); its name, signature and docstring stay ``handler``'s, so the endpoint's API is unchanged."""
     if inspect.isgeneratorfunction(handler):
 
         @functools.wraps(handler)
         async def stream(*args, **kwargs):
-            stop = threading.Event()
-            updates = with_stop(handler, args, kwargs, stop)()
+            loop, stop, updates = asyncio.get_running_loop(), threading.Event(), asyncio.Queue()
+
+            def emit(update) -> None:  # in the worker: hand one update to the page's side
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
+                    loop.call_soon_threadsafe(updates.put_nowait, update)
+
+            def run() -> None:  # in the worker: the whole handler, each update sent as it comes
+                try:
+                    for update in with_stop(handler, args, kwargs, stop, emit)():
+                        if stop.is_set():
+                            return
+                        emit(update)
+                finally:
+                    emit(_DONE)
+
+            worker = asyncio.ensure_future(_in_thread(run))
             try:
-                while (update := await _in_thread(next, updates, _DONE)) is not _DONE:
+                while (update := await updates.get()) is not _DONE:
                     yield update
+                await worker  # the handler's error, if it failed
             finally:  # finished, failed, cancelled or closed: the worker stops after its current step
                 stop.set()
+                worker.cancel()
 
         return stream
 

@@ -6,6 +6,7 @@ are ever loaded: nothing from the page names a path or a repo id.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from contextlib import contextmanager
@@ -185,7 +186,10 @@ def inpaint_pipeline(sampler: str) -> pipelines.DDPMInpaintPipeline:
 
 
 def num_train_timesteps(key: str) -> int:
-    return int(load(key).scheduler.config.num_train_timesteps)
+    """The model's T, read from its scheduler's config (nothing loaded: checking a request's steps must not load a
+    model)."""
+    config = json.loads((model_folder(key) / "scheduler" / "scheduler_config.json").read_text())
+    return int(config.get("num_train_timesteps", 1000))
 
 
 def has_guide(key: str) -> bool:

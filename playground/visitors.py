@@ -6,7 +6,9 @@ trainings (from 33 sessions) made every other visitor's calls fail with "Queue i
 
 - a visitor holds at most ``MAX_HEAVY_PER_VISITOR`` heavy events (sampling, inpainting, lab trainings) and
   ``MAX_EVENTS_PER_VISITOR`` events in all, waiting or running; one more is refused at once with HTTP 429 and a
-  message saying so, and nothing of theirs already queued is lost;
+  message saying so, and nothing of theirs already queued is lost. The views a page computes when it opens (15
+  events, answered from memory at the page's starting values: playground/widgets.py) do not count, so that a
+  visitor's clicks are never refused while their page fills in;
 - heavy events of all visitors together wait in at most ``MAX_HEAVY_QUEUED`` places (HTTP 503 "Queue is full" beyond);
 - quick views (everything else) count only against their visitor's own bound and Gradio's ``max_size``, which is
   set high enough that a full heavy queue never refuses them.
@@ -29,8 +31,9 @@ from gradio import route_utils
 from .limits import HEAVY, LAB_TRAIN
 
 HEAVY_GROUPS = frozenset({HEAVY, LAB_TRAIN})  # the concurrency groups whose events take seconds to minutes
-MAX_HEAVY_PER_VISITOR = int(os.environ.get("PLAYGROUND_VISITOR_HEAVY", "4"))
-MAX_EVENTS_PER_VISITOR = int(os.environ.get("PLAYGROUND_VISITOR_EVENTS", "16"))  # a page open sends about 10
+# A visitor is an address, and a classroom behind one address is many people: room for several at once
+MAX_HEAVY_PER_VISITOR = int(os.environ.get("PLAYGROUND_VISITOR_HEAVY", "8"))
+MAX_EVENTS_PER_VISITOR = int(os.environ.get("PLAYGROUND_VISITOR_EVENTS", "32"))
 MAX_HEAVY_QUEUED = 32  # heavy events waiting, all visitors together
 QUEUE_SIZE = 256  # Gradio's own bound on waiting events: a backstop for quick views from many visitors
 TRUST_FORWARDED = os.environ.get("PLAYGROUND_TRUST_FORWARDED", "1" if os.environ.get("SPACE_ID") else "0") == "1"
@@ -63,12 +66,19 @@ def held(queue, joining: Counter | None = None, trust_forwarded: bool = TRUST_FO
         events[who] += count
         heavy[who] += count * is_heavy
     for event in waiting + running:
+        if opens_page(event.fn):
+            continue
         who = visitor(event.request, trust_forwarded) if event.request is not None else "unknown"
         events[who] += 1
         heavy[who] += event.concurrency_id in HEAVY_GROUPS
     heavy_joining = sum(count for (_, is_heavy), count in (joining or Counter()).items() if is_heavy)
     heavy_waiting = sum(event.concurrency_id in HEAVY_GROUPS for event in waiting) + heavy_joining
     return Held(events, heavy, heavy_waiting)
+
+
+def opens_page(fn) -> bool:
+    """Whether an event (a Gradio BlockFunction) is one the page runs when it opens (``demo.load``)."""
+    return any(trigger == "load" for _, trigger in getattr(fn, "targets", ()))
 
 
 def refusal(now: Held, who: str, is_heavy: bool) -> tuple[int, str] | None:
@@ -106,6 +116,8 @@ def bound_queue(demo) -> None:
         try:
             fn = route_utils.get_fn(queue.blocks, None, body)
         except Exception:  # no such event: Gradio's own push answers it
+            return await push(body, request, username)
+        if opens_page(fn):
             return await push(body, request, username)
         key = (visitor(request), fn.concurrency_id in HEAVY_GROUPS)
         refused = refusal(held(queue, joining), *key)

@@ -60,14 +60,14 @@ def when_bundled(fn, *keys: str):
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
-        def stream(*args):
-            yield from fn(*args) if bundled() else [gr.skip()]
+        def stream(*args, **kwargs):
+            yield from fn(*args, **kwargs) if bundled() else [gr.skip()]
 
         return stream
 
     @functools.wraps(fn)
-    def run(*args):
-        return fn(*args) if bundled() else gr.skip()
+    def run(*args, **kwargs):
+        return fn(*args, **kwargs) if bundled() else gr.skip()
 
     return run
 

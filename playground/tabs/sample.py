@@ -4,7 +4,6 @@ streamed z_t and x̂_0 as it goes, then the samples and a GIF of the trajectory.
 from __future__ import annotations
 
 import math
-import queue
 import threading
 import time
 from pathlib import Path
@@ -91,10 +90,12 @@ def sample_stream(
     autoguidance=DEFAULT_AUTOGUIDANCE_SCALE,
     progress=gr.Progress(),
     stop: threading.Event | None = None,
+    emit=None,
 ):
-    """Yields (gallery, trajectory picture, status, GIF path) — the gallery and GIF only at the end.
+    """Yields (gallery, trajectory picture, status, GIF path): the digits, then their trajectory and its GIF.
     ``guidance`` applies to the class-conditional model, ``autoguidance`` to unconditional models that ship a guide.
-    Setting ``stop`` (or closing the generator) ends the sampling after its current step."""
+    While sampling, ``emit`` (given by playground/cancel.py) sends the page z_t and x̂_0 pictures; setting ``stop``
+    ends the sampling after its current step."""
     model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance = validate(
         model, sampler, steps, eta, seed, num_images, digit, guidance, autoguidance
     )
@@ -103,11 +104,8 @@ def sample_stream(
     conditional = models.is_conditional(model)
     autoguidance = autoguidance if pipe.guide_unet is not None else 1.0
     every = max(1, math.ceil(steps / STREAM_UPDATES))
-    updates: queue.Queue = queue.Queue()
     kept: list[tuple] = []  # (step, t, z_t, x̂_0) every `every` steps: the trajectory, decoded when shown
     frames: dict[int, Image.Image] = {}  # step → its decoded picture
-    result: dict = {}
-    stop = threading.Event() if stop is None else stop
     last_shown = [time.perf_counter()]
 
     def picture(step, t, z_t, x0):
@@ -125,45 +123,29 @@ def sample_stream(
             kept.append(
                 (step_index + 1, int(timestep), kwargs["latents"].clone(), None if x0 is None else x0.float().clone())
             )
-            if time.perf_counter() - last_shown[0] >= STREAM_INTERVAL_S:
-                updates.put((step_index + 1, picture(*kept[-1])))
+            progress((step_index + 1) / steps, desc=f"{sampler} step {step_index + 1}/{steps}")
+            if emit is not None and time.perf_counter() - last_shown[0] >= STREAM_INTERVAL_S:
+                emit((gr.skip(), picture(*kept[-1]), f"{sampler} step {step_index + 1}/{steps} …", gr.skip()))
                 last_shown[0] = time.perf_counter()
         return kwargs
 
-    def work():
-        try:
-            result["output"] = pipe(
-                batch_size=num_images,
-                generator=torch.Generator().manual_seed(seed),
-                num_inference_steps=steps,
-                eta=eta,
-                class_labels=digit if conditional else None,
-                **app_sampling_kwargs(pipe, guidance_scale=guidance, autoguidance_scale=autoguidance),
-                output_type="pt",
-                callback_on_step_end=on_step_end,
-                callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
-            )
-        except Exception as error:  # reported on the page below
-            result["error"] = error
-        finally:
-            updates.put(None)
-
     start = time.perf_counter()
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
     try:
-        while (item := updates.get()) is not None:
-            done, frame = item
-            progress(done / steps, desc=f"{sampler} step {done}/{steps}")
-            status = f"{sampler} step {done}/{steps} …"
-            yield gr.skip(), frame, status, gr.skip()
-    except BaseException:  # closed early (the page went away) or failed: the worker stops after its current step
-        stop.set()
-        raise
-    if stop.is_set():  # cancelled: nothing more to show
+        output = pipe(
+            batch_size=num_images,
+            generator=torch.Generator().manual_seed(seed),
+            num_inference_steps=steps,
+            eta=eta,
+            class_labels=digit if conditional else None,
+            **app_sampling_kwargs(pipe, guidance_scale=guidance, autoguidance_scale=autoguidance),
+            output_type="pt",
+            callback_on_step_end=on_step_end,
+            callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
+        )
+    except Exception as error:
+        raise gr.Error(f"sampling failed: {error}") from error
+    if stop is not None and stop.is_set():  # cancelled: nothing more to show
         return
-    if "error" in result:
-        raise gr.Error(f"sampling failed: {result['error']}")
     seconds = time.perf_counter() - start
     what = f"digit {digit}, guidance w = {guidance:g}" if conditional else "unconditional"
     if pipe.guide_unet is not None:
@@ -174,7 +156,7 @@ def sample_stream(
         f"({steps} steps{f', η = {eta:g}' if resolve_sampler(sampler).takes_eta else ''}; {what}; seed {seed}) "
         f"in {seconds:.2f} s."
     )
-    gallery = to_pils(result["output"].images, scale=1)  # 28 px: the page enlarges them (playground/style.py)
+    gallery = to_pils(output.images, scale=1)  # 28 px: the page enlarges them (playground/style.py)
     yield gallery, gr.skip(), status, gr.skip()  # the digits first; then the trajectory, decoded now if not yet
     trajectory = [picture(*entry) for entry in kept]
     yield gallery, trajectory[-1] if trajectory else None, status, save_gif(trajectory)
@@ -207,7 +189,7 @@ def default_inputs() -> dict:
 _first_views: dict[tuple, tuple] = {}  # the starting values → (gallery, trajectory, status, the GIF's bytes)
 
 
-def first_view():
+def first_view(stop: threading.Event | None = None, emit=None):
     """The first batch at the starting values, streamed to the first visitor, then kept: later visitors see it at once.
     The GIF is kept as bytes and written to a fresh file for each visitor: the cache sweep deletes old files."""
     inputs = tuple(default_inputs().values())
@@ -216,8 +198,10 @@ def first_view():
         yield gallery, trajectory, status, gif_file(gif)
         return
     last = None
-    for last in sample_stream(*inputs, progress=lambda *args, **kwargs: None):
+    for last in sample_stream(*inputs, progress=lambda *args, **kwargs: None, stop=stop, emit=emit):
         yield last
+    if last is None:  # stopped before the end
+        return
     gallery, trajectory, status, gif = last
     _first_views[inputs] = (gallery, trajectory, status, Path(gif).read_bytes())
 
@@ -269,7 +253,7 @@ def build(demo: gr.Blocks) -> None:
         api_visibility="private",
     )
     first_batch = demo.load(
-        when_bundled(first_view, start["model"]),
+        cancellable(when_bundled(first_view, start["model"])),
         None,
         outputs,
         api_name="ui_first_batch",

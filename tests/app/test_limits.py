@@ -17,8 +17,8 @@ from tests.support.app_server import make_tiny_models
 from tests.support.limits import (
     case_blobs,
     case_bomb,
-    case_dropped,
     case_concurrency,
+    case_dropped,
     case_errors,
     case_files,
     case_largest,

@@ -12,6 +12,7 @@ import pytest
 
 from playground import models
 from playground.cancel import cancellable
+from playground.tabs import sample as sample_tab
 from playground.tabs.inpaint import inpaint
 from playground.tabs.sample import sample_stream
 from tests.support.app_server import make_tiny_models
@@ -88,12 +89,17 @@ def test_a_cancelled_sampling_request_returns_at_once_and_stops_within_one_step(
     assert len(unet_calls) < 100
 
 
-def test_a_closed_sample_stream_stops_its_worker_within_one_step(unet_calls):
-    stream = sample_stream("pixel", "DDIM", 200, 0.0, 0, 4, 0, 1.0, 1.0)
-    next(stream)  # the first frame
-    moment = time.perf_counter()
-    stream.close()  # what Gradio does when the client went away
-    assert calls_after(unet_calls, moment) <= 1
+def test_a_closed_sample_stream_stops_its_worker_within_one_step(unet_calls, monkeypatch):
+    monkeypatch.setattr(sample_tab, "STREAM_INTERVAL_S", 0.0)  # a picture at every kept step
+
+    async def scenario():
+        stream = cancellable(sample_stream)("pixel", "DDIM", 200, 0.0, 0, 4, 0, 1.0, 1.0)
+        await stream.__anext__()  # the first frame
+        moment = time.perf_counter()
+        await stream.aclose()  # what Gradio does when the client went away
+        return moment
+
+    assert calls_after(unet_calls, asyncio.run(scenario())) <= 1
 
 
 def test_a_cancelled_inpainting_request_stops_within_one_step(unet_calls):

@@ -3,18 +3,30 @@ a run is long enough for them to be seen, and otherwise after the digits (playgr
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 from PIL import Image
 
+from playground.cancel import cancellable
 from playground.tabs import sample as sample_tab
 
 STEPS, IMAGES = 6, 2
 
 
 def run(monkeypatch, interval: float) -> list[tuple]:
+    """Every update the endpoint sends the page, as Gradio runs it (playground/cancel.py streams what it emits)."""
     monkeypatch.setattr(sample_tab, "STREAM_INTERVAL_S", interval)
-    return list(sample_tab.sample_stream("pixel", "DDIM", STEPS, 0.0, 0, IMAGES, 0, 1.0, 1.0))
+
+    async def collect():
+        return [
+            update
+            async for update in cancellable(sample_tab.sample_stream)(
+                "pixel", "DDIM", STEPS, 0.0, 0, IMAGES, 0, 1.0, 1.0
+            )
+        ]
+
+    return asyncio.run(collect())
 
 
 def is_gallery(output) -> bool:

@@ -13,8 +13,9 @@ def request(peer: str, forwarded: str | None = None):
     return SimpleNamespace(client=SimpleNamespace(host=peer), headers=headers)
 
 
-def event(who: str, group: str):
-    return SimpleNamespace(request=request("10.0.0.1", who), concurrency_id=group)
+def event(who: str, group: str, trigger: str = "click"):
+    fn = SimpleNamespace(targets=[(1, trigger)])
+    return SimpleNamespace(request=request("10.0.0.1", who), concurrency_id=group, fn=fn)
 
 
 def fake_queue(waiting: list, running: list):
@@ -28,8 +29,9 @@ def test_a_visitor_is_the_socket_peer_unless_a_trusted_proxy_says_whom_it_forwar
     assert visitors.visitor(request("10.0.0.1", ""), trust_forwarded=True) == "10.0.0.1"
 
 
-def test_waiting_running_and_joining_events_all_count_against_their_visitor():
-    queue = fake_queue([event("a", "heavy"), event("b", "images")], [event("a", "lab-train")])
+def test_waiting_running_and_joining_events_all_count_against_their_visitor_but_not_page_opens():
+    page_open = event("a", "on_open", trigger="load")
+    queue = fake_queue([event("a", "heavy"), event("b", "images"), page_open], [event("a", "lab-train")])
     held = visitors.held(queue, Counter({("a", True): 1, ("b", False): 2}), trust_forwarded=True)
     assert held.events == Counter({"a": 3, "b": 3})
     assert held.heavy == Counter({"a": 3})
