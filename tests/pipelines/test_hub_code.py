@@ -2,7 +2,7 @@
 trust_remote_code=True)`` in a Python that cannot import this project loads every bundled model (from its folder, from a
 Hub cache by repo id, and through diffusers' own online download logic) and samples the same images, bit for bit, as
 the project's classes; without trust_remote_code diffusers refuses with the fix; the code a folder carries is the
-closure of the project's modules and stays up to date."""
+closure of the project's modules, less the project's own loader, folder checks and code writer."""
 
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ import torch
 from diffusers.utils.dynamic_modules_utils import get_relative_imports
 
 from pipelines import DDIMScheduler
-from pipelines.hub_code import PIPELINE_ENTRY, code_modules, module_closure, relative_imports
+from pipelines.hub_code import PIPELINE_ENTRY, PROJECT_ONLY, code_modules, module_closure, relative_imports
 from pipelines.loading import folder_classes
-from training.hub import stale_bundled
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
@@ -172,21 +171,18 @@ def test_every_bundled_model_loads_with_plain_diffusers_and_samples_the_same_ima
         assert message and "trust_remote_code=True" in message and "custom code" in message, message
 
 
-def test_bundled_folders_carry_the_current_code():
-    """After pipelines/ changes, `python -m training.publish --refresh-bundled models/` rewrites them."""
-    assert stale_bundled(MODELS) == {}
-
-
 @pytest.mark.parametrize("folder", sorted(BUNDLED))
 def test_a_folder_carries_exactly_the_import_closure_and_its_entry_imports_each_module_directly(folder):
     carried = sorted(p.stem for p in (MODELS / folder).glob("*.py") if p.stem != PIPELINE_ENTRY)
     pipeline_class, components = folder_classes(MODELS / folder)
     assert carried == code_modules(pipeline_class, components)
+    assert not set(carried) & set(PROJECT_ONLY)  # the project's loader, folder checks and code writer stay home
     sources = {m: ROOT / "pipelines" / f"{m}.py" for m in carried}
-    assert all(relative_imports(path) <= set(carried) for path in sources.values())  # closed under imports
+    assert all(relative_imports(path) - set(PROJECT_ONLY) <= set(carried) for path in sources.values())  # closed
     assert set(get_relative_imports(MODELS / folder / f"{PIPELINE_ENTRY}.py")) == set(carried)  # what diffusers copies
-    for name in carried:  # carried as links to the project's own modules
-        assert (MODELS / folder / f"{name}.py").resolve() == sources[name].resolve()
+    for name in carried:  # the project's own modules, unchanged, as real files
+        path = MODELS / folder / f"{name}.py"
+        assert not path.is_symlink() and path.read_text() == sources[name].read_text()
 
 
 def test_the_closure_follows_both_forms_of_relative_import_and_refuses_what_cannot_travel(tmp_path):
@@ -195,6 +191,7 @@ def test_the_closure_follows_both_forms_of_relative_import_and_refuses_what_cann
     (tmp_path / "c.py").write_text("from .b import x\n")
     (tmp_path / "lonely.py").write_text("")
     assert module_closure(["a"], tmp_path) == ["a", "b", "c"]
+    assert module_closure(["a"], tmp_path, leave_out=["c"]) == ["a", "b"]  # a project-only module stays home
     (tmp_path / "d.py").write_text("from ..elsewhere import y\n")
     with pytest.raises(ValueError, match="cannot travel"):
         module_closure(["d"], tmp_path)
@@ -224,8 +221,9 @@ def test_a_saved_pipeline_carries_its_code_and_our_loader_never_imports_it(tmp_p
 
 @pytest.mark.parametrize("folder", sorted(BUNDLED))
 def test_every_import_diffusers_follows_names_a_file_beside_it(folder):
-    """diffusers copies each `from .x import` of a module from the module's own folder: x.py must be there."""
-    for path in (MODELS / folder).rglob("*.py"):
+    """diffusers copies each `from .x import` of an entry module (the files model_index.json names) from the entry's
+    own folder: x.py must be there. The carried modules' own imports are not followed (the entry imports each)."""
+    for path in (MODELS / folder).rglob("hub_*.py"):
         names = set(get_relative_imports(path))
         assert all((path.parent / f"{name}.py").is_file() for name in names), (path, names)
 
