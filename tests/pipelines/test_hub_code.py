@@ -20,12 +20,21 @@ import torch
 from diffusers.utils.dynamic_modules_utils import get_relative_imports
 
 from pipelines import DDIMScheduler
-from pipelines.hub_code import PIPELINE_ENTRY, PROJECT_ONLY, code_modules, module_closure, relative_imports
+from pipelines.hub_code import (
+    MIN_DIFFUSERS,
+    PIPELINE_ENTRY,
+    PROJECT_ONLY,
+    code_modules,
+    module_closure,
+    relative_imports,
+)
 from pipelines.loading import folder_classes
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
 PYTHON = sys.executable  # the venv's python: diffusers is installed, this project is not
+# Another Python with torch and another diffusers release (e.g. a venv with diffusers==0.36.0), for the version test
+OTHER_DIFFUSERS_PYTHON = os.environ.get("OTHER_DIFFUSERS_PYTHON")
 # bundled folder → how it is sampled (the same call in both routes)
 BUNDLED = {
     "ddpm-pixel": "guided",
@@ -115,7 +124,7 @@ def populate_hub_cache(cache: Path, repo_id: str, folder: Path) -> None:
     (repo / "refs" / "main").write_text(SHA)
 
 
-def run_plain_diffusers(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+def run_plain_diffusers(tmp_path: Path, script: str, *args: str, python: str = PYTHON) -> subprocess.CompletedProcess:
     """``python -I`` in a fresh folder: no project on sys.path; Hub cache and module cache inside tmp_path."""
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
@@ -130,7 +139,7 @@ def run_plain_diffusers(tmp_path: Path, script: str, *args: str) -> subprocess.C
         "OMP_NUM_THREADS": "1",
     }
     result = subprocess.run(
-        [PYTHON, "-I", "script.py", *args], cwd=work, env=env, capture_output=True, text=True, timeout=600
+        [python, "-I", "script.py", *args], cwd=work, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result
@@ -242,3 +251,31 @@ def test_diffusers_never_substitutes_its_own_class_of_the_same_name_even_beside_
 
     with pytest.raises(ValueError, match=r"custom code.*\n?.*trust_remote_code=True"):
         DiffusionPipeline.from_pretrained(MODELS / folder)
+
+
+VERSION_SCRIPT = """
+import sys, diffusers, torch
+from diffusers import DiffusionPipeline
+try:
+    pipe = DiffusionPipeline.from_pretrained(sys.argv[1], trust_remote_code=True)
+    pipe.set_progress_bar_config(disable=True)
+    steps = {"num_inference_steps": 2} if "unet" in pipe.components else {}
+    pipe(batch_size=1, generator=torch.Generator().manual_seed(0), **steps)
+    print(diffusers.__version__, "loaded")
+except ImportError as error:
+    print(diffusers.__version__, "refused:", error)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not OTHER_DIFFUSERS_PYTHON, reason="OTHER_DIFFUSERS_PYTHON names no Python with another diffusers")
+@pytest.mark.parametrize("folder", ["ddpm-latent", "vae"])
+def test_another_diffusers_release_loads_the_folder_or_stops_naming_the_minimum(tmp_path, folder):
+    """Run with e.g. OTHER_DIFFUSERS_PYTHON=/tmp/dfold/bin/python (torch and diffusers==0.36.0 or 0.37.0 there)."""
+    result = run_plain_diffusers(tmp_path, VERSION_SCRIPT, str(MODELS / folder), python=OTHER_DIFFUSERS_PYTHON)
+    version, outcome = result.stdout.splitlines()[-1].split(" ", 1)
+    release = tuple(int(part) for part in version.split(".")[:3])
+    if release >= tuple(int(part) for part in MIN_DIFFUSERS.split(".")):
+        assert outcome == "loaded", result.stdout
+    else:
+        assert outcome.startswith(f"refused: this model's code needs diffusers >= {MIN_DIFFUSERS}, found {version}")
