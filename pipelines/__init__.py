@@ -31,7 +31,7 @@ _SOURCES = {
     "classifier_free_guidance": "guidance",
     "autoguidance": "guidance",
     "check_pipeline_folder": "loading",
-    "SafeFromPretrainedMixin": "loading",
+    "SafeFromPretrainedMixin": "pretrained",
 }
 __all__ = list(_SOURCES)
 

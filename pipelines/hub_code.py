@@ -9,7 +9,8 @@ diffusers' custom-code mechanism (``diffusers/utils/dynamic_modules_utils.py``, 
   name``, are not copied.
 
 So the folder's root carries the project's own modules unchanged (the closure of the relative imports of the
-pipeline's and its components' modules, computed here from the source) plus one generated entry module,
+pipeline's and its components' modules, computed here from the source, less the project-only modules that
+diffusers' route never runs: ``PROJECT_ONLY``) plus one generated entry module,
 ``hub_pipeline.py``, that imports each of them directly. A component of ours gets a generated entry
 ``<component>/hub_<component>.py`` that takes its class from the root module the pipeline already imported,
 so that the pipeline and diffusers see the same class. Components from diffusers stay ``["diffusers", class]``.
@@ -25,13 +26,16 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Literal
 
-CodeMode = Literal["copy", "symlink"]  # real files (a staged or saved folder) or relative links (models/ in git)
-CODE_MODES = ("copy", "symlink")
 PIPELINE_ENTRY = "hub_pipeline"
 MODEL_ENTRY = "hub_model"
 PROJECT = "the VAE & diffusion playground"
+# The project's loader, folder checks and this writer: imported only inside the project's own from_pretrained and
+# save_pretrained (pipelines/pretrained.py), which diffusers' route never calls, so a folder does not carry them.
+PROJECT_ONLY = ("loading", "folder_checks", "hub_code")
+# The oldest diffusers the carried code loads with: older ones read `from __future__ import annotations`' string
+# annotations as missing types and fail with a KeyError on a component (docs/hub.md has the versions tried).
+MIN_DIFFUSERS = "0.37.0"
 
 
 def relative_imports(path: Path) -> set[str]:
@@ -50,12 +54,13 @@ def relative_imports(path: Path) -> set[str]:
     return names
 
 
-def module_closure(modules: Iterable[str], source_dir: Path) -> list[str]:
-    """``modules`` and every sibling module they import, directly or in turn (sorted names, no ``.py``)."""
+def module_closure(modules: Iterable[str], source_dir: Path, leave_out: Iterable[str] = PROJECT_ONLY) -> list[str]:
+    """``modules`` and every sibling module they import, directly or in turn, but those of ``leave_out`` (sorted
+    names, no ``.py``)."""
     found, todo = set(), list(modules)
     while todo:
         name = todo.pop()
-        if name in found:
+        if name in found or name in leave_out:
             continue
         path = source_dir / f"{name}.py"
         if not path.is_file():
@@ -114,6 +119,7 @@ def entry_source(how: str, classes: Mapping[str, set[str]], modules: list[str], 
     ]
     helpers = [f"    _{m}," for m in modules if m not in classes]
     exported = json.dumps(sorted(set().union(*classes.values())))
+    minimum = tuple(int(part) for part in MIN_DIFFUSERS.split("."))
     return "\n".join(
         [
             '"""diffusers\' entry point to this folder\'s code, which runs this file on',
@@ -123,6 +129,15 @@ def entry_source(how: str, classes: Mapping[str, set[str]], modules: list[str], 
             f"here are that project's own `{package}/` modules, unchanged. diffusers copies into its module cache only",
             "the files an entry module imports directly (`from .name import ...`), not the files those import in turn,",
             'so each one is imported here."""',
+            "",
+            "import diffusers",
+            "",
+            f"MIN_DIFFUSERS = {minimum}  # older versions cannot load this code",
+            'if tuple(int(part) for part in diffusers.__version__.split(".")[:3] if part.isdigit()) < MIN_DIFFUSERS:',
+            "    raise ImportError(",
+            f'        f"this model\'s code needs diffusers >= {MIN_DIFFUSERS}, found {{diffusers.__version__}}: "',
+            f"        \"pip install -U 'diffusers>={MIN_DIFFUSERS}'\"",
+            "    )",
             "",
             *imports,
             "",
@@ -188,29 +203,22 @@ def _code_paths(folder: Path, components: Iterable[str]) -> set[str]:
     return paths
 
 
-def _wanted(target: Path, content: str | Path, mode: CodeMode) -> tuple[str, str]:
-    """("link", relative target) for a carried module in symlink mode, else ("text", the file's text)."""
-    if isinstance(content, Path) and mode == "symlink":
-        return "link", os.path.relpath(content, target.parent)
-    return "text", content.read_text(encoding="utf-8") if isinstance(content, Path) else content
+def _text(content: str | Path) -> str:
+    """A code file's text: generated, or read from the project module it carries."""
+    return content.read_text(encoding="utf-8") if isinstance(content, Path) else content
 
 
-def _present(target: Path) -> tuple[str, str] | None:
-    if target.is_symlink():
-        return "link", os.readlink(target)
-    return ("text", target.read_text(encoding="utf-8")) if target.is_file() else None
+def _differs(target: Path, text: str) -> bool:
+    return target.is_symlink() or not target.is_file() or target.read_text(encoding="utf-8") != text
 
 
 def stale_hub_code(
-    folder: str | os.PathLike,
-    pipeline_class: type,
-    component_classes: Mapping[str, type | None],
-    mode: CodeMode = "copy",
+    folder: str | os.PathLike, pipeline_class: type, component_classes: Mapping[str, type | None]
 ) -> list[str]:
     """The paths in ``folder`` that :func:`write_hub_code` would change (an empty list: up to date)."""
     folder = Path(folder)
     files = hub_files(pipeline_class, component_classes)
-    stale = [p for p, content in files.items() if _present(folder / p) != _wanted(folder / p, content, mode)]
+    stale = [p for p, content in files.items() if _differs(folder / p, _text(content))]
     stale += sorted(_code_paths(folder, component_classes) - set(files))
     index = json.loads((folder / "model_index.json").read_text())
     if index != hub_model_index(index, pipeline_class, component_classes):
@@ -219,17 +227,11 @@ def stale_hub_code(
 
 
 def write_hub_code(
-    folder: str | os.PathLike,
-    pipeline_class: type,
-    component_classes: Mapping[str, type | None],
-    mode: CodeMode = "copy",
+    folder: str | os.PathLike, pipeline_class: type, component_classes: Mapping[str, type | None]
 ) -> list[str]:
-    """Make ``folder`` (a saved pipeline) loadable by plain diffusers: write its code, rewrite model_index.json.
-
-    Stale .py files of an earlier version are removed. Returns the relative paths of the code files.
-    """
-    if mode not in CODE_MODES:
-        raise ValueError(f"mode must be one of {CODE_MODES}, got {mode!r}.")
+    """Make ``folder`` (a saved pipeline) loadable by plain diffusers: write its code (real files, as a Hub repository
+    holds them), rewrite model_index.json. Stale .py files of an earlier version are removed. Returns the relative
+    paths of the code files."""
     folder = Path(folder)
     files = hub_files(pipeline_class, component_classes)
     for stale in _code_paths(folder, component_classes) - set(files):
@@ -237,13 +239,9 @@ def write_hub_code(
     for relative, content in files.items():
         target = folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink() or target.exists():
+        if target.is_symlink():
             target.unlink()
-        kind, value = _wanted(target, content, mode)
-        if kind == "link":
-            target.symlink_to(value)
-        else:
-            target.write_text(value, encoding="utf-8")
+        target.write_text(_text(content), encoding="utf-8")
     index_file = folder / "model_index.json"
     index = hub_model_index(json.loads(index_file.read_text()), pipeline_class, component_classes)
     index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
@@ -267,8 +265,7 @@ def write_model_code(folder: str | os.PathLike, model_class: type) -> list[str]:
     folder = Path(folder)
     files = model_files(model_class)
     for relative, content in files.items():
-        _, text = _wanted(folder / relative, content, "copy")
-        (folder / relative).write_text(text, encoding="utf-8")
+        (folder / relative).write_text(_text(content), encoding="utf-8")
     config_file = folder / "config.json"
     config = json.loads(config_file.read_text())
     config["auto_map"] = {"AutoModel": f"{MODEL_ENTRY}.{model_class.__name__}"}

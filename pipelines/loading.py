@@ -1,11 +1,13 @@
-"""Loading a saved pipeline safely (safetensors only, every file checked first) and saving one that travels.
+"""Loading a saved pipeline safely: safetensors only, every file checked first.
 
-Every pipeline of this package inherits :class:`SafeFromPretrainedMixin`. Its ``from_pretrained`` resolves a
-local folder or a Hub repo id (from the local cache when ``HF_HUB_OFFLINE=1``), checks the folder
+Every pipeline of this package inherits ``SafeFromPretrainedMixin`` (``pipelines/pretrained.py``), whose
+``from_pretrained`` is :func:`safe_from_pretrained`: it resolves a local folder or a Hub repo id (from the local
+cache when ``HF_HUB_OFFLINE=1``), checks the folder
 (:func:`check_pipeline_folder` and ``folder_checks``), then builds each component from this package's own classes
 or diffusers' and the pipeline from them. It never imports a .py file of the folder: the code a folder carries
 (``pipelines/hub_code.py``) is for diffusers' route, ``DiffusionPipeline.from_pretrained(...,
-trust_remote_code=True)``, where the user opts in to running it. Its ``save_pretrained`` writes that code.
+trust_remote_code=True)``, where the user opts in to running it; the mixin's ``save_pretrained`` writes that code.
+This module is the project's own: a Hub repository does not carry it (``hub_code.PROJECT_ONLY``).
 
 model_index.json stores each component as ``[module, class]``: ``["diffusers", "UNet2DModel"]``, our module as
 ``save_pretrained`` of diffusers records it (``["pipelines.vae", "VAE"]``), or the folder's entry for diffusers
@@ -244,42 +246,29 @@ def load_component(folder: Path, name: str, cls: type, model_kwargs: dict):
     return model
 
 
-class SafeFromPretrainedMixin:
-    """``from_pretrained`` that checks the folder and loads safetensors only, never running the folder's code;
-    ``save_pretrained`` that writes the code diffusers' route needs. Put it before DiffusionPipeline."""
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
-        if kwargs.pop("use_safetensors", True) is False:
-            raise ValueError("use_safetensors=False is not supported: these pipelines load safetensors weights only.")
-        if kwargs.pop("custom_pipeline", None) is not None or kwargs.pop("trust_remote_code", False):
-            raise ValueError(
-                "custom_pipeline / trust_remote_code are not supported here: this loader never runs a folder's code. "
-                "To run the code a folder carries, use diffusers.DiffusionPipeline.from_pretrained(..., "
-                "trust_remote_code=True) instead."
-            )
-        folder = resolve_pipeline_folder(
-            pretrained_model_name_or_path,
-            cache_dir=kwargs.pop("cache_dir", None),
-            revision=kwargs.pop("revision", None),
-            local_files_only=kwargs.pop("local_files_only", None),
-            token=kwargs.pop("token", None),
+def safe_from_pretrained(cls: type, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+    """``cls.from_pretrained`` of every pipeline here (``pipelines/pretrained.py``): check the folder, then load
+    safetensors only, never running the folder's code."""
+    if kwargs.pop("use_safetensors", True) is False:
+        raise ValueError("use_safetensors=False is not supported: these pipelines load safetensors weights only.")
+    if kwargs.pop("custom_pipeline", None) is not None or kwargs.pop("trust_remote_code", False):
+        raise ValueError(
+            "custom_pipeline / trust_remote_code are not supported here: this loader never runs a folder's code. "
+            "To run the code a folder carries, use diffusers.DiffusionPipeline.from_pretrained(..., "
+            "trust_remote_code=True) instead."
         )
-        index = check_pipeline_folder(folder, cls)
-        model_kwargs = {k: kwargs.pop(k) for k in MODEL_KWARGS if k in kwargs}
-        pipeline = _build(cls, folder, index, given=kwargs, model_kwargs=model_kwargs)
-        pipeline.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
-        return pipeline
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
-        """diffusers' save_pretrained (safetensors), then the code that lets plain diffusers load the folder with
-        ``trust_remote_code=True`` (:func:`pipelines.hub_code.write_hub_code`). Publish with ``training.publish``."""
-        from .hub_code import write_hub_code
-
-        if kwargs.pop("push_to_hub", False):
-            raise ValueError("push_to_hub is not supported here; publish with `python -m training.publish`.")
-        super().save_pretrained(save_directory, **kwargs)
-        write_hub_code(save_directory, type(self), {name: _class_of(c) for name, c in self.components.items()})
+    folder = resolve_pipeline_folder(
+        pretrained_model_name_or_path,
+        cache_dir=kwargs.pop("cache_dir", None),
+        revision=kwargs.pop("revision", None),
+        local_files_only=kwargs.pop("local_files_only", None),
+        token=kwargs.pop("token", None),
+    )
+    index = check_pipeline_folder(folder, cls)
+    model_kwargs = {k: kwargs.pop(k) for k in MODEL_KWARGS if k in kwargs}
+    pipeline = _build(cls, folder, index, given=kwargs, model_kwargs=model_kwargs)
+    pipeline.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
+    return pipeline
 
 
 def _build(cls: type, folder: Path, index: dict, given: dict, model_kwargs: dict):
@@ -310,10 +299,6 @@ def _build(cls: type, folder: Path, index: dict, given: dict, model_kwargs: dict
 
 def _components(index: dict) -> list[tuple[str, list]]:
     return [(k, v) for k, v in index.items() if not k.startswith("_")]
-
-
-def _class_of(component) -> type | None:
-    return None if component is None else type(component)
 
 
 def _own_weights(module: torch.nn.Module) -> None:

@@ -16,8 +16,8 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from .data_range import to_image_range
 from .guidance import check_guide
-from .loading import SafeFromPretrainedMixin
 from .precision import Precision
+from .pretrained import SafeFromPretrainedMixin
 from .sampling_loop import DenoisingLoopMixin, OutputType, SamplingPipelineOutput
 from .scheduling_ddpm import DDPMScheduler
 

@@ -22,8 +22,8 @@ from . import schedules
 from .checks import is_positive_int
 from .data_range import to_image_range, to_model_range
 from .guidance import check_guide
-from .loading import SafeFromPretrainedMixin
 from .precision import Precision
+from .pretrained import SafeFromPretrainedMixin
 from .sampling_loop import DenoisingLoopMixin, OutputType, SamplingPipelineOutput
 from .scheduling_ddpm import DDPMScheduler
 

@@ -21,7 +21,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from . import interpolation
 from .checks import finite_float, is_int
-from .loading import SafeFromPretrainedMixin
+from .pretrained import SafeFromPretrainedMixin
 from .vae import LATENT_CHOICES, VAE, LatentChoice
 
 OutputType = Literal["pil", "np", "pt"]

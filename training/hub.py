@@ -4,8 +4,9 @@ The staged folder holds the configs and safetensors weights, the code diffusers 
 (``pipelines/hub_code.py``: the project's own modules, copied fresh), a ``.gitattributes`` that stores the weights
 and images with LFS/Xet, a sample grid and the model card (``training/model_card.py``). ``--dry-run`` writes
 exactly what would be uploaded. The token is never handled here: huggingface_hub reads it from ``HF_TOKEN`` or
-``hf auth login``. ``refresh_bundled`` rewrites the code of the bundled ``models/`` folders (links into
-``pipelines/``) after the project's modules change.
+``hf auth login``. Each bundled ``models/`` folder is exactly what publishing it to its repo of ``BUNDLED_REPOS``
+uploads: ``refresh_bundled`` stages it in place after the project's modules or the cards change, and
+``stale_bundled`` says what a fresh staging would change.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pipelines.folder_checks import (
     read_json,
     weight_files,
 )
-from pipelines.hub_code import model_files, stale_hub_code, write_hub_code, write_model_code
+from pipelines.hub_code import model_files, write_hub_code, write_model_code
 from pipelines.image_grid import make_grid
 from pipelines.loading import folder_classes
 from pipelines.samplers import make_scheduler
@@ -37,7 +38,18 @@ PUBLISHABLE_MODELS = {"DigitClassifier": DigitClassifier}  # single models (no p
 
 # Files the Hub stores with LFS/Xet instead of in git: the weights and the sample grid.
 GITATTRIBUTES = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.png filter=lfs diff=lfs merge=lfs -text\n"
-SKIPPED_NAMES = ("README.md", ".git", ".cache", ".gitattributes", SAMPLES_FILE)  # written fresh when staging
+SKIPPED_NAMES = ("README.md", ".git", ".cache", ".gitattributes")  # written fresh when staging
+# The Hub account the bundled models are published under; each bundled folder's card names its repo.
+HUB_OWNER = "vae-diffusion-playground"
+BUNDLED_REPOS = {
+    "ddpm-pixel": f"{HUB_OWNER}/mnist-ddpm-pixel",
+    "ddpm-latent": f"{HUB_OWNER}/mnist-ddpm-latent",
+    "ddpm-conditional": f"{HUB_OWNER}/mnist-ddpm-conditional",
+    "vae": f"{HUB_OWNER}/mnist-vae",
+    "vae-beta0.25": f"{HUB_OWNER}/mnist-vae-beta0.25",
+    "vae-beta4": f"{HUB_OWNER}/mnist-vae-beta4",
+    "mnist-classifier": f"{HUB_OWNER}/mnist-classifier",
+}
 
 
 def sample_grid(folder: Path):
@@ -76,9 +88,10 @@ def stage_folder(
             continue
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target / relative)  # follows links: the staged folder holds real files
-    write_hub_code(target, *classes, mode="copy")
+    write_hub_code(target, *classes)
     (target / ".gitattributes").write_text(GITATTRIBUTES)
-    sample_grid(target).save(target / SAMPLES_FILE)
+    if not (target / SAMPLES_FILE).is_file():  # a folder's own grid is kept: delete it to draw a new one
+        sample_grid(target).save(target / SAMPLES_FILE)
     card.save(target / "README.md")
     return target
 
@@ -162,19 +175,82 @@ def publish(
 
 
 def bundled_folders(models_dir: str | Path) -> list[Path]:
-    """The pipeline folders directly under ``models_dir`` (those with a model_index.json)."""
-    return sorted(p.parent for p in Path(models_dir).glob("*/model_index.json"))
+    """The folders of ``models_dir`` that BUNDLED_REPOS names (each must be there)."""
+    folders = [Path(models_dir) / name for name in sorted(BUNDLED_REPOS)]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"bundled model folders {missing} do not exist.")
+    return folders
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _staged(folder: Path, tmp: str) -> Path:
+    stage = STAGERS[folder_kind(folder)]
+    return stage(folder, Path(tmp) / folder.name, BUNDLED_REPOS[folder.name])
 
 
 def refresh_bundled(models_dir: str | Path) -> list[Path]:
-    """Rewrite each bundled pipeline folder's code (relative links to ``pipelines/``) and model_index.json."""
+    """Make each bundled folder exactly what publishing it uploads: stage it, then write the staged files that differ
+    (real files: a link becomes the file it points to) and remove the files staging leaves out."""
     folders = bundled_folders(models_dir)
     for folder in folders:
-        write_hub_code(folder, *folder_classes(folder), mode="symlink")
+        with tempfile.TemporaryDirectory() as tmp:
+            wanted, present = _files(_staged(folder, tmp)), _files(folder)
+        for relative in sorted(set(present) - set(wanted)):
+            (folder / relative).unlink()
+        for relative, content in wanted.items():
+            target = folder / relative
+            if target.is_symlink() or present.get(relative) != content:
+                target.unlink(missing_ok=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
     return folders
 
 
 def stale_bundled(models_dir: str | Path) -> dict[str, list[str]]:
-    """Per bundled folder, the code files :func:`refresh_bundled` would change (empty when up to date)."""
-    stale = {str(f): stale_hub_code(f, *folder_classes(f), mode="symlink") for f in bundled_folders(models_dir)}
-    return {folder: paths for folder, paths in stale.items() if paths}
+    """Per bundled folder, the files :func:`refresh_bundled` would write or remove (empty when up to date)."""
+    stale = {}
+    for folder in bundled_folders(models_dir):
+        with tempfile.TemporaryDirectory() as tmp:
+            wanted, present = _files(_staged(folder, tmp)), _files(folder)
+        links = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_symlink()}
+        paths = {p for p in set(wanted) | set(present) if wanted.get(p) != present.get(p)} | links
+        if paths:
+            stale[str(folder)] = sorted(paths)
+    return stale
+
+
+def code_lines(folder: str | Path) -> dict[str, int]:
+    """The code a reviewer reads before ``trust_remote_code=True``: each .py file of the folder and its lines."""
+    folder = Path(folder)
+    return {
+        str(p.relative_to(folder)): len(p.read_text(encoding="utf-8").splitlines())
+        for p in sorted(folder.rglob("*.py"))
+    }
+
+
+def list_in_space_readme(readme: str | Path, repo_id: str) -> list[str]:
+    """Add ``repo_id`` to the ``models:`` of a Space README's front matter (the Space page then links the repo).
+    Returns the listed repos."""
+    import yaml
+
+    readme = Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    _, front, body = text.split("---\n", 2) if text.startswith("---\n") else ("", None, text)
+    if front is None:
+        raise ValueError(f"{readme} has no YAML front matter (a Space README starts with ---).")
+    lines = front.splitlines()
+    models = yaml.safe_load(front).get("models") or []
+    if repo_id not in models:
+        models = sorted([*models, repo_id])
+    listed = f"models: [{', '.join(models)}]"
+    index = next((i for i, line in enumerate(lines) if line.startswith("models:")), None)
+    if index is None:
+        lines.append(listed)
+    else:
+        lines[index] = listed
+    readme.write_text("---\n" + "\n".join(lines) + "\n---\n" + body, encoding="utf-8")
+    return models

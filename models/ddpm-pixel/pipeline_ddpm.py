@@ -1,1 +1,119 @@
-../../pipelines/pipeline_ddpm.py
+"""Pixel-space DDPM sampling (Ho et al. 2020, https://arxiv.org/abs/2006.11239), optionally class-conditional.
+
+A drop-in for diffusers' ``DDPMPipeline``: with the same UNet, scheduler and seed (and ``precision="fp32"``)
+it returns the same images. On top: classifier-free guidance for a class-conditional UNet, ``eta`` for DDIM,
+step callbacks and the denoising trajectory (z_t and x̂_0 every k steps) for display.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import torch
+from diffusers import DiffusionPipeline, UNet2DModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from .data_range import to_image_range
+from .guidance import check_guide
+from .precision import Precision
+from .pretrained import SafeFromPretrainedMixin
+from .sampling_loop import DenoisingLoopMixin, OutputType, SamplingPipelineOutput
+from .scheduling_ddpm import DDPMScheduler
+
+
+class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipeline):
+    """Generate images with a UNet2DModel and a scheduler (ours by default; any diffusers scheduler works).
+
+    For a class-conditional UNet (``num_class_embeds = num_classes + 1``, the last label meaning "no class"),
+    ``class_labels`` picks the classes and ``guidance_scale`` w mixes ε̃ = ε_uncond + w·(ε_cond − ε_uncond).
+    An unconditional UNet may come with a ``guide_unet`` (a smaller, shorter-trained model of the same data):
+    ``autoguidance_scale`` w then mixes ε̃ = ε_guide + w·(ε_main − ε_guide) (Karras et al. 2024).
+    """
+
+    model_cpu_offload_seq = "unet"
+    _optional_components = ["scheduler", "guide_unet"]
+
+    def __init__(
+        self, unet: UNet2DModel, scheduler: SchedulerMixin | None = None, guide_unet: UNet2DModel | None = None
+    ):
+        super().__init__()
+        check_guide(unet, guide_unet)
+        self.register_modules(
+            unet=unet, scheduler=scheduler if scheduler is not None else DDPMScheduler(), guide_unet=guide_unet
+        )
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """z_0 in [−1, 1] → images in [0, 1]."""
+        return to_image_range(latents)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_inference_steps: int = 1000,
+        eta: float = 0.0,
+        class_labels: int | Sequence[int] | torch.Tensor | None = None,
+        guidance_scale: float = 1.0,
+        autoguidance_scale: float = 1.0,
+        guidance_interval: tuple[float, float] | None = None,
+        output_type: OutputType = "pil",
+        return_dict: bool = True,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs: list[str] = None,
+        return_trajectory_every: int | None = None,
+        precision: Precision = "auto",
+    ) -> SamplingPipelineOutput | tuple:
+        """Sample ``batch_size`` images.
+
+        Args:
+            batch_size: number of images.
+            generator: torch generator(s) for reproducible sampling.
+            num_inference_steps: denoising steps, 1..num_train_timesteps.
+            eta: DDIM's noise scale η in [0, 1] (passed only to schedulers whose ``step`` takes it).
+            class_labels: one class or one per image, for a class-conditional UNet; None samples unconditionally.
+            guidance_scale: classifier-free guidance weight w ≥ 0; 1 is plain conditional sampling.
+            autoguidance_scale: autoguidance weight w ≥ 0 (needs a ``guide_unet``); 1 is the main UNet alone.
+            guidance_interval: (σ_low, σ_high) to guide (either kind) only at the steps whose noise level
+                σ_t = √((1 − ᾱ_t)/ᾱ_t) lies in (σ_low, σ_high], the main UNet alone elsewhere (Kynkäänniemi et al.
+                2024); None guides every step.
+            output_type: "pil", "np" (float (N, H, W, C) in [0, 1]), "pt" ((N, C, H, W) in [0, 1]) or "latent"
+                (the final z_0, not decoded).
+            return_dict: return a :class:`SamplingPipelineOutput` instead of a tuple.
+            callback_on_step_end: ``f(pipe, step_index, timestep, callback_kwargs) -> dict`` after each step; it may
+                return new ``latents`` or set ``pipe._interrupt = True`` to stop.
+            callback_on_step_end_tensor_inputs: tensors passed in ``callback_kwargs`` ("latents", "pred_original_sample").
+            return_trajectory_every: record (t, z_t, x̂_0) every k steps (and at the last) into ``.trajectory``.
+            precision: "auto" (bf16 autocast where it is faster, see :mod:`pipelines.precision`), "fp32" or "bf16".
+        """
+        if callback_on_step_end_tensor_inputs is None:
+            callback_on_step_end_tensor_inputs = ["latents"]
+        setup = self.set_up_call(
+            batch_size=batch_size,
+            num_inference_steps=num_inference_steps,
+            eta=eta,
+            class_labels=class_labels,
+            guidance_scale=guidance_scale,
+            autoguidance_scale=autoguidance_scale,
+            guidance_interval=guidance_interval,
+            generator=generator,
+            output_type=output_type,
+            precision=precision,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            return_trajectory_every=return_trajectory_every,
+        )
+        # 1.-2. (in set_up_call) the timesteps to visit, then z_T ~ N(0, σ_init² I)
+        # 3. z_T → z_0, one reverse step per timestep
+        step = functools.partial(self.denoising_step, class_labels=setup.class_labels, step_kwargs=setup.step_kwargs)
+        latents, trajectory = self.denoise(
+            setup.latents,
+            step,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            return_trajectory_every=return_trajectory_every,
+        )
+        # 4. z_0 → image in [0, 1] (or z_0 itself for output_type="latent")
+        images = latents if output_type == "latent" else self.decode_latents(latents)
+        return self.finish(images, trajectory, output_type, return_dict)

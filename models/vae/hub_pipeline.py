@@ -6,13 +6,20 @@ here are that project's own `pipelines/` modules, unchanged. diffusers copies in
 the files an entry module imports directly (`from .name import ...`), not the files those import in turn,
 so each one is imported here."""
 
+import diffusers
+
+MIN_DIFFUSERS = (0, 37, 0)  # older versions cannot load this code
+if tuple(int(part) for part in diffusers.__version__.split(".")[:3] if part.isdigit()) < MIN_DIFFUSERS:
+    raise ImportError(
+        f"this model's code needs diffusers >= 0.37.0, found {diffusers.__version__}: "
+        "pip install -U 'diffusers>=0.37.0'"
+    )
+
 from .checks import __name__ as _checks
 from .distributions import __name__ as _distributions
-from .folder_checks import __name__ as _folder_checks
-from .hub_code import __name__ as _hub_code
 from .interpolation import __name__ as _interpolation
-from .loading import __name__ as _loading
 from .pipeline_vae import VAEPipeline
+from .pretrained import __name__ as _pretrained
 from .vae import VAE
 
 __all__ = ["VAE", "VAEPipeline"]
@@ -20,8 +27,6 @@ __all__ = ["VAE", "VAEPipeline"]
 CARRIED_MODULES = (
     _checks,
     _distributions,
-    _folder_checks,
-    _hub_code,
     _interpolation,
-    _loading,
+    _pretrained,
 )

@@ -2,7 +2,7 @@
 trust_remote_code=True)`` in a Python that cannot import this project loads every bundled model (from its folder, from a
 Hub cache by repo id, and through diffusers' own online download logic) and samples the same images, bit for bit, as
 the project's classes; without trust_remote_code diffusers refuses with the fix; the code a folder carries is the
-closure of the project's modules and stays up to date."""
+closure of the project's modules, less the project's own loader, folder checks and code writer."""
 
 from __future__ import annotations
 
@@ -20,13 +20,21 @@ import torch
 from diffusers.utils.dynamic_modules_utils import get_relative_imports
 
 from pipelines import DDIMScheduler
-from pipelines.hub_code import PIPELINE_ENTRY, code_modules, module_closure, relative_imports
+from pipelines.hub_code import (
+    MIN_DIFFUSERS,
+    PIPELINE_ENTRY,
+    PROJECT_ONLY,
+    code_modules,
+    module_closure,
+    relative_imports,
+)
 from pipelines.loading import folder_classes
-from training.hub import stale_bundled
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
 PYTHON = sys.executable  # the venv's python: diffusers is installed, this project is not
+# Another Python with torch and another diffusers release (e.g. a venv with diffusers==0.36.0), for the version test
+OTHER_DIFFUSERS_PYTHON = os.environ.get("OTHER_DIFFUSERS_PYTHON")
 # bundled folder → how it is sampled (the same call in both routes)
 BUNDLED = {
     "ddpm-pixel": "guided",
@@ -116,7 +124,7 @@ def populate_hub_cache(cache: Path, repo_id: str, folder: Path) -> None:
     (repo / "refs" / "main").write_text(SHA)
 
 
-def run_plain_diffusers(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+def run_plain_diffusers(tmp_path: Path, script: str, *args: str, python: str = PYTHON) -> subprocess.CompletedProcess:
     """``python -I`` in a fresh folder: no project on sys.path; Hub cache and module cache inside tmp_path."""
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
@@ -131,7 +139,7 @@ def run_plain_diffusers(tmp_path: Path, script: str, *args: str) -> subprocess.C
         "OMP_NUM_THREADS": "1",
     }
     result = subprocess.run(
-        [PYTHON, "-I", "script.py", *args], cwd=work, env=env, capture_output=True, text=True, timeout=600
+        [python, "-I", "script.py", *args], cwd=work, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result
@@ -172,21 +180,18 @@ def test_every_bundled_model_loads_with_plain_diffusers_and_samples_the_same_ima
         assert message and "trust_remote_code=True" in message and "custom code" in message, message
 
 
-def test_bundled_folders_carry_the_current_code():
-    """After pipelines/ changes, `python -m training.publish --refresh-bundled models/` rewrites them."""
-    assert stale_bundled(MODELS) == {}
-
-
 @pytest.mark.parametrize("folder", sorted(BUNDLED))
 def test_a_folder_carries_exactly_the_import_closure_and_its_entry_imports_each_module_directly(folder):
     carried = sorted(p.stem for p in (MODELS / folder).glob("*.py") if p.stem != PIPELINE_ENTRY)
     pipeline_class, components = folder_classes(MODELS / folder)
     assert carried == code_modules(pipeline_class, components)
+    assert not set(carried) & set(PROJECT_ONLY)  # the project's loader, folder checks and code writer stay home
     sources = {m: ROOT / "pipelines" / f"{m}.py" for m in carried}
-    assert all(relative_imports(path) <= set(carried) for path in sources.values())  # closed under imports
+    assert all(relative_imports(path) - set(PROJECT_ONLY) <= set(carried) for path in sources.values())  # closed
     assert set(get_relative_imports(MODELS / folder / f"{PIPELINE_ENTRY}.py")) == set(carried)  # what diffusers copies
-    for name in carried:  # carried as links to the project's own modules
-        assert (MODELS / folder / f"{name}.py").resolve() == sources[name].resolve()
+    for name in carried:  # the project's own modules, unchanged, as real files
+        path = MODELS / folder / f"{name}.py"
+        assert not path.is_symlink() and path.read_text() == sources[name].read_text()
 
 
 def test_the_closure_follows_both_forms_of_relative_import_and_refuses_what_cannot_travel(tmp_path):
@@ -195,6 +200,7 @@ def test_the_closure_follows_both_forms_of_relative_import_and_refuses_what_cann
     (tmp_path / "c.py").write_text("from .b import x\n")
     (tmp_path / "lonely.py").write_text("")
     assert module_closure(["a"], tmp_path) == ["a", "b", "c"]
+    assert module_closure(["a"], tmp_path, leave_out=["c"]) == ["a", "b"]  # a project-only module stays home
     (tmp_path / "d.py").write_text("from ..elsewhere import y\n")
     with pytest.raises(ValueError, match="cannot travel"):
         module_closure(["d"], tmp_path)
@@ -224,8 +230,9 @@ def test_a_saved_pipeline_carries_its_code_and_our_loader_never_imports_it(tmp_p
 
 @pytest.mark.parametrize("folder", sorted(BUNDLED))
 def test_every_import_diffusers_follows_names_a_file_beside_it(folder):
-    """diffusers copies each `from .x import` of a module from the module's own folder: x.py must be there."""
-    for path in (MODELS / folder).rglob("*.py"):
+    """diffusers copies each `from .x import` of an entry module (the files model_index.json names) from the entry's
+    own folder: x.py must be there. The carried modules' own imports are not followed (the entry imports each)."""
+    for path in (MODELS / folder).rglob("hub_*.py"):
         names = set(get_relative_imports(path))
         assert all((path.parent / f"{name}.py").is_file() for name in names), (path, names)
 
@@ -244,3 +251,31 @@ def test_diffusers_never_substitutes_its_own_class_of_the_same_name_even_beside_
 
     with pytest.raises(ValueError, match=r"custom code.*\n?.*trust_remote_code=True"):
         DiffusionPipeline.from_pretrained(MODELS / folder)
+
+
+VERSION_SCRIPT = """
+import sys, diffusers, torch
+from diffusers import DiffusionPipeline
+try:
+    pipe = DiffusionPipeline.from_pretrained(sys.argv[1], trust_remote_code=True)
+    pipe.set_progress_bar_config(disable=True)
+    steps = {"num_inference_steps": 2} if "unet" in pipe.components else {}
+    pipe(batch_size=1, generator=torch.Generator().manual_seed(0), **steps)
+    print(diffusers.__version__, "loaded")
+except ImportError as error:
+    print(diffusers.__version__, "refused:", error)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not OTHER_DIFFUSERS_PYTHON, reason="OTHER_DIFFUSERS_PYTHON names no Python with another diffusers")
+@pytest.mark.parametrize("folder", ["ddpm-latent", "vae"])
+def test_another_diffusers_release_loads_the_folder_or_stops_naming_the_minimum(tmp_path, folder):
+    """Run with e.g. OTHER_DIFFUSERS_PYTHON=/tmp/dfold/bin/python (torch and diffusers==0.36.0 or 0.37.0 there)."""
+    result = run_plain_diffusers(tmp_path, VERSION_SCRIPT, str(MODELS / folder), python=OTHER_DIFFUSERS_PYTHON)
+    version, outcome = result.stdout.splitlines()[-1].split(" ", 1)
+    release = tuple(int(part) for part in version.split(".")[:3])
+    if release >= tuple(int(part) for part in MIN_DIFFUSERS.split(".")):
+        assert outcome == "loaded", result.stdout
+    else:
+        assert outcome.startswith(f"refused: this model's code needs diffusers >= {MIN_DIFFUSERS}, found {version}")

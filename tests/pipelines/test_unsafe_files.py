@@ -169,7 +169,7 @@ def test_no_app_endpoint_takes_a_path_or_repo_id_and_models_come_from_a_fixed_li
 def test_app_refuses_a_model_named_by_path_or_repo_id_without_loading_anything(tmp_path, monkeypatch, hostile):
     import gradio as gr
 
-    from pipelines.loading import SafeFromPretrainedMixin
+    from pipelines.pretrained import SafeFromPretrainedMixin
     from playground.tabs import inpaint
     from playground.tabs import sample as sampling
 

@@ -1,1 +1,0 @@
-../../pipelines/hub_code.py

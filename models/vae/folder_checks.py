@@ -1,1 +1,0 @@
-../../pipelines/folder_checks.py
