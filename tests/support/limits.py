@@ -312,7 +312,8 @@ def case_errors(url: str, log: Path | None) -> dict:
         stream = httpx.get(f"{url}{http.API}/queue/data", params={"session_hash": "no-such-session"}, timeout=30)
         time.sleep(0.5)
         logged = [line for line in log.read_text()[size_before:].splitlines() if "cache sweep" not in line]
-        figures["unknown_session_stream"] = f"HTTP {stream.status_code}, {len(chr(10).join(logged))} log bytes"
+        logged_bytes = len("\n".join(logged))
+        figures["unknown_session_stream"] = f"HTTP {stream.status_code}, {logged_bytes} log bytes"
         lines_before = len(log.read_text().splitlines())
         for steps in (5000, 6000, 7000):  # three user errors
             http.run_event(url, events["sample"], ["pixel", "DDIM", steps, 0.0, 0, 2, 3, 1.0, 1.0])
