@@ -19,6 +19,7 @@ from huggingface_hub import HfApi
 
 from pipelines.digit_classifier import DigitClassifier
 from pipelines.folder_checks import (
+    TRAINING_STATE,
     check_config_bounds,
     check_weights,
     expected_tensors,
@@ -37,6 +38,7 @@ PUBLISHABLE_MODELS = {"DigitClassifier": DigitClassifier}  # single models (no p
 
 # Files the Hub stores with LFS/Xet instead of in git: the weights and the sample grid.
 GITATTRIBUTES = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.png filter=lfs diff=lfs merge=lfs -text\n"
+RUN_ENTRIES = ("samples", "logs", "metrics.jsonl", "train_config.json", "export.tmp")  # a run folder's own files
 SKIPPED_NAMES = ("README.md", ".git", ".cache", ".gitattributes", SAMPLES_FILE)  # written fresh when staging
 
 
@@ -53,6 +55,12 @@ def sample_grid(folder: Path):
         pipe.scheduler = make_scheduler(pipe.scheduler.config, sampler)
     images = pipe(**kwargs, generator=torch.Generator().manual_seed(0), output_type="pt").images
     return make_grid(images, nrow=len(images) if len(images) <= 10 else 8)  # the ten digits in one row
+
+
+def _skipped(relative: Path) -> bool:
+    """Written fresh when staging, or what a run folder keeps beside its export (checkpoints, snapshots, logs)."""
+    top = relative.parts[0]
+    return top in SKIPPED_NAMES or top in RUN_ENTRIES or TRAINING_STATE.fullmatch(top) or top.startswith("snapshot-")
 
 
 def _is_code(relative: Path, components: set[str]) -> bool:
@@ -72,7 +80,7 @@ def stage_folder(
     target.mkdir(parents=True, exist_ok=True)
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
-        if relative.parts[0] in SKIPPED_NAMES or path.is_dir() or _is_code(relative, set(classes[1])):
+        if _skipped(relative) or path.is_dir() or _is_code(relative, set(classes[1])):
             continue
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target / relative)  # follows links: the staged folder holds real files
