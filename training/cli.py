@@ -94,7 +94,7 @@ def _refuse(given: dict[str, Any], where: str) -> None:
     for name, value in given.items():
         if value is None:
             continue
-        why = REFUSED.get(name) or REFUSED_VALUES.get((name, value))
+        why = REFUSED.get(name) or (REFUSED_VALUES.get((name, value)) if isinstance(value, str) else None)
         if why:
             shown = f"--{name}" if name in REFUSED else f"--{name} {value}"
             raise ConfigError(f"{shown}{where} cannot apply: {why}.")

@@ -133,17 +133,25 @@ def _folder(path: Path, cache_dir: str):
             f"data source {str(path)!r} is neither a known name (mnist, sklearn-digits, sklearn-patches, hf:<name>) "
             "nor a folder."
         )
-    from .data import IMAGE_SUFFIXES
+    from .data import IMAGE_SUFFIXES, read_image
 
-    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*")):
+    files = {p.absolute() for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES}
+    if not files:
         raise ValueError(f"image folder {str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
     import datasets
 
     datasets.disable_progress_bars()
     try:
-        return datasets.load_dataset("imagefolder", data_dir=str(path), split="train", cache_dir=cache_dir or None)
+        dataset = datasets.load_dataset("imagefolder", data_dir=str(path), split="train", cache_dir=cache_dir or None)
     except Exception as err:  # a folder datasets cannot index
         raise ValueError(f"cannot read image folder {str(path)!r}: {err}") from err
+    indexed = {
+        Path(cell["path"]).absolute() for cell in dataset.cast_column("image", datasets.Image(decode=False))["image"]
+    }
+    for missing in sorted(files - indexed):  # e.g. a dangling link, which imagefolder skips without a word
+        read_image(str(missing), mode=None)
+        raise ValueError(f"image folder {str(path)!r}: 🤗 datasets' imagefolder did not index {str(missing)!r}.")
+    return dataset
 
 
 def _hub(name: str, config: str, cache_dir: str):
@@ -176,7 +184,7 @@ def _labels(dataset, source: str, files: list[str] | None, hub: bool) -> torch.T
 
 def _scan(dataset, image_key: str, files: list[str] | None, channels: int, size: int | None) -> tuple[int, int]:
     """Every file's header (a folder: unreadable or oversized images are refused before training) or a Hub data
-    set's first images: the channel count (3 if any image has colour) and the size (the smallest shorter side)."""
+    set's first images: the channel count (3 if any image has colour) and the size (the largest shorter side)."""
     from .data import read_image
 
     colour, shorter = False, []
@@ -189,7 +197,7 @@ def _scan(dataset, image_key: str, files: list[str] | None, channels: int, size:
         header = read_image(cell.get("path") or "a Hub image", cell.get("bytes"), None)
         colour = colour or header.mode not in GREY_MODES or (header.mode == "P" and _palette_has_colour(header))
         shorter.append(min(header.size))
-    return channels or (3 if colour else 1), size or min(shorter)
+    return channels or (3 if colour else 1), size or max(shorter)
 
 
 def _palette_has_colour(image) -> bool:

@@ -4,6 +4,7 @@ patches (the anchor: what real patches the model never saw score).
 
     python -m training.patch_quality runs/recipes/colour-pixel/ddpm --num_samples 500
     python -m training.patch_quality --real                 # the held-out anchor only
+    python -m training.patch_quality runs/... --grid docs/images/colour-pixel.png   # 64 samples | 64 real patches
 
 The feature space involves no trained network: each patch's 8×8 average-pooled colours projected on the 32 leading
 principal components of the training patches, plus the log standard deviation of its horizontal and vertical pixel
@@ -64,7 +65,11 @@ def held_out_anchor(num_samples: int, resamples: int = 10, seed: int = 0) -> dic
 
 
 def sample_patches(folder: Path, num_samples: int, steps: int, seed: int = 0, batch: int = 100) -> torch.Tensor:
+    """``num_samples`` samples of the pipeline in ``folder`` with DDIM (η = 0) in ``steps`` steps, as the grids."""
+    from pipelines.scheduling_ddim import DDIMScheduler
+
     pipe = load_pipeline(folder)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     generator, images = torch.Generator().manual_seed(seed), []
     for first in range(0, num_samples, batch):
@@ -74,12 +79,28 @@ def sample_patches(folder: Path, num_samples: int, steps: int, seed: int = 0, ba
     return torch.cat(images)
 
 
+def side_by_side(samples: torch.Tensor, seed: int = 0):
+    """64 samples (left) beside 64 held-out real patches drawn with ``seed`` (right), as one PIL image."""
+    from PIL import Image
+
+    from pipelines.image_grid import make_grid
+
+    test = load_data("sklearn-patches", "test").images
+    real = test[torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:64]]
+    left, right = make_grid(samples[:64], nrow=8), make_grid(real, nrow=8)
+    image = Image.new("RGB", (left.width + right.width + 16, left.height), "white")
+    image.paste(left.convert("RGB"), (0, 0))
+    image.paste(right.convert("RGB"), (left.width + 16, 0))
+    return image
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", nargs="?", help="a pipeline trained on sklearn-patches")
     parser.add_argument("--real", action="store_true", help="only the held-out real patches' anchor")
     parser.add_argument("--num_samples", type=int, default=500)
-    parser.add_argument("--steps", type=int, default=25, help="sampling steps (the pipeline's scheduler)")
+    parser.add_argument("--steps", type=int, default=25, help="DDIM sampling steps")
+    parser.add_argument("--grid", help="also save 64 samples beside 64 held-out real patches as this PNG")
     args = parser.parse_args(argv)
     if not args.real and not args.folder:
         parser.error("give a pipeline folder, or --real")
@@ -89,6 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["model_frechet"] = frechet_distance(patch_features(samples), train_features())
         result["steps"] = args.steps
         (Path(args.folder) / "patch_quality.json").write_text(json.dumps(result, indent=2))
+        if args.grid:
+            side_by_side(samples).save(args.grid)
     print(json.dumps(result, indent=2))
     return result
 
