@@ -9,6 +9,7 @@ one. Nothing is held out unless ``validation_split`` asks; the counts found, use
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -115,10 +116,11 @@ def open_images(
     held = min(found - 1, max(1, round(validation_split * found))) if validation_split > 0 else 0
     order = np.random.default_rng(HOLDOUT_SEED).permutation(found)
     parts = [np.sort(order[held:]), np.sort(order[:held])]
-    print(
-        f"{source}: found {found} images ({channels} channel{'s' * (channels > 1)}, {size}×{size}); training on "
-        f"{len(parts[0])}, holding out {held} (validation_split={validation_split})."
-    )
+    if os.environ.get("RANK", "0") == "0":  # once, not once per process
+        print(
+            f"{source}: found {found} images ({channels} channel{'s' * (channels > 1)}, {size}×{size}); training on "
+            f"{len(parts[0])}, holding out {held} (validation_split={validation_split})."
+        )
 
     def part(rows: np.ndarray) -> LazyImages:
         kept = [files[r] for r in rows] if files is not None else None
