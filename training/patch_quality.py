@@ -3,7 +3,7 @@ feature space, between its samples and the training patches, beside the same dis
 patches (the anchor: what real patches the model never saw score).
 
     python -m training.patch_quality runs/recipes/colour-pixel/ddpm --num_samples 500
-    python -m training.patch_quality --real                 # the held-out anchor only
+    python -m training.patch_quality --real                 # the held-out anchor, noise and blur
     python -m training.patch_quality runs/... --grid docs/images/colour-pixel.png   # 64 samples | 64 real patches
 
 The feature space involves no trained network: each patch's 8×8 average-pooled colours projected on the 32 leading
@@ -64,6 +64,18 @@ def held_out_anchor(num_samples: int, resamples: int = 10, seed: int = 0) -> dic
     return {"held_out_frechet_mean": float(np.mean(draws)), "held_out_frechet_std": float(np.std(draws, ddof=1))}
 
 
+def controls(num_samples: int, seed: int = 0) -> dict:
+    """What the distance reads for uniform noise and for held-out patches blurred to 4×4 blocks of 8×8 pixels."""
+    test = load_data("sklearn-patches", "test").images
+    real = test[torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:num_samples]]
+    noise = torch.rand(num_samples, *real.shape[1:], generator=torch.Generator().manual_seed(seed))
+    blurred = F.interpolate(F.avg_pool2d(real, 8), scale_factor=8, mode="nearest")
+    return {
+        "noise_frechet": frechet_distance(patch_features(noise), train_features()),
+        "blurred_held_out_frechet": frechet_distance(patch_features(blurred), train_features()),
+    }
+
+
 def sample_patches(folder: Path, num_samples: int, steps: int, seed: int = 0, batch: int = 100) -> torch.Tensor:
     """``num_samples`` samples of the pipeline in ``folder`` with DDIM (η = 0) in ``steps`` steps, as the grids."""
     from pipelines.scheduling_ddim import DDIMScheduler
@@ -97,7 +109,7 @@ def side_by_side(samples: torch.Tensor, seed: int = 0):
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", nargs="?", help="a pipeline trained on sklearn-patches")
-    parser.add_argument("--real", action="store_true", help="only the held-out real patches' anchor")
+    parser.add_argument("--real", action="store_true", help="only the held-out anchor and the controls")
     parser.add_argument("--num_samples", type=int, default=500)
     parser.add_argument("--steps", type=int, default=25, help="DDIM sampling steps")
     parser.add_argument("--grid", help="also save 64 samples beside 64 held-out real patches as this PNG")
@@ -105,6 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.real and not args.folder:
         parser.error("give a pipeline folder, or --real")
     result = {"num_samples": args.num_samples, **held_out_anchor(args.num_samples)}
+    if args.real:
+        result |= controls(args.num_samples)
     if args.folder:
         samples = sample_patches(Path(args.folder), args.num_samples, args.steps)
         result["model_frechet"] = frechet_distance(patch_features(samples), train_features())

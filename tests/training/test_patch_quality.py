@@ -4,11 +4,9 @@ the fixed patch feature space ranks held-out real patches far closer to the trai
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from training.data import load_data
-from training.evaluate import frechet_distance
-from training.patch_quality import held_out_anchor, patch_features, side_by_side, train_features
+from training.patch_quality import controls, held_out_anchor, side_by_side
 
 
 def test_sklearn_patches_are_deterministic_colour_bands_that_share_no_column():
@@ -25,12 +23,9 @@ def test_sklearn_patches_are_deterministic_colour_bands_that_share_no_column():
 
 def test_held_out_patches_score_far_closer_than_noise_or_blur():
     anchor = held_out_anchor(200, resamples=3)["held_out_frechet_mean"]
-    test = load_data("sklearn-patches", "test").images[:200]
-    noise = frechet_distance(
-        patch_features(torch.rand(200, 3, 32, 32, generator=torch.Generator().manual_seed(0))), train_features()
-    )
-    blurred = F.interpolate(F.avg_pool2d(test, 8), scale_factor=8, mode="nearest")
-    blur = frechet_distance(patch_features(blurred), train_features())
-    assert 0 < anchor < blur / 2 and blur < noise
+    control = controls(200)
+    assert 0 < anchor < control["blurred_held_out_frechet"] / 2
+    assert control["blurred_held_out_frechet"] < control["noise_frechet"]
+    test = load_data("sklearn-patches", "test").images
     grid = side_by_side(test[:64])
     assert grid.mode == "RGB" and grid.width > 2 * grid.height  # samples | real patches
