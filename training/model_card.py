@@ -23,6 +23,11 @@ DATA_DESCRIPTION = (
     "500 per digit). Shuffled with seed 0, then per digit: 400 `train`, 50 `val`, 50 `test` (held out for every "
     "reported figure); the diffusion models train on `train+val` (4,500 digits)."
 )
+OTHER_DATA = {  # data sources other than MNIST: what the card says about them
+    "sklearn-digits": "scikit-learn's 1,797 8×8 digits (`sklearn.datasets.load_digits`).",
+    "sklearn-patches": "32×32 colour patches of scikit-learn's two sample photographs (`sklearn.datasets."
+    "load_sample_images`), the `train` band of columns (1,350 patches).",
+}
 PROJECT = "VAE & diffusion playground"
 TAGS = ["diffusers", "mnist", "education", "cpu-trained"]
 SAMPLES_FILE = "samples.png"
@@ -143,6 +148,28 @@ def eval_results(metrics: dict, task: str) -> list[EvalResult] | None:
     return results or None
 
 
+def training_data(folder: Path) -> str:
+    """The data source the model trained on, from its recipe's training.json or the run's train_config.json."""
+    stages = read_optional_json(folder / "training.json").get("stages") or {}
+    for config in [*list(stages.values())[::-1], *map(read_optional_json, _run_configs(folder))]:
+        if config.get("data"):
+            return str(config["data"])
+    return "mnist"
+
+
+def data_description(source: str) -> tuple[str, list[str]]:
+    """The card's Data paragraph and its `datasets` metadata."""
+    if source == "mnist":
+        return DATA_DESCRIPTION, ["mnist"]
+    if source.startswith("hf:"):
+        return f"The Hugging Face dataset `{source[3:]}`.", [source[3:]]
+    return OTHER_DATA.get(source, f"A folder of the trainer's own images (`{Path(source).name}`)."), []
+
+
+def _run_configs(folder: Path) -> list[Path]:
+    return [folder / "train_config.json", folder.parent / "train_config.json"]
+
+
 def training_command(folder: Path, index: dict) -> str | None:
     """``training.json``'s "command", else one rebuilt from the run's ``train_config.json`` (folder/.. or folder):
     each field with a value as ``--field value`` (shell-quoted), so that the command re-runs."""
@@ -150,7 +177,7 @@ def training_command(folder: Path, index: dict) -> str | None:
     if info.get("command"):
         return str(info["command"])
     script = "training.train_vae" if pipeline_class_name(index) == "VAEPipeline" else "training.train_ddpm"
-    for candidate in (folder / "train_config.json", folder.parent / "train_config.json"):
+    for candidate in _run_configs(folder):
         config = read_optional_json(candidate)
         if config:
             flags = []
@@ -248,12 +275,13 @@ def build_model_card(
     unet_config = read_optional_json(folder / "unet" / "config.json")
     conditional, unet = bool(unet_config.get("num_class_embeds")), "unet" in index
     task = "unconditional-image-generation"
+    description, datasets = data_description(training_data(folder))
     data = ModelCardData(
         library_name="diffusers",
         pipeline_tag=task,
         license=license,
-        tags=TAGS + [pipeline],
-        datasets=["mnist"],
+        tags=[tag for tag in TAGS if tag != "mnist" or datasets == ["mnist"]] + [pipeline],
+        datasets=datasets or None,
         model_name=repo_id.split("/")[-1],
         eval_results=eval_results(metrics, task),
     )
@@ -272,7 +300,7 @@ def build_model_card(
         "",
         "## Data",
         "",
-        DATA_DESCRIPTION,
+        description,
         "",
         *training_section(folder, index),
         *evaluation_section(metrics),

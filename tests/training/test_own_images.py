@@ -24,6 +24,7 @@ from training import train_ddpm, train_vae
 from training.cli import ConfigError
 from training.config import LEGACY_EXPORT, DDPMTrainConfig, export_path, parse_config
 from training.data import load_data, sklearn_patches
+from training.hub import stage_folder
 
 TINY = ["--block_out_channels", "8,16", "--attention_levels", "", "--layers_per_block", "1", "--norm_num_groups", "4"]
 TINY += ["--ddpm_num_steps", "50", "--ddpm_num_inference_steps", "2", "--num_threads", "1", "--lr_warmup_steps", "1"]
@@ -83,6 +84,10 @@ def test_the_diffusers_example_command_line_trains_and_its_output_dir_loads_with
     report = tmp_path / "report.json"
     run_plain_diffusers(tmp_path, LOAD, str(out), str(report))
     assert json.loads(report.read_text()) == {"class": "DDPMPipeline", "shape": [2, 32, 32, 3]}
+    staged = stage_folder(out, tmp_path / "staged", "me/colour")  # what --push_to_hub would upload
+    assert not {"checkpoint-2", "samples", "metrics.jsonl", "train_config.json"} & {p.name for p in staged.iterdir()}
+    card = (staged / "README.md").read_text()
+    assert "A folder of the trainer's own images (`imgs`)." in card and "MNIST" not in card
 
 
 def test_colour_in_colour_out_for_pixel_vae_and_latent_models(tmp_path):
