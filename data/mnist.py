@@ -22,12 +22,16 @@ _PER_CLASS = {"train": (0, 400), "val": (400, 450), "test": (450, 500), "train+v
 
 @dataclass
 class ImageData:
-    images: torch.Tensor  # (N, 1, H, W) float32 in [0, 1]
+    images: torch.Tensor  # (N, C, H, W) float32 in [0, 1]
     labels: torch.Tensor  # (N,) int64, −1 when unknown
     files: list[str] | None = None  # where each image came from (an image folder), for error messages
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
 
 
 def split_by_class(

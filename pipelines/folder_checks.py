@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -196,8 +197,15 @@ def check_finite(module: torch.nn.Module, files: list[Path]) -> None:
         raise ValueError(f"{named} holds NaN or infinite values in tensors {bad[:5]}.")
 
 
+# a training run's checkpoints beside the pipeline it exports (diffusers' layout): Accelerate's training state, which
+# no pipeline loader reads
+TRAINING_STATE = re.compile(r"checkpoint-\d+(\.tmp)?")
+
+
 def find_pickles(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    """Pickle files anywhere in ``folder`` but its training checkpoints."""
+    found = (p.relative_to(folder) for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    return sorted(str(p) for p in found if not TRAINING_STATE.fullmatch(p.parts[0]))
 
 
 def check_component_name(name: str, index_file: Path) -> None:

@@ -20,7 +20,7 @@ def make_grid(
     )
     if array.ndim != 4:
         raise ValueError(f"images must be 4-D (N, C, H, W) or (N, H, W, C), got shape {array.shape}.")
-    if array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3):
+    if array.shape[1] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
         array = array.transpose(0, 2, 3, 1)  # to (N, H, W, C)
     n, h, w, c = array.shape
     nrow = nrow or math.ceil(math.sqrt(n))

@@ -41,6 +41,29 @@ DIFFUSERS_ALIASES: dict[str, Alias] = {
     "ddpm_num_steps": Alias("num_train_timesteps"),
     "ddpm_beta_schedule": Alias("beta_schedule"),
     "ddpm_num_inference_steps": Alias("sample_steps"),
+    "center_crop": Alias("crop", switch={"crop": "center"}, off={"crop": "random"}),
+    "random_flip": Alias("flip", switch={"flip": "horizontal"}, off={"flip": "none"}),
+    "eval_batch_size": Alias("sample_grid_size"),
+    "dataset_config_name": Alias("dataset_config"),
+}
+# diffusers flags that change nothing here, as there: accepted (a switch, or a value) and ignored
+IGNORED = {
+    "overwrite_output_dir": "diffusers' script declares it and never reads it",
+    "local_rank": "Accelerate reads the process's rank from the launcher (LOCAL_RANK), as diffusers' script does",
+}
+# diffusers flags that cannot apply here: refused with the reason, as a usage error
+REFUSED = {
+    "model_config_name_or_path": "the UNet is built from --block_out_channels, --layers_per_block and "
+    "--attention_levels (or fine-tuned from a saved one with --init_from)",
+    "enable_xformers_memory_efficient_attention": "xformers is not a dependency; diffusers' UNet already uses "
+    "PyTorch's scaled_dot_product_attention",
+    "hub_token": "a token on the command line would be saved in train_config.json; log in with `hf auth login` "
+    "or set HF_TOKEN",
+    "use_auth_token": "log in with `hf auth login` or set HF_TOKEN instead",
+}
+REFUSED_VALUES = {  # (diffusers flag, value) → why
+    ("logger", "wandb"): "Weights & Biases is not a dependency of this project; use --logger tensorboard "
+    "(metrics.jsonl is always written)",
 }
 # fields that diffusers spells the same but uses as on/off flags: given without a value they take this one
 SWITCH_FIELDS = {"push_to_hub": "at_end"}

@@ -12,7 +12,16 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from .aliases import SWITCH_FIELDS, Alias, aliases_for, global_batch_size, launcher_world_size
+from .aliases import (
+    IGNORED,
+    REFUSED,
+    REFUSED_VALUES,
+    SWITCH_FIELDS,
+    Alias,
+    aliases_for,
+    global_batch_size,
+    launcher_world_size,
+)
 from .fields import Range, check_value, parse_text
 
 PER_DEVICE_BATCH = "train_batch_size"
@@ -49,9 +58,14 @@ def _parse_config(cls: type, argv: list[str] | None):
     aliases = aliases_for(set(fields))
     args = vars(_parser(cls, hints, fields, aliases).parse_args(argv))
     config_file = args.pop("config")
+    for name in set(IGNORED) - set(fields):
+        args.pop(name, None)
+    _refuse(args, "")
     values = {}
     if config_file:
         given = load_config_file(config_file)
+        _refuse(given, f" (in {config_file})")
+        given = {k: v for k, v in given.items() if k not in IGNORED or k in fields}
         unknown = set(given) - set(fields) - set(aliases)
         if unknown:
             raise ValueError(f"unknown config keys in {config_file}: {sorted(unknown)}")
@@ -75,6 +89,17 @@ def _parse_config(cls: type, argv: list[str] | None):
     return cls(**values)
 
 
+def _refuse(given: dict[str, Any], where: str) -> None:
+    """A diffusers flag (or value) that cannot apply here: a usage error that says why."""
+    for name, value in given.items():
+        if value is None:
+            continue
+        why = REFUSED.get(name) or (REFUSED_VALUES.get((name, value)) if isinstance(value, str) else None)
+        if why:
+            shown = f"--{name}" if name in REFUSED else f"--{name} {value}"
+            raise ConfigError(f"{shown}{where} cannot apply: {why}.")
+
+
 def _parser(cls: type, hints: dict, fields: dict, aliases: dict[str, Alias]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=f"Train with {cls.__name__}. Every field can be given as --name value, or in --config FILE. "
@@ -94,6 +119,10 @@ def _parser(cls: type, hints: dict, fields: dict, aliases: dict[str, Alias]) -> 
             )
         else:
             parser.add_argument(f"--{name}", type=str, default=None, help=f"diffusers' name for --{alias.target}")
+    for name, why in {**IGNORED, **REFUSED}.items():
+        if name not in fields:
+            verdict = "accepted, ignored" if name in IGNORED else "refused"
+            parser.add_argument(f"--{name}", nargs="?", const=True, default=None, help=f"{verdict}: {why}")
     return parser
 
 
@@ -128,6 +157,20 @@ def _global_batch(values: dict[str, Any], fields: dict) -> int:
     return global_batch_size(per_device, accumulation, launcher_world_size())
 
 
+def _yaml_loader():
+    """YAML's safe loader that also reads 1e-4 (no dot, as JSON and Python write it) as a number, not a string."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    number = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", number, list("-+0123456789"))
+    return Loader
+
+
 def load_config_file(path: str) -> dict:
     """The field: value pairs of a JSON or YAML file (a mapping), with clear errors for anything else."""
     file = Path(path)
@@ -138,7 +181,7 @@ def load_config_file(path: str) -> dict:
         if file.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            values = yaml.safe_load(text) or {}
+            values = yaml.load(text, Loader=_yaml_loader()) or {}
         else:
             values = json.loads(text)
     except Exception as err:  # json.JSONDecodeError, yaml.YAMLError

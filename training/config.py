@@ -9,6 +9,7 @@ involves several fields. All of it runs when a config is built, before any data,
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +42,20 @@ EVERY = Range(1)  # a period in steps
 
 @dataclass
 class TrainConfig:
-    output_dir: str = "runs/model"
-    data: str = "mnist"  # mnist | sklearn-digits | a folder of images | hf:<dataset>
+    output_dir: str = "runs/model"  # the run folder: the exported pipeline itself, its checkpoints beside it
+    data: str = "mnist"  # mnist | sklearn-digits | sklearn-patches | a folder of images | hf:<dataset>
     image_size: int = 28
+    # a folder or Hub data set (decoded lazily, batch by batch): the shorter side is resized to image_size, then
+    # a square is cropped, at the centre or at a place drawn per batch (diffusers' --center_crop, or not)
+    crop: Literal["random", "center"] = "random"
+    flip: Literal["none", "horizontal"] = "none"  # "horizontal": each image mirrored with probability 1/2
+    channels: int = 0  # of a folder or Hub data set: 1 grey, 3 RGB, 4 RGBA; 0 = 3 if any image has colour, else 1
+    # the fraction of a folder or Hub data set held out for validation (0: every image trains); the named sources
+    # (mnist, sklearn-digits, sklearn-patches) keep their fixed split instead
+    validation_split: float = 0.0
+    dataset_config: str = ""  # a Hub data set's configuration (diffusers' --dataset_config_name)
+    cache_dir: str = ""  # where 🤗 datasets caches a folder's index or a Hub download; "" = its default
+    dataloader_num_workers: int = 0  # processes decoding a folder or Hub data set (0: in the training process)
     seed: int = 0
     batch_size: int = 64  # global batch per optimizer step (all processes, all accumulation micro-batches)
     max_steps: int = 10_000
@@ -73,6 +85,10 @@ class TrainConfig:
     augment_shift: int = 0  # random translation by up to this many pixels
     log_every: int = 50
     sample_every: int = 1_000  # 0 = no sample grids
+    sample_grid_size: int = 16  # images in a sample grid (diffusers' --eval_batch_size)
+    # > 0: these many epochs instead of sample_every / eval_every steps (diffusers' --save_*_epochs)
+    save_images_epochs: int = 0
+    save_model_epochs: int = 0
     eval_every: int = 0  # 0 = evaluate only at the end
     checkpoint_every: int = 1_000  # 0 = only at the end
     keep_checkpoints: int = 2
@@ -80,8 +96,9 @@ class TrainConfig:
     # same network trained for a third of the steps, at no extra training cost; Karras et al. 2024, §4)
     snapshot_steps: tuple[int, ...] = ()
     resume_from_checkpoint: str | None = None  # a checkpoint folder, or "latest"
-    export_dir: str = ""  # where the trained model is exported; "" = <output_dir>/model
+    export_dir: str = ""  # where the trained model is exported; "" = output_dir itself (see export_path)
     report_to: Literal["none", "tensorboard"] = "none"  # metrics.jsonl always; tensorboard: scalars and sample grids
+    logging_dir: str = "logs"  # the tensorboard logs' folder inside output_dir
     push_to_hub: Literal["no", "at_end"] = "no"  # at_end: publish the exported model with training.hub
     hub_model_id: str = ""  # user/name on the Hugging Face Hub
     hub_visibility: Literal["public", "private"] = "public"
@@ -89,6 +106,12 @@ class TrainConfig:
 
     BOUNDS: ClassVar[dict[str, Range]] = {
         "image_size": Range(1, 1024),
+        "channels": Range(0, 4),
+        "validation_split": Range(0, 1, high_open=True),
+        "dataloader_num_workers": Range(0, 256),
+        "sample_grid_size": Range(1, 1024),
+        "save_images_epochs": Range(0),
+        "save_model_epochs": Range(0),
         "seed": Range(0, 2**32 - 1),
         "batch_size": Range(1),
         "max_steps": Range(1),
@@ -140,9 +163,11 @@ class TrainConfig:
                 f"lr_warmup_steps ({self.lr_warmup_steps}) must be in [2, max_steps = {self.max_steps}) "
                 "for the one_cycle schedule (it rises over them, then anneals)."
             )
-        for name in ("output_dir", "data"):
+        for name in ("output_dir", "data", "logging_dir"):
             if not getattr(self, name).strip():
                 raise ValueError(f"{name} must not be empty.")
+        if self.channels == 2:
+            raise ValueError("channels must be 1 (grey), 3 (RGB) or 4 (RGBA), or 0 to follow the data; got 2.")
         if self.push_to_hub == "at_end" and not REPO_ID.fullmatch(self.hub_model_id):
             raise ValueError(f"push_to_hub needs hub_model_id as 'user/name', got {self.hub_model_id!r}.")
         self._check_folders()
@@ -234,6 +259,11 @@ class DDPMTrainConfig(TrainConfig):
                 f"norm_num_groups ({self.norm_num_groups}) must divide every entry of block_out_channels "
                 f"{self.block_out_channels} (group normalisation splits the channels into equal groups)."
             )
+        if self.space == "latent" and self.flip != "none":
+            raise ValueError(
+                "flip (diffusers' --random_flip) cannot apply to space='latent': the latents are encoded once, before "
+                "training; add mirrored images to the data, or train in pixel space."
+            )
         if self.sample_steps > self.num_train_timesteps:
             raise ValueError(
                 f"sample_steps ({self.sample_steps}) must be ≤ num_train_timesteps ({self.num_train_timesteps})."
@@ -276,9 +306,32 @@ class ClassifierTrainConfig(TrainConfig):
             raise ValueError("push_to_hub publishes pipelines; the classifier is not one (copy its export instead).")
 
 
+LEGACY_EXPORT = "model"  # run folders begun before output_dir became the pipeline keep exporting into this subfolder
+
+
 def export_path(cfg: TrainConfig) -> Path:
-    """Where the loop exports the trained model: ``export_dir``, or ``output_dir/model``."""
-    return Path(cfg.export_dir) if cfg.export_dir else Path(cfg.output_dir) / "model"
+    """Where the loop exports the trained model: ``export_dir``; else ``output_dir`` itself, which then loads with
+    ``DiffusionPipeline.from_pretrained(output_dir)`` beside its checkpoints, as diffusers' training scripts do. A
+    run folder begun before this layout (it holds ``model/``, or its train_config.json predates the layout) keeps
+    exporting into ``output_dir/model``, so resuming it changes nothing."""
+    if cfg.export_dir:
+        return Path(cfg.export_dir)
+    out = Path(cfg.output_dir)
+    return out / LEGACY_EXPORT if _legacy_layout(out) else out
+
+
+def _legacy_layout(out: Path) -> bool:
+    if (out / LEGACY_EXPORT).is_dir():
+        return True
+    saved = out / "train_config.json"
+    try:
+        fields = json.loads(saved.read_text()) if saved.is_file() else None
+    except (OSError, ValueError):
+        return False
+    if not isinstance(fields, dict):
+        return False
+    pinned = fields.get("export_dir") and Path(fields["export_dir"]) == out / LEGACY_EXPORT  # by an earlier resume
+    return "validation_split" not in fields or bool(pinned)  # validation_split: a field of the new layout
 
 
 def snapshot_path(cfg: TrainConfig, step: int) -> Path:

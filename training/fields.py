@@ -76,7 +76,7 @@ def parse_text(name: str, hint, text: str):
 def _number_error(name: str, wanted: str, value: Any) -> ValueError:
     hint = ""
     if isinstance(value, str):
-        hint = " (a quoted string: write the number without quotes; in YAML write 1.0e-3, not 1e-3)"
+        hint = " (a quoted string: write the number without quotes)"
     return ValueError(f"{name} must be {wanted}, got {value!r}{hint}.")
 
 

@@ -20,6 +20,7 @@ from huggingface_hub import HfApi
 
 from pipelines.digit_classifier import DigitClassifier
 from pipelines.folder_checks import (
+    TRAINING_STATE,
     check_config_bounds,
     check_weights,
     expected_tensors,
@@ -38,6 +39,7 @@ PUBLISHABLE_MODELS = {"DigitClassifier": DigitClassifier}  # single models (no p
 
 # Files the Hub stores with LFS/Xet instead of in git: the weights and the sample grid.
 GITATTRIBUTES = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.png filter=lfs diff=lfs merge=lfs -text\n"
+RUN_ENTRIES = ("samples", "logs", "metrics.jsonl", "train_config.json", "export.tmp")  # a run folder's own files
 SKIPPED_NAMES = ("README.md", ".git", ".cache", ".gitattributes")  # written fresh when staging
 # The Hub account the bundled models are published under; each bundled folder's card names its repo.
 HUB_OWNER = "vae-diffusion-playground"
@@ -67,6 +69,12 @@ def sample_grid(folder: Path):
     return make_grid(images, nrow=len(images) if len(images) <= 10 else 8)  # the ten digits in one row
 
 
+def _skipped(relative: Path) -> bool:
+    """Written fresh when staging, or what a run folder keeps beside its export (checkpoints, snapshots, logs)."""
+    top = relative.parts[0]
+    return top in SKIPPED_NAMES or top in RUN_ENTRIES or TRAINING_STATE.fullmatch(top) or top.startswith("snapshot-")
+
+
 def _is_code(relative: Path, components: set[str]) -> bool:
     """A .py file of the folder's root or of a component folder: code is written fresh from the project."""
     return relative.suffix == ".py" and (len(relative.parts) == 1 or relative.parts[0] in components)
@@ -84,7 +92,7 @@ def stage_folder(
     target.mkdir(parents=True, exist_ok=True)
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
-        if relative.parts[0] in SKIPPED_NAMES or path.is_dir() or _is_code(relative, set(classes[1])):
+        if _skipped(relative) or path.is_dir() or _is_code(relative, set(classes[1])):
             continue
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target / relative)  # follows links: the staged folder holds real files

@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from .checkpoints import (
     write_json,
 )
 from .config import TrainConfig, config_to_dict, export_path, snapshot_path
-from .data import BatchDraws, BatchSampler, ImageData, random_shift
+from .data import BatchDraws, BatchSampler, ImageData, LazyImages, batch_stream, random_flip, random_shift
 from .launch import check_launch
 from .optimization import build_lr_scheduler, build_optimizer, make_ema
 
@@ -52,7 +52,7 @@ class TrainingTask:
     """What a model contributes to the loop. Subclasses set ``config`` and ``data`` and implement the methods."""
 
     config: TrainConfig
-    data: ImageData
+    data: ImageData | LazyImages  # in memory, or a folder / Hub data set decoded batch by batch
     selection_metric: str | None = None  # an evaluate() key, lower is better: export the best model by it
 
     def build_model(self) -> torch.nn.Module:
@@ -87,6 +87,7 @@ class Run:
     lr_scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: EMAModel | None
     sampler: BatchSampler
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = iter(())  # this process's micro-batches from `step` on
     step: int = 0
     best: float = math.inf  # the best selection metric so far
     seconds_before: float = 0.0  # training time before a resume
@@ -108,7 +109,7 @@ class Run:
 
 
 def train(task: TrainingTask, after_step: Callable[[Run], None] | None = None) -> Path:
-    """Train ``task``; returns the folder of the exported model (``output_dir/model`` unless ``export_dir``).
+    """Train ``task``; returns the folder of the exported model (:func:`training.config.export_path`).
     ``after_step(run)``, if given, is called after every optimizer step (benchmarks take snapshots with it)."""
     run = start(task)
     cfg = run.cfg
@@ -135,9 +136,14 @@ def train(task: TrainingTask, after_step: Callable[[Run], None] | None = None) -
         if done:
             break
     bar.close()
-    if not export_path(cfg).is_dir():  # resumed from a checkpoint at max_steps, before its export was written
+    if not is_exported(export_path(cfg)):  # resumed from a checkpoint at max_steps, before its export was written
         evaluate_and_export(run)
     return finish(run)
+
+
+def is_exported(folder: Path) -> bool:
+    """Whether ``folder`` holds an export: a pipeline's model_index.json, or a single model's config.json."""
+    return (folder / "model_index.json").is_file() or (folder / "config.json").is_file()
 
 
 def _due(step: int, every: int, done: bool) -> bool:
@@ -155,11 +161,13 @@ def start(task: TrainingTask) -> Run:
     sampler = make_sampler(task, accelerator)
     cfg = task.config  # with max_steps from num_epochs
     checkpoint = checkpoint_to_resume(cfg, accelerator)
+    if not cfg.export_dir and export_path(cfg) != Path(cfg.output_dir):  # a run folder of the older layout: pinned
+        task.config = cfg = dataclasses.replace(cfg, export_dir=str(export_path(cfg)))
     if accelerator.is_main_process:
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         write_json(Path(cfg.output_dir) / "train_config.json", config_to_dict(cfg))
     if accelerator.log_with:
-        accelerator.init_trackers("logs", config={k: str(v) for k, v in config_to_dict(cfg).items()})
+        accelerator.init_trackers(cfg.logging_dir, config={k: str(v) for k, v in config_to_dict(cfg).items()})
     torch.manual_seed(cfg.seed)  # the initial weights
     model = task.build_model()
     optimizer = build_optimizer(cfg, model)
@@ -172,6 +180,10 @@ def start(task: TrainingTask) -> Run:
         if accelerator.is_main_process:
             forget_metrics_after(run.out / "metrics.jsonl", run.step)
         accelerator.print(f"Resumed from {checkpoint} at step {run.step}.")
+    accumulation = cfg.gradient_accumulation_steps
+    run.batches = batch_stream(
+        task.data, sampler, run.step * accumulation, cfg.max_steps * accumulation, cfg.dataloader_num_workers
+    )
     return run
 
 
@@ -233,9 +245,14 @@ def make_sampler(task: TrainingTask, accelerator: Accelerator) -> BatchSampler:
         f"global batch {cfg.batch_size} = {processes} × {cfg.batch_size // processes} rows."
     )
     sampler = BatchSampler(len(task.data), micro_batch, cfg.seed, accelerator.process_index, processes)
-    if cfg.num_epochs:
-        steps = math.ceil(cfg.num_epochs * sampler.per_epoch / cfg.gradient_accumulation_steps)
-        task.config = dataclasses.replace(cfg, max_steps=steps)
+    epoch = sampler.per_epoch / cfg.gradient_accumulation_steps  # optimizer steps per pass over the data
+    in_steps = {  # diffusers' periods in epochs, as steps
+        "max_steps": math.ceil(cfg.num_epochs * epoch),
+        "sample_every": math.ceil(cfg.save_images_epochs * epoch),
+        "eval_every": math.ceil(cfg.save_model_epochs * epoch),
+    }
+    epochs = {"max_steps": cfg.num_epochs, "sample_every": cfg.save_images_epochs, "eval_every": cfg.save_model_epochs}
+    task.config = dataclasses.replace(cfg, **{k: max(1, v) for k, v in in_steps.items() if epochs[k]})
     return sampler
 
 
@@ -261,9 +278,12 @@ def training_step(run: Run) -> float:
     losses = []
     for micro in range(cfg.gradient_accumulation_steps):
         batch_number = run.step * cfg.gradient_accumulation_steps + micro
-        idx, draws = run.sampler.indices(batch_number), run.sampler.draws(batch_number, accelerator.device)
-        images = random_shift(run.task.data.images[idx].to(accelerator.device), cfg.augment_shift, draws)
-        labels = run.task.data.labels[idx].to(accelerator.device)
+        images, labels = next(run.batches)
+        draws = run.sampler.draws(batch_number, accelerator.device)
+        images = random_shift(images.to(accelerator.device), cfg.augment_shift, draws)
+        if cfg.flip == "horizontal":
+            images = random_flip(images, draws)
+        labels = labels.to(accelerator.device)
         with accelerator.accumulate(run.model):
             with accelerator.autocast():  # the forward pass only: backward and the optimizer run outside autocast
                 loss = run.task.loss(run.model, images, labels, draws, run.step)
@@ -273,7 +293,7 @@ def training_step(run: Run) -> float:
                 accelerator.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
-        run.images_seen += len(idx)
+        run.images_seen += len(images)
     if not run.optimizer.step_was_skipped:  # an fp16 overflow skips the optimizer step: the schedule waits too
         run.lr_scheduler.step()
     if run.ema is not None:
@@ -366,14 +386,27 @@ def save_sample_grid(run: Run) -> None:
 
 
 def export_atomically(run: Run, model: torch.nn.Module, path: Path, state: dict | None = None) -> None:
-    """``run.task.export(model)`` into ``path``, whole or absent: written beside it, then renamed over it."""
-    tmp = path.with_name(path.name + TMP_SUFFIX)
+    """``run.task.export(model)`` into ``path``, whole or absent: written beside it, then renamed over it. Into the
+    run folder itself, each entry is renamed over its namesake, the model index last: until then the folder holds
+    the previous export (or none), never a mix that loads."""
+    in_run = path.resolve() == run.out.resolve()
+    tmp = path / f"export{TMP_SUFFIX}" if in_run else path.with_name(path.name + TMP_SUFFIX)
     shutil.rmtree(tmp, ignore_errors=True)
     run.task.export(model, tmp)
     if state is not None:
         write_json(tmp / "training_state.json", state)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    if not in_run:
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+        return
+    index = [p for p in (tmp / "model_index.json", tmp / "config.json") if p.exists()]
+    (path / index[0].name).unlink(missing_ok=True)
+    for entry in sorted(tmp.iterdir(), key=lambda p: p in index):
+        target = path / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    tmp.rmdir()
 
 
 def export_snapshot(run: Run, path: Path) -> None:

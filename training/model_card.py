@@ -28,6 +28,11 @@ DATA_DESCRIPTION = (
     "redistributed under the Creative Commons Attribution-Share Alike 3.0 licence (CC BY-SA 3.0), the terms cited "
     "by most redistributions. No `datasets:` entry is given above: the Hub's MNIST datasets are the full set."
 )
+OTHER_DATA = {  # data sources other than MNIST: what the card says about them
+    "sklearn-digits": "scikit-learn's 1,797 8×8 digits (`sklearn.datasets.load_digits`).",
+    "sklearn-patches": "32×32 colour patches of scikit-learn's two sample photographs (`sklearn.datasets."
+    "load_sample_images`), the `train` band of columns (1,350 patches).",
+}
 PROJECT = "VAE & diffusion playground"
 TAGS = ["diffusers", "custom_code", "mnist", "education", "cpu-trained"]  # custom_code: trust_remote_code runs it
 SUPPORTED_DIFFUSERS = f"diffusers ≥ {MIN_DIFFUSERS} (older versions stop with an error naming this minimum)"
@@ -162,6 +167,28 @@ def eval_results(metrics: dict, task: str) -> list[EvalResult] | None:
     return results or None
 
 
+def training_data(folder: Path) -> str:
+    """The data source the model trained on, from its recipe's training.json or the run's train_config.json."""
+    stages = read_optional_json(folder / "training.json").get("stages") or {}
+    for config in [*list(stages.values())[::-1], *map(read_optional_json, _run_configs(folder))]:
+        if config.get("data"):
+            return str(config["data"])
+    return "mnist"
+
+
+def data_description(source: str) -> tuple[str, list[str]]:
+    """The card's Data paragraph and its `datasets` metadata."""
+    if source == "mnist":  # no `datasets` entry: the Hub's MNIST data sets are the full 70,000 digits
+        return DATA_DESCRIPTION, []
+    if source.startswith("hf:"):
+        return f"The Hugging Face dataset `{source[3:]}`.", [source[3:]]
+    return OTHER_DATA.get(source, f"A folder of the trainer's own images (`{Path(source).name}`)."), []
+
+
+def _run_configs(folder: Path) -> list[Path]:
+    return [folder / "train_config.json", folder.parent / "train_config.json"]
+
+
 def training_command(folder: Path, index: dict) -> str | None:
     """``training.json``'s "command", else one rebuilt from the run's ``train_config.json`` (folder/.. or folder):
     each field with a value as ``--field value`` (shell-quoted), so that the command re-runs."""
@@ -169,7 +196,7 @@ def training_command(folder: Path, index: dict) -> str | None:
     if info.get("command"):
         return str(info["command"])
     script = "training.train_vae" if pipeline_class_name(index) == "VAEPipeline" else "training.train_ddpm"
-    for candidate in (folder / "train_config.json", folder.parent / "train_config.json"):
+    for candidate in _run_configs(folder):
         config = read_optional_json(candidate)
         if config:
             flags = []
@@ -267,11 +294,14 @@ def build_model_card(
     unet_config = read_optional_json(folder / "unet" / "config.json")
     conditional, unet = bool(unet_config.get("num_class_embeds")), "unet" in index
     task = "unconditional-image-generation"
+    source = training_data(folder)
+    description, datasets = data_description(source)
     data = ModelCardData(
         library_name="diffusers",
         pipeline_tag=task,
         license=license,
-        tags=TAGS + [pipeline],
+        tags=[tag for tag in TAGS if tag != "mnist" or source == "mnist"] + [pipeline],
+        datasets=datasets or None,
         model_name=repo_id.split("/")[-1],
         eval_results=eval_results(metrics, task),
     )
@@ -296,7 +326,7 @@ def build_model_card(
         "",
         "## Data",
         "",
-        DATA_DESCRIPTION,
+        description,
         "",
         *training_section(folder, index),
         *evaluation_section(metrics),

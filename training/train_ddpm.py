@@ -21,7 +21,7 @@ from pipelines.scheduling_ddpm import DDPMScheduler
 
 from .cli import run
 from .config import DDPMTrainConfig, parse_config
-from .data import BatchDraws, ImageData, check_labels, load_data
+from .data import BatchDraws, ImageData, LazyImages, check_labels, chunks, training_data
 from .loop import TrainingTask, train
 
 
@@ -53,7 +53,7 @@ class DDPMTask(TrainingTask):
             prediction_type=cfg.prediction_type,
             clip_sample=clips_x0(latent=cfg.space == "latent"),  # saved in the model's scheduler config
         )
-        data = load_data(cfg.data, cfg.split, cfg.image_size)
+        data = training_data(cfg, cfg.split)
         if cfg.num_classes:
             check_labels(data, cfg.num_classes, cfg.data)
         self.vae = None
@@ -61,9 +61,10 @@ class DDPMTask(TrainingTask):
             self.vae, data = self._encode(data)
         self.data = data
 
-    def _encode(self, data: ImageData) -> tuple[torch.nn.Module, ImageData]:
-        """Encode the data once into q(z|x) = N(μ, σ²), kept as (μ, ln σ²): the loop draws z per batch.
-        The scaling factor makes the latents unit-variance for the diffusion (as in latent diffusion)."""
+    def _encode(self, data: ImageData | LazyImages) -> tuple[torch.nn.Module, ImageData]:
+        """Encode the data once into q(z|x) = N(μ, σ²), kept as (μ, ln σ²): the loop draws z per batch (a folder
+        or Hub data set in chunks, each image at its centre crop). The scaling factor makes the latents
+        unit-variance for the diffusion (as in latent diffusion)."""
         if not self.config.vae:
             raise ValueError("space='latent' needs --vae <folder of a trained VAE or VAE pipeline>.")
         from pipelines.vae import VAE
@@ -71,15 +72,20 @@ class DDPMTask(TrainingTask):
         path = Path(self.config.vae)
         vae = VAE.from_pretrained(path / "vae" if (path / "vae").is_dir() else path, use_safetensors=True).eval()
         with torch.no_grad():
-            posterior = vae.encode(data.images).latent_dist
-        variance = posterior.mean.var() + posterior.var.mean()  # Var[z] = Var[μ] + E[σ²] (law of total variance)
+            if isinstance(data, ImageData):
+                posterior = vae.encode(data.images).latent_dist
+                mean, logvar = posterior.mean, posterior.logvar
+            else:
+                moments = [vae.encode(images).latent_dist for images, _ in chunks(data, 256)]
+                mean, logvar = torch.cat([m.mean for m in moments]), torch.cat([m.logvar for m in moments])
+        variance = mean.var() + logvar.exp().mean()  # Var[z] = Var[μ] + E[σ²] (law of total variance)
         scaling = 1.0 / variance.sqrt().item()
         vae.register_to_config(scaling_factor=scaling)
-        return vae, ImageData(torch.cat([posterior.mean, posterior.logvar], dim=1), data.labels)
+        return vae, ImageData(torch.cat([mean, logvar], dim=1), data.labels)
 
     def build_model(self) -> UNet2DModel:
-        shape = self.data.images.shape
-        channels = shape[1] // 2 if self.vae is not None else shape[1]
+        shape = self.data.image_shape
+        channels = shape[0] // 2 if self.vae is not None else shape[0]
         if not self.config.init_from:
             return build_unet(self.config, shape[-1], channels)
         path = Path(self.config.init_from)
@@ -143,9 +149,13 @@ class DDPMTask(TrainingTask):
             return None
         kwargs = app_sampling_kwargs(pipe)  # the app's default guidance weight for a class-conditional model
         if self.config.num_classes:
-            kwargs["class_labels"] = torch.arange(16) % self.config.num_classes
+            kwargs["class_labels"] = torch.arange(self.config.sample_grid_size) % self.config.num_classes
         return pipe(
-            batch_size=16, generator=generator, num_inference_steps=self.config.sample_steps, output_type="pt", **kwargs
+            batch_size=self.config.sample_grid_size,
+            generator=generator,
+            num_inference_steps=self.config.sample_steps,
+            output_type="pt",
+            **kwargs,
         ).images
 
     def export(self, model, path):

@@ -15,7 +15,7 @@ from pipelines.vae import VAE
 
 from .cli import run
 from .config import VAETrainConfig, parse_config
-from .data import BatchDraws, load_data
+from .data import BatchDraws, held_out_data, training_data
 from .loop import TrainingTask, train
 
 BINARIZE_SEED = 1234  # the fixed binarization of held-out digits used for every reported figure
@@ -33,17 +33,21 @@ class VAETask(TrainingTask):
 
     def __init__(self, cfg: VAETrainConfig):
         self.config = cfg
-        self.data = load_data(cfg.data, cfg.split, cfg.image_size)
-        val = load_data(cfg.data, "val", cfg.image_size).images
+        self.data = training_data(cfg, cfg.split)
+        val = held_out_data(cfg, "val")
+        if val is None:  # a folder or Hub data set without validation_split: the last model is exported
+            self.selection_metric, self.val_images = None, None
+            return
+        val = val.images
         self.val_images = (
             binarize(val, torch.Generator().manual_seed(BINARIZE_SEED)) if cfg.binarize == "dynamic" else val
         )
 
     def build_model(self) -> VAE:
-        c = self.config
+        c, (channels, size, _) = self.config, self.data.image_shape
         return VAE(
-            in_channels=self.data.images.shape[1],
-            sample_size=self.data.images.shape[-1],
+            in_channels=channels,
+            sample_size=size,
             block_out_channels=c.block_out_channels,
             latent_type=c.latent_type,
             latent_dim=c.latent_dim,
@@ -60,6 +64,8 @@ class VAETask(TrainingTask):
         return model.elbo(images, beta=beta, generator=draws.row_generators()).loss.mean()
 
     def evaluate(self, model) -> dict[str, float]:
+        if self.val_images is None:
+            return {}
         images = self.val_images.to(model.device)  # on a GPU the model is there, the held-out digits are not
         out = model.elbo(images, beta=self.config.beta, generator=torch.Generator().manual_seed(0))
         return {
@@ -69,7 +75,9 @@ class VAETask(TrainingTask):
         }
 
     def sample_grid(self, model, generator):
-        return VAEPipeline(vae=model)(batch_size=16, generator=generator, output_type="pt").images
+        return VAEPipeline(vae=model)(
+            batch_size=self.config.sample_grid_size, generator=generator, output_type="pt"
+        ).images
 
     def export(self, model, path: Path) -> None:
         VAEPipeline(vae=model).save_pretrained(path, safe_serialization=True)

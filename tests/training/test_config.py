@@ -79,9 +79,11 @@ def test_bad_config_file_values_are_value_errors_naming_the_field(tmp_path, suff
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_yaml_exponent_without_a_dot_is_a_string_and_the_error_says_how_to_write_it(tmp_path):
-    (tmp_path / "c.yaml").write_text("learning_rate: 1e-3\n")  # YAML 1.1 reads this as the string "1e-3"
-    with pytest.raises(ValueError, match=r"learning_rate must be a number, got '1e-3'.*1\.0e-3"):
+def test_yaml_exponent_without_a_dot_is_a_number_and_a_quoted_number_is_an_error_saying_so(tmp_path):
+    (tmp_path / "c.yaml").write_text("learning_rate: 1e-3\n")  # YAML 1.1 alone would read the string "1e-3"
+    assert parse_config(DDPMTrainConfig, ["--config", str(tmp_path / "c.yaml")]).learning_rate == 1e-3
+    (tmp_path / "c.yaml").write_text("learning_rate: '1e-3'\n")
+    with pytest.raises(ValueError, match=r"learning_rate must be a number, got '1e-3' \(a quoted string"):
         parse_config(DDPMTrainConfig, ["--config", str(tmp_path / "c.yaml")])
     (tmp_path / "ok.yaml").write_text("learning_rate: 1.0e-3\nmax_steps: 7\nblock_out_channels: [8, 16]\n")
     cfg = parse_config(DDPMTrainConfig, ["--config", str(tmp_path / "ok.yaml"), "--norm_num_groups", "4"])

@@ -144,12 +144,16 @@ def test_folder_of_pngs_loads_with_integer_subfolder_names_as_labels(tmp_path):
     assert got == expected
 
 
-def test_folder_splits_partition_its_images(tmp_path):
+def test_a_folder_trains_on_all_its_images_unless_validation_split_holds_some_out(tmp_path):
     for label in range(2):
         for i in range(10):
             write_png(tmp_path / str(label) / f"{i}.png", np.full((6, 6), 10 * i + label))
     sizes = {split: len(load_data(str(tmp_path), split)) for split in ("train", "val", "test", "all")}
-    assert sizes == {"train": 16, "val": 2, "test": 2, "all": 20}
+    assert sizes == {"train": 20, "val": 0, "test": 0, "all": 20}
+    held = {split: load_data(str(tmp_path), split, validation_split=0.2) for split in ("train", "val", "all")}
+    assert {split: len(data) for split, data in held.items()} == {"train": 16, "val": 4, "all": 20}
+    pixels = {split: {round(float(image.mean()) * 255) for image in data.images} for split, data in held.items()}
+    assert pixels["train"] | pixels["val"] == pixels["all"] and not pixels["train"] & pixels["val"]
 
 
 def test_folder_images_of_different_sizes_are_resized_to_one_size(tmp_path):
@@ -227,12 +231,12 @@ def test_truncated_and_dangling_image_files_are_clear_errors_naming_the_file(tmp
 
 
 def test_data_too_large_for_memory_is_refused_before_it_is_allocated(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match=r"image_size=1024: 4,000 images of 1024×1024 would take 15\.6 GiB"):
+    with pytest.raises(ValueError, match=r"image_size=1024: 4,000 images of 1×1024×1024 would take 15\.6 GiB"):
         load_data("mnist", "train", image_size=1024)
     for i in range(3):
         write_png(tmp_path / f"{i}.png", np.zeros((20, 20)))
     monkeypatch.setattr("training.data.MAX_DATA_BYTES", 3 * 20 * 20 * 4 - 1)
-    with pytest.raises(ValueError, match=r"image folder .*: 3 images of 20×20 would take"):
+    with pytest.raises(ValueError, match=r"data source .*: 3 images of 1×20×20 would take"):
         load_data(str(tmp_path), "all")
 
 

@@ -155,3 +155,19 @@ def test_the_launch_check_compares_what_was_asked_with_what_started(env, started
     else:
         check_launch(env, started, "MULTI_CPU" if started > 1 else "NO")
     assert requested_processes({"WORLD_SIZE": "3"})[0] == 3
+
+
+@pytest.mark.slow
+def test_two_processes_on_a_lazily_decoded_colour_folder_train_like_one_process(tmp_path):
+    from tests.training.test_own_images import TINY, colour_folder
+
+    data = colour_folder(tmp_path / "imgs", count=16)
+    args = ["--data", str(data), "--image_size", "32", "--cache_dir", str(tmp_path / "cache"), "--batch_size", "8"]
+    args += ["--crop", "random", "--flip", "horizontal", "--dataloader_num_workers", "1", "--max_steps", "4", *TINY]
+    args += ["--sample_every", "0", "--checkpoint_every", "4", "--log_every", "1"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    train_ddpm.main(["--output_dir", str(one), *args])
+    result = launch([*TORCHRUN, "-m", "training.train_ddpm", "--output_dir", str(two), *args])
+    assert "Training on 2 processes (MULTI_CPU, gloo): global batch 8 = 2 × 4 rows." in result.stdout
+    torch.testing.assert_close(logged_losses(two), logged_losses(one), rtol=1e-4, atol=0)
+    assert_close_weights(two / "checkpoint-4", one / "checkpoint-4")

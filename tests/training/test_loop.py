@@ -231,7 +231,7 @@ def test_dynamo_backend_inductor_compiles_the_model_and_trains_as_eager_does(uni
     assert logged_losses(out)[:2] == pytest.approx(logged_losses(uninterrupted)[:2], rel=1e-5)
     compiled, eager = (checkpoint_tensors(run / f"checkpoint-{STEPS}") for run in (out, uninterrupted))
     assert compiled["model"].keys() == eager["model"].keys() and compiled["ema"].keys() == eager["ema"].keys()
-    images = sample_images(DDPMPipeline.from_pretrained(out / "model"))
+    images = sample_images(DDPMPipeline.from_pretrained(out))
     assert images.shape == (2, 1, 8, 8) and torch.isfinite(images).all()
 
 
@@ -326,19 +326,17 @@ def test_checkpoint_every_zero_saves_only_at_the_end(tmp_path):
 
 
 def test_init_from_starts_from_the_saved_unet_and_checks_it_fits(uninterrupted, tmp_path):
-    saved = DDPMPipeline.from_pretrained(uninterrupted / "model").unet
+    saved = DDPMPipeline.from_pretrained(uninterrupted).unet
     task = train_ddpm.DDPMTask(
-        parse_config(DDPMTrainConfig, ddpm_args(tmp_path / "ft", "--init_from", str(uninterrupted / "model")))
+        parse_config(DDPMTrainConfig, ddpm_args(tmp_path / "ft", "--init_from", str(uninterrupted)))
     )
     start = task.build_model()
     assert all(torch.equal(a, b) for a, b in zip(start.parameters(), saved.parameters(), strict=True))
     out = tmp_path / "ft"
-    train_ddpm.main(ddpm_args(out, "--init_from", str(uninterrupted / "model"), steps=2, every=2))
-    assert DDPMPipeline.from_pretrained(out / "model").unet.config.block_out_channels == saved.config.block_out_channels
+    train_ddpm.main(ddpm_args(out, "--init_from", str(uninterrupted), steps=2, every=2))
+    assert DDPMPipeline.from_pretrained(out).unet.config.block_out_channels == saved.config.block_out_channels
     with pytest.raises(ValueError, match="class rows"):
-        train_ddpm.main(
-            ddpm_args(tmp_path / "cond", "--num_classes", "10", "--init_from", str(uninterrupted / "model"))
-        )
+        train_ddpm.main(ddpm_args(tmp_path / "cond", "--num_classes", "10", "--init_from", str(uninterrupted)))
     with pytest.raises(ValueError, match="is not a folder"):
         train_ddpm.main(ddpm_args(tmp_path / "x", "--init_from", str(tmp_path / "nowhere")))
 
@@ -346,12 +344,10 @@ def test_init_from_starts_from_the_saved_unet_and_checks_it_fits(uninterrupted, 
 def test_attach_guide_adds_a_smaller_model_that_autoguides_sampling(uninterrupted, tmp_path):
     guide_run = tmp_path / "guide"
     train_ddpm.main(ddpm_args(guide_run, "--block_out_channels", "4,8", steps=3, every=3))
-    guided = attach_guide.main(
-        [str(uninterrupted / "model"), str(guide_run / "model"), "--output", str(tmp_path / "guided")]
-    )
+    guided = attach_guide.main([str(uninterrupted), str(guide_run), "--output", str(tmp_path / "guided")])
     pipe = DDPMPipeline.from_pretrained(guided)
     assert tuple(pipe.guide_unet.config.block_out_channels) == (4, 8)
-    plain = sample_images(DDPMPipeline.from_pretrained(uninterrupted / "model"))
+    plain = sample_images(DDPMPipeline.from_pretrained(uninterrupted))
     assert torch.equal(sample_images(pipe), plain)  # w = 1: the main model alone
     assert not torch.equal(sample_images(pipe, autoguidance_scale=3.0), plain)
 
@@ -362,11 +358,11 @@ def test_attach_guide_refuses_a_guide_of_another_schedule_or_a_conditional_model
         ddpm_args(other, "--block_out_channels", "4,8", "--beta_schedule", "squaredcos_cap_v2", steps=2, every=2)
     )
     with pytest.raises(ValueError, match="another noise schedule"):
-        attach_guide.main([str(uninterrupted / "model"), str(other / "model"), "--output", str(tmp_path / "x")])
+        attach_guide.main([str(uninterrupted), str(other), "--output", str(tmp_path / "x")])
     conditional = tmp_path / "conditional"
     train_ddpm.main(ddpm_args(conditional, "--num_classes", "10", steps=2, every=2))
     with pytest.raises(ValueError, match="unconditional"):
-        attach_guide.main([str(conditional / "model"), str(uninterrupted / "model"), "--output", str(tmp_path / "y")])
+        attach_guide.main([str(conditional), str(uninterrupted), "--output", str(tmp_path / "y")])
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
@@ -411,8 +407,8 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights(tmp_path):
         timeout=300,
     )
     assert_same_state(out / f"checkpoint-{steps}", reference / f"checkpoint-{steps}")
-    exported = load_file(out / "model" / "unet" / "diffusion_pytorch_model.safetensors")
-    expected = load_file(reference / "model" / "unet" / "diffusion_pytorch_model.safetensors")
+    exported = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    expected = load_file(reference / "unet" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(exported[k], expected[k]) for k in expected)
 
 
