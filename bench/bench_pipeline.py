@@ -82,7 +82,7 @@ def build_latent_pipeline() -> LatentDDPMPipeline:
         up_block_types=("AttnUpBlock2D",),
         norm_num_groups=8,
     ).eval()
-    return quiet(LatentDDPMPipeline(vae, unet, DDIMScheduler()))
+    return quiet(LatentDDPMPipeline(vae, unet, DDIMScheduler(), None))
 
 
 def quiet(pipe):
@@ -196,7 +196,7 @@ def main() -> None:
         unet, scheduler_config = loaded.unet.eval(), loaded.scheduler.config
     else:
         unet, scheduler_config = build_unet(args), DDPMScheduler().config
-    ours = quiet(DDPMPipeline(unet, DDPMScheduler.from_config(scheduler_config)))
+    ours = quiet(DDPMPipeline(unet, DDPMScheduler.from_config(scheduler_config), None))
     theirs = quiet(diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler.from_config(scheduler_config)))
     print(
         f"torch {torch.__version__}, diffusers {diffusers.__version__}, threads {torch.get_num_threads()}, "
@@ -206,7 +206,7 @@ def main() -> None:
     latent = quiet(LatentDDPMPipeline.from_pretrained(args.latent_model)) if args.latent_model else None
     latent = latent or build_latent_pipeline()
     latent.scheduler = DDIMScheduler.from_config(latent.scheduler.config)
-    ddim = quiet(DDPMPipeline(unet, DDIMScheduler.from_config(scheduler_config)))
+    ddim = quiet(DDPMPipeline(unet, DDIMScheduler.from_config(scheduler_config), None))
     precision_decisions({"pixel": ddim, "latent": latent}, args.ratio_steps, batch, args.repeats)
     if args.precision_only:
         return
@@ -232,8 +232,8 @@ def main() -> None:
     print(f"pipeline throughput ratio ours/diffusers: {medians['diffusers'] / medians['ours (auto)']:.3f}")
 
     # 3. precision and memory format: speed on DDIM-50, image differences from fp32 on DDIM-50 and DDPM-n
-    ddim_cl = quiet(DDPMPipeline(channels_last(unet), DDIMScheduler.from_config(scheduler_config)))
-    ddpm_cl = quiet(DDPMPipeline(ddim_cl.unet, DDPMScheduler.from_config(scheduler_config)))
+    ddim_cl = quiet(DDPMPipeline(channels_last(unet), DDIMScheduler.from_config(scheduler_config), None))
+    ddpm_cl = quiet(DDPMPipeline(ddim_cl.unet, DDPMScheduler.from_config(scheduler_config), None))
     settings = {
         "fp32": (ddim, ours, "fp32"),
         "bf16 autocast": (ddim, ours, "bf16"),

@@ -302,6 +302,8 @@ def _build(cls: type, folder: Path, index: dict, given: dict, model_kwargs: dict
             components[name] = load_component(
                 folder, name, component_class(folder, name, library, class_name), model_kwargs
             )
+    for name in getattr(cls, "_optional_components", []):  # as diffusers does: an optional one not listed is None
+        components.setdefault(name, None)
     try:
         return cls(**components)
     except TypeError as error:  # a required component missing from model_index.json

@@ -14,15 +14,15 @@ import torch
 from diffusers import DiffusionPipeline, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from .carried_components import CarriedComponentsMixin
 from .data_range import to_image_range
 from .guidance import check_guide
 from .loading import SafeFromPretrainedMixin
 from .precision import Precision
 from .sampling_loop import DenoisingLoopMixin, OutputType, SamplingPipelineOutput
-from .scheduling_ddpm import DDPMScheduler
 
 
-class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipeline):
+class DDPMPipeline(SafeFromPretrainedMixin, CarriedComponentsMixin, DenoisingLoopMixin, DiffusionPipeline):
     """Generate images with a UNet2DModel and a scheduler (ours by default; any diffusers scheduler works).
 
     For a class-conditional UNet (``num_class_embeds = num_classes + 1``, the last label meaning "no class"),
@@ -34,14 +34,13 @@ class DDPMPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipelin
     model_cpu_offload_seq = "unet"
     _optional_components = ["scheduler", "guide_unet"]
 
-    def __init__(
-        self, unet: UNet2DModel, scheduler: SchedulerMixin | None = None, guide_unet: UNet2DModel | None = None
-    ):
+    # every component without a default, as diffusers' own pipelines declare them: diffusers' from_pretrained
+    # replaces a saved component only by a passed one it counts as a component (no default), so that
+    # ``from_pretrained(..., scheduler=..., guide_unet=None)`` is honoured
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, guide_unet: UNet2DModel | None):
         super().__init__()
         check_guide(unet, guide_unet)
-        self.register_modules(
-            unet=unet, scheduler=scheduler if scheduler is not None else DDPMScheduler(), guide_unet=guide_unet
-        )
+        self.register_modules(unet=unet, scheduler=scheduler, guide_unet=guide_unet)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """z_0 in [−1, 1] → images in [0, 1]."""

@@ -30,8 +30,8 @@ class LatentDDPMPipeline(DDPMPipeline):
         self,
         vae: VAE,
         unet: UNet2DModel,
-        scheduler: SchedulerMixin | None = None,
-        guide_unet: UNet2DModel | None = None,
+        scheduler: SchedulerMixin,
+        guide_unet: UNet2DModel | None,
     ):
         super().__init__(unet, scheduler, guide_unet)
         self.register_modules(vae=vae)

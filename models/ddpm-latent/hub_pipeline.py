@@ -6,6 +6,7 @@ here are that project's own `pipelines/` modules, unchanged. diffusers copies in
 the files an entry module imports directly (`from .name import ...`), not the files those import in turn,
 so each one is imported here."""
 
+from .carried_components import __name__ as _carried_components
 from .checks import __name__ as _checks
 from .data_range import __name__ as _data_range
 from .distributions import __name__ as _distributions
@@ -25,6 +26,7 @@ from .vae import VAE
 __all__ = ["DDPMScheduler", "LatentDDPMPipeline", "VAE"]
 # the helper modules, one per file
 CARRIED_MODULES = (
+    _carried_components,
     _checks,
     _data_range,
     _distributions,

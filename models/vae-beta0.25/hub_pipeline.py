@@ -6,6 +6,7 @@ here are that project's own `pipelines/` modules, unchanged. diffusers copies in
 the files an entry module imports directly (`from .name import ...`), not the files those import in turn,
 so each one is imported here."""
 
+from .carried_components import __name__ as _carried_components
 from .checks import __name__ as _checks
 from .distributions import __name__ as _distributions
 from .folder_checks import __name__ as _folder_checks
@@ -18,6 +19,7 @@ from .vae import VAE
 __all__ = ["VAE", "VAEPipeline"]
 # the helper modules, one per file
 CARRIED_MODULES = (
+    _carried_components,
     _checks,
     _distributions,
     _folder_checks,

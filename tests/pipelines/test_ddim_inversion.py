@@ -47,7 +47,7 @@ def time_only_unet() -> TimeOnlyUNet:
 
 def pixel_pipe(unet=None, **scheduler_config) -> DDPMPipeline:
     scheduler = DDIMScheduler(num_train_timesteps=T, clip_sample=False, **scheduler_config)
-    pipe = DDPMPipeline(unet or tiny_unet(block_out_channels=(8,)), scheduler)
+    pipe = DDPMPipeline(unet or tiny_unet(block_out_channels=(8,)), scheduler, None)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -58,7 +58,7 @@ def latent_pipe() -> LatentDDPMPipeline:
         sample_size=8, block_out_channels=(8, 8), latent_type="spatial", latent_channels=4, norm_num_groups=4
     ).eval()
     pipe = LatentDDPMPipeline(
-        vae, tiny_unet(channels=4, sample_size=2, block_out_channels=(8,)), DDIMScheduler(num_train_timesteps=T)
+        vae, tiny_unet(channels=4, sample_size=2, block_out_channels=(8,)), DDIMScheduler(num_train_timesteps=T), None
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -40,14 +40,15 @@ def saved_pipelines() -> dict:
         scaling_factor=0.5,
     )
     return {
-        "ddpm": DDPMPipeline(tiny_unet(num_class_embeds=4), DDPMScheduler(num_train_timesteps=T)),
-        "ddim": DDPMPipeline(tiny_unet(), DDIMScheduler(num_train_timesteps=T)),
+        "ddpm": DDPMPipeline(tiny_unet(num_class_embeds=4), DDPMScheduler(num_train_timesteps=T), None),
+        "ddim": DDPMPipeline(tiny_unet(), DDIMScheduler(num_train_timesteps=T), None),
         "latent": LatentDDPMPipeline(
             vae.eval(),
             tiny_unet(sample_size=2, channels=4, block_out_channels=(8,)),
             DDPMScheduler(num_train_timesteps=T),
+            None,
         ),
-        "inpaint": DDPMInpaintPipeline(tiny_unet(), DDPMScheduler(num_train_timesteps=T)),
+        "inpaint": DDPMInpaintPipeline(tiny_unet(), DDPMScheduler(num_train_timesteps=T), None),
     }
 
 

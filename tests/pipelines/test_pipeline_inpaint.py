@@ -17,7 +17,7 @@ T, STEPS, NUM_CLASSES = 100, 5, 3
 
 
 def make_pipe(unet=None, scheduler=None):
-    pipe = DDPMInpaintPipeline(unet or tiny_unet(), scheduler or DDPMScheduler(num_train_timesteps=T))
+    pipe = DDPMInpaintPipeline(unet or tiny_unet(), scheduler or DDPMScheduler(num_train_timesteps=T), None)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -51,7 +51,7 @@ def noise_scores(classifier) -> dict:
 @pytest.fixture(scope="module")
 def tiny_ddpm_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-ddpm")
-    DDPMPipeline(tiny_unet(sample_size=28), DDPMScheduler(num_train_timesteps=50)).save_pretrained(folder)
+    DDPMPipeline(tiny_unet(sample_size=28), DDPMScheduler(num_train_timesteps=50), None).save_pretrained(folder)
     return folder
 
 
@@ -310,7 +310,7 @@ def test_folder_naming_a_foreign_pipeline_is_a_clear_value_error(tmp_path):
 
 
 def test_evaluate_folder_on_a_class_conditional_pixel_ddpm_reports_bits_per_dim(tmp_path):
-    DDPMPipeline(tiny_unet(num_class_embeds=11, sample_size=28), DDPMScheduler(num_train_timesteps=50)).save_pretrained(
+    DDPMPipeline(tiny_unet(num_class_embeds=11, sample_size=28), DDPMScheduler(num_train_timesteps=50), None).save_pretrained(
         tmp_path
     )
     metrics = evaluate_folder(tmp_path, num_samples=10, steps=2)

@@ -1,0 +1,1 @@
+../../pipelines/carried_components.py
