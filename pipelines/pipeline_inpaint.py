@@ -156,7 +156,7 @@ class DDPMInpaintPipeline(SafeFromPretrainedMixin, CarriedComponentsMixin, Denoi
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs: list[str] = None,
         return_trajectory_every: int | None = None,
-        precision: Precision = "auto",
+        precision: Precision | None = None,
     ) -> SamplingPipelineOutput | tuple:
         """Inpaint ``image`` where ``mask`` is 0.
 

@@ -9,6 +9,7 @@ so each one is imported here."""
 from .carried_components import __name__ as _carried_components
 from .checks import __name__ as _checks
 from .data_range import __name__ as _data_range
+from .ddim_inversion import __name__ as _ddim_inversion
 from .distributions import __name__ as _distributions
 from .folder_checks import __name__ as _folder_checks
 from .guidance import __name__ as _guidance
@@ -18,7 +19,9 @@ from .pipeline_ddpm import __name__ as _pipeline_ddpm
 from .pipeline_latent_ddpm import LatentDDPMPipeline
 from .precision import __name__ as _precision
 from .sampling_loop import __name__ as _sampling_loop
+from .sampling_settings import __name__ as _sampling_settings
 from .schedules import __name__ as _schedules
+from .scheduling_ddim import __name__ as _scheduling_ddim
 from .scheduling_ddpm import DDPMScheduler
 from .scheduling_utils import __name__ as _scheduling_utils
 from .vae import VAE
@@ -29,6 +32,7 @@ CARRIED_MODULES = (
     _carried_components,
     _checks,
     _data_range,
+    _ddim_inversion,
     _distributions,
     _folder_checks,
     _guidance,
@@ -37,6 +41,8 @@ CARRIED_MODULES = (
     _pipeline_ddpm,
     _precision,
     _sampling_loop,
+    _sampling_settings,
     _schedules,
+    _scheduling_ddim,
     _scheduling_utils,
 )

@@ -69,7 +69,7 @@ for name, cls in classes.items():
 
 def sample(pipe, name):
     generator = torch.Generator().manual_seed(0)
-    common = {"num_inference_steps": STEPS, "output_type": "np", "precision": "fp32", "generator": generator}
+    common = {"num_inference_steps": STEPS, "output_type": "np", "generator": generator}
     if name == "inpaint":
         image = torch.linspace(0, 1, 64).reshape(1, 1, 8, 8)
         return pipe(image, (image > 0.5).float(), **common).images

@@ -80,7 +80,6 @@ def sample_and_score(folder: str, name: str) -> tuple[int, float]:
             num_inference_steps=steps,
             generator=torch.Generator().manual_seed(0),
             output_type="pt",
-            precision="fp32",
         ).images
         evaluations = len(pipe.scheduler.timesteps)
     finally:

@@ -30,7 +30,7 @@ def image_and_mask(batch: int = 2):
 
 
 def inpaint(pipe, image, mask, seed=0, **kwargs):
-    kwargs = {"num_inference_steps": STEPS, "output_type": "pt", "precision": "fp32", **kwargs}
+    kwargs = {"num_inference_steps": STEPS, "output_type": "pt", **kwargs}
     return pipe(image, mask, generator=torch.Generator().manual_seed(seed), **kwargs)
 
 

@@ -23,7 +23,7 @@ def make_pipe(unet=None, scheduler=None, pipeline_class=DDPMPipeline):
 
 
 def sample(pipe, seed=0, **kwargs):
-    kwargs = {"batch_size": 2, "num_inference_steps": STEPS, "output_type": "np", "precision": "fp32", **kwargs}
+    kwargs = {"batch_size": 2, "num_inference_steps": STEPS, "output_type": "np", **kwargs}
     return pipe(generator=torch.Generator().manual_seed(seed), **kwargs)
 
 

@@ -310,9 +310,9 @@ def test_folder_naming_a_foreign_pipeline_is_a_clear_value_error(tmp_path):
 
 
 def test_evaluate_folder_on_a_class_conditional_pixel_ddpm_reports_bits_per_dim(tmp_path):
-    DDPMPipeline(tiny_unet(num_class_embeds=11, sample_size=28), DDPMScheduler(num_train_timesteps=50), None).save_pretrained(
-        tmp_path
-    )
+    DDPMPipeline(
+        tiny_unet(num_class_embeds=11, sample_size=28), DDPMScheduler(num_train_timesteps=50), None
+    ).save_pretrained(tmp_path)
     metrics = evaluate_folder(tmp_path, num_samples=10, steps=2)
     assert 0 <= metrics["class_accuracy"] <= 1
     assert math.isfinite(metrics["test_bits_per_dim"]) and metrics["test_bits_per_dim"] > 0

@@ -1,0 +1,1 @@
+../../pipelines/sampling_settings.py
