@@ -22,11 +22,10 @@ from .sampling_loop import __name__ as _sampling_loop
 from .sampling_settings import __name__ as _sampling_settings
 from .schedules import __name__ as _schedules
 from .scheduling_ddim import __name__ as _scheduling_ddim
-from .scheduling_ddpm import DDPMScheduler
 from .scheduling_utils import __name__ as _scheduling_utils
 from .vae import VAE
 
-__all__ = ["DDPMScheduler", "LatentDDPMPipeline", "VAE"]
+__all__ = ["LatentDDPMPipeline", "VAE"]
 # the helper modules, one per file
 CARRIED_MODULES = (
     _carried_components,

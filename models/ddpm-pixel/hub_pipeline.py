@@ -20,10 +20,9 @@ from .sampling_loop import __name__ as _sampling_loop
 from .sampling_settings import __name__ as _sampling_settings
 from .schedules import __name__ as _schedules
 from .scheduling_ddim import __name__ as _scheduling_ddim
-from .scheduling_ddpm import DDPMScheduler
 from .scheduling_utils import __name__ as _scheduling_utils
 
-__all__ = ["DDPMPipeline", "DDPMScheduler"]
+__all__ = ["DDPMPipeline"]
 # the helper modules, one per file
 CARRIED_MODULES = (
     _carried_components,

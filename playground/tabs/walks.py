@@ -41,7 +41,9 @@ def walk_pipe(model: str):
     """A per-request pipeline of ``model`` with its own deterministic DDIM scheduler, x̂_0 never clipped (so that
     decoding is exactly the map that inversion runs backwards)."""
     with models.unavailable_as_gr_error():
-        return models.sampling_pipeline(model, "DDIM", clip_sample=False)
+        pipe = models.sampling_pipeline(model, "DDIM", clip_sample=False)
+    pipe.default_precision = "loaded"  # both directions in the same fp32 arithmetic: the round trip is that exact
+    return pipe
 
 
 def seed_noise(pipe, seed: int) -> torch.Tensor:

@@ -1,1 +1,0 @@
-../../pipelines/scheduling_ddpm.py
