@@ -357,6 +357,8 @@ def parse_interval(text: str) -> tuple[float, float] | None:
     """ "low,high" → (low, high); "none" → None (guide every step)."""
     if text.strip().lower() == "none":
         return None
+    if text == RECOMMENDED:  # the default (argparse passes it through here too)
+        return RECOMMENDED
     try:
         low, high = (float(part) for part in text.split(","))
         return validate_guidance_interval((low, high))
