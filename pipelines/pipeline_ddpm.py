@@ -54,8 +54,14 @@ class DDPMPipeline(SafeFromPretrainedMixin, CarriedComponentsMixin, DenoisingLoo
 
     @property
     def sampling_settings(self) -> dict:
-        """The steps and guidance stored with the model (the sampler is ``self.scheduler``); {} where none are."""
-        return dict(self.config.get("sampling") or {})
+        """The steps and guidance stored with the model (the sampler is ``self.scheduler``); {} where none are.
+        Autoguidance goes with the guide: without a ``guide_unet`` (e.g. ``guide_unet=None`` passed) it is dropped."""
+        settings = dict(self.config.get("sampling") or {})
+        if getattr(self, "guide_unet", None) is None and "autoguidance_scale" in settings:
+            del settings["autoguidance_scale"]
+            if "guidance_scale" not in settings:  # the interval was the autoguidance's
+                settings.pop("guidance_interval", None)
+        return settings
 
     def invert(
         self,

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +17,11 @@ from diffusers.utils.dynamic_modules_utils import get_relative_imports
 
 from pipelines.hub_code import PIPELINE_ENTRY, code_modules, module_closure, relative_imports
 from pipelines.loading import folder_classes
+from tests.support.plain_diffusers import SHA, populate_hub_cache, run_plain_diffusers
 from training.hub import stale_bundled
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
-PYTHON = sys.executable  # the venv's python: diffusers is installed, this project is not
 # bundled folder → how it is sampled (the same call in both routes)
 BUNDLED = {
     "ddpm-pixel": "guided",
@@ -35,7 +31,6 @@ BUNDLED = {
     "vae-beta0.25": "vae",
     "vae-beta4": "vae",
 }
-SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
 def sample(pipe, kind):
@@ -105,35 +100,6 @@ for source in jobs.get("without_trust", []):
 open(jobs["report"], "w").write(json.dumps(report))
 """
 SCRIPT = f"SHA = {SHA!r}\n" + inspect.getsource(sample) + ONLINE_SOURCE + LOAD_SCRIPT
-
-
-def populate_hub_cache(cache: Path, repo_id: str, folder: Path) -> None:
-    """Lay ``folder`` out as huggingface_hub's cache does after a download (links followed: real files)."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    shutil.copytree(folder, repo / "snapshots" / SHA)
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(SHA)
-
-
-def run_plain_diffusers(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess:
-    """``python -I`` in a fresh folder: no project on sys.path; Hub cache and module cache inside tmp_path."""
-    work = tmp_path / "work"
-    work.mkdir(exist_ok=True)
-    (work / "script.py").write_text(script)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "HF_"))},
-        "HF_HUB_CACHE": str(tmp_path / "hub-cache"),
-        "HF_MODULES_CACHE": str(tmp_path / "modules"),
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_ENDPOINT": "http://127.0.0.1:9",  # nothing may reach a network
-        "OMP_NUM_THREADS": "1",
-    }
-    result = subprocess.run(
-        [PYTHON, "-I", "script.py", *args], cwd=work, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result
 
 
 def ours(folder: Path, kind: str) -> np.ndarray:
