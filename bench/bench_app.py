@@ -148,9 +148,15 @@ def click_to_images(page, seed: int) -> float:
 
 
 def measure(
-    app_dir: Path, models_dir: Path, repeats: int, cold_starts: int, screenshots: Path | None
+    app_dir: Path,
+    models_dir: Path,
+    repeats: int,
+    cold_starts: int,
+    screenshots: Path | None,
+    clicks_only: bool = False,
 ) -> dict[str, float]:
-    """Every figure for the app in ``app_dir`` (its own app.py and code), on ``models_dir``."""
+    """Every figure for the app in ``app_dir`` (its own app.py and code), on ``models_dir`` (``clicks_only``: up to
+    the Sample tab's clicks)."""
     from playwright.sync_api import sync_playwright
 
     figures = {}
@@ -186,6 +192,9 @@ def measure(
                     figures[f"click → {NUM_IMAGES} {model} digits rendered (median of {runs})"] = statistics.median(
                         times
                     )
+                if clicks_only:
+                    browser.close()
+                    return figures
                 open_tab(page, ("Schedules", "Noise schedules & forward process"))
                 button = None if opens_on_samples else "#forward-button"
                 if button:  # the old page's first z_t, before its moves are timed
@@ -239,6 +248,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cold-starts", type=int, default=3, help="launches of each app, for the cold start's median")
     parser.add_argument("--screenshots", type=Path, help="save the new page's tabs (desktop and phone) here")
+    parser.add_argument("--clicks-only", action="store_true", help="stop after the Sample tab's clicks")
     parser.add_argument(
         "--old-models",
         choices=("shared", "baseline"),
@@ -257,8 +267,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-app-old-") as old_dir:
         old_app = export_ref(baseline, Path(old_dir))
         old_models = old_app / "models" if args.old_models == "baseline" else models_dir
-        old = measure(old_app, old_models, args.repeats, args.cold_starts, None)
-    new = measure(ROOT, models_dir, args.repeats, args.cold_starts, args.screenshots)
+        old = measure(old_app, old_models, args.repeats, args.cold_starts, None, args.clicks_only)
+    new = measure(ROOT, models_dir, args.repeats, args.cold_starts, args.screenshots, args.clicks_only)
     print(
         f"old = {baseline[:10]} on {'its own models' if args.old_models == 'baseline' else 'the same models'}, ", end=""
     )

@@ -20,7 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 from pipelines import DDIMScheduler, DDPMPipeline, LatentDDPMPipeline
-from pipelines.ddim_inversion import encode_images, invert, sample_from_noise
+from pipelines.ddim_inversion import encode_images
 from training.data import load_data
 
 MODELS = {"pixel": ("ddpm-pixel", DDPMPipeline), "latent": ("ddpm-latent", LatentDDPMPipeline)}
@@ -28,8 +28,8 @@ MODELS = {"pixel": ("ddpm-pixel", DDPMPipeline), "latent": ("ddpm-latent", Laten
 
 def round_trip(pipe, x: torch.Tensor, steps: int) -> dict:
     start = time.perf_counter()
-    noise = invert(pipe, x, steps).noise
-    decoded = sample_from_noise(pipe, noise, steps).images
+    noise = pipe.invert(x, steps).noise
+    decoded = pipe(batch_size=len(noise), latents=noise, num_inference_steps=steps, eta=0.0, output_type="pt").images
     return {
         "mae": float((decoded - x).abs().mean()),
         "rmse": float(((decoded - x) ** 2).mean().sqrt()),

@@ -10,7 +10,7 @@
 3. precision study on DDIM-50 (η = 0, deterministic): fp32, bf16 autocast, channels_last and both, timed
    interleaved, with the max abs difference of each one's images from fp32's (same seed), also for DDPM;
 4. images/s for DDPM-``ddpm_steps``, DDIM-50 and latent DDIM-50 (a VAE with 4×7×7 latents);
-0. (printed first; alone with ``--precision-only``) what precision="auto" picks for each UNet and why, beside the
+0. (printed first; alone with ``--precision-only``) what the CPU's flags say about bf16, beside each UNet's
    measured fp32/bf16 ratio of DDIM-``ratio_steps`` sampling at the batch size (``--latent-model`` may name a saved
    LatentDDPMPipeline folder for the latent row).
 5. (alone with ``--guide-only``) the bundled latent and pixel models at the app's default sampling (SDE-DPM-Solver++
@@ -39,7 +39,7 @@ from pipelines import guidance
 from pipelines.defaults import DEFAULT_SAMPLER, app_sampling_kwargs, app_scheduler
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
-from pipelines.precision import choose_precision
+from pipelines.precision import cpu_bf16_choice
 from pipelines.samplers import resolve_sampler
 from pipelines.scheduling_ddim import DDIMScheduler
 from pipelines.scheduling_ddpm import DDPMScheduler
@@ -82,7 +82,7 @@ def build_latent_pipeline() -> LatentDDPMPipeline:
         up_block_types=("AttnUpBlock2D",),
         norm_num_groups=8,
     ).eval()
-    return quiet(LatentDDPMPipeline(vae, unet, DDIMScheduler()))
+    return quiet(LatentDDPMPipeline(vae, unet, DDIMScheduler(), None))
 
 
 def quiet(pipe):
@@ -116,16 +116,17 @@ def channels_last(unet: UNet2DModel) -> UNet2DModel:
 
 
 def precision_decisions(pipes: dict, steps: int, batch: int, repeats: int) -> None:
-    """What "auto" picks for each pipeline's UNet (and why) beside the measured fp32 vs bf16 sampling times."""
-    print(f"\n0. precision='auto' per UNet, and DDIM-{steps} sampling at batch {batch} (median of {repeats}):")
+    """What this CPU's feature flags say about bf16 (pipelines.precision.cpu_bf16_choice) beside the measured fp32 vs
+    bf16 sampling times of each UNet: the figures an application's opt-in rests on."""
+    choice = cpu_bf16_choice()
+    print(f"\n0. CPU bf16: {choice.precision} ({choice.reason}); DDIM-{steps} at batch {batch} (median of {repeats}):")
     for name, pipe in pipes.items():
-        choice = choose_precision(torch.device("cpu"), pipe.unet, pipe.sample_shape(batch))
         medians = interleaved(
-            {p: (lambda p=p, pipe=pipe: run(pipe, steps, batch, precision=p)) for p in ("fp32", "bf16")}, repeats
+            {p: (lambda p=p, pipe=pipe: run(pipe, steps, batch, precision=p)) for p in ("loaded", "bf16")}, repeats
         )
         print(
-            f"   {name:8s} fp32 {medians['fp32']:6.2f} s  bf16 {medians['bf16']:6.2f} s  "
-            f"bf16 speed-up {medians['fp32'] / medians['bf16']:.2f}x  -> auto: {choice.precision} ({choice.reason})"
+            f"   {name:8s} fp32 {medians['loaded']:6.2f} s  bf16 {medians['bf16']:6.2f} s  "
+            f"bf16 speed-up {medians['loaded'] / medians['bf16']:.2f}x"
         )
 
 
@@ -196,7 +197,7 @@ def main() -> None:
         unet, scheduler_config = loaded.unet.eval(), loaded.scheduler.config
     else:
         unet, scheduler_config = build_unet(args), DDPMScheduler().config
-    ours = quiet(DDPMPipeline(unet, DDPMScheduler.from_config(scheduler_config)))
+    ours = quiet(DDPMPipeline(unet, DDPMScheduler.from_config(scheduler_config), None))
     theirs = quiet(diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler.from_config(scheduler_config)))
     print(
         f"torch {torch.__version__}, diffusers {diffusers.__version__}, threads {torch.get_num_threads()}, "
@@ -206,13 +207,13 @@ def main() -> None:
     latent = quiet(LatentDDPMPipeline.from_pretrained(args.latent_model)) if args.latent_model else None
     latent = latent or build_latent_pipeline()
     latent.scheduler = DDIMScheduler.from_config(latent.scheduler.config)
-    ddim = quiet(DDPMPipeline(unet, DDIMScheduler.from_config(scheduler_config)))
+    ddim = quiet(DDPMPipeline(unet, DDIMScheduler.from_config(scheduler_config), None))
     precision_decisions({"pixel": ddim, "latent": latent}, args.ratio_steps, batch, args.repeats)
     if args.precision_only:
         return
 
     # 1. parity at fp32: the same images as diffusers' DDPMPipeline
-    same = np.array_equal(run(ours, 5, 2, precision="fp32"), run(theirs, 5, 2))
+    same = np.array_equal(run(ours, 5, 2, precision="loaded"), run(theirs, 5, 2))
     print(f"\n1. fp32 images equal diffusers' DDPMPipeline (5 steps, same seed): {same}")
 
     # 2. the headline ratio, DDPM at the batch size
@@ -220,8 +221,7 @@ def main() -> None:
     medians = interleaved(
         {
             "diffusers": lambda: run(theirs, n, batch),
-            "ours (auto)": lambda: run(ours, n, batch),
-            "ours (fp32)": lambda: run(ours, n, batch, precision="fp32"),
+            "ours (fp32)": lambda: run(ours, n, batch),
         },
         args.repeats,
     )
@@ -229,21 +229,20 @@ def main() -> None:
     for name, seconds in medians.items():
         print(f"   {name:12s} {seconds:7.2f} s   {batch / seconds:7.2f} images/s")
     print(f"   fp32 ratio ours/diffusers: {medians['diffusers'] / medians['ours (fp32)']:.3f}")
-    print(f"pipeline throughput ratio ours/diffusers: {medians['diffusers'] / medians['ours (auto)']:.3f}")
 
     # 3. precision and memory format: speed on DDIM-50, image differences from fp32 on DDIM-50 and DDPM-n
-    ddim_cl = quiet(DDPMPipeline(channels_last(unet), DDIMScheduler.from_config(scheduler_config)))
-    ddpm_cl = quiet(DDPMPipeline(ddim_cl.unet, DDPMScheduler.from_config(scheduler_config)))
+    ddim_cl = quiet(DDPMPipeline(channels_last(unet), DDIMScheduler.from_config(scheduler_config), None))
+    ddpm_cl = quiet(DDPMPipeline(ddim_cl.unet, DDPMScheduler.from_config(scheduler_config), None))
     settings = {
-        "fp32": (ddim, ours, "fp32"),
+        "fp32": (ddim, ours, "loaded"),
         "bf16 autocast": (ddim, ours, "bf16"),
-        "fp32 channels_last": (ddim_cl, ddpm_cl, "fp32"),
+        "fp32 channels_last": (ddim_cl, ddpm_cl, "loaded"),
         "bf16 channels_last": (ddim_cl, ddpm_cl, "bf16"),
     }
     medians = interleaved(
         {k: (lambda p=p, q=q: run(p, 50, batch, precision=q)) for k, (p, _, q) in settings.items()}, args.repeats
     )
-    ddim_ref, ddpm_ref = run(ddim, 50, batch, precision="fp32"), run(ours, n, batch, precision="fp32")
+    ddim_ref, ddpm_ref = run(ddim, 50, batch, precision="loaded"), run(ours, n, batch, precision="loaded")
     print(
         "\n3. precision / memory format (DDIM-50 timed; |image − fp32 image| max and mean, same seed, images in [0, 1]):"
     )
@@ -262,14 +261,14 @@ def main() -> None:
     print(f"\n4. images/s, batch {batch}:")
     rows = {
         "DDIM-50 ours (auto)": lambda: run(ddim, 50, batch),
-        "DDIM-50 ours (fp32)": lambda: run(ddim, 50, batch, precision="fp32"),
+        "DDIM-50 ours (fp32)": lambda: run(ddim, 50, batch, precision="loaded"),
         "DDIM-50 diffusers": lambda: run(
             quiet(diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDIMScheduler.from_config(scheduler_config))),
             50,
             batch,
         ),
         "latent DDIM-50 ours (auto)": lambda: run(latent, 50, batch),
-        "latent DDIM-50 ours (fp32)": lambda: run(latent, 50, batch, precision="fp32"),
+        "latent DDIM-50 ours (fp32)": lambda: run(latent, 50, batch, precision="loaded"),
     }
     for name, seconds in interleaved(rows, args.repeats).items():
         print(f"   {name:28s} {seconds:7.2f} s   {batch / seconds:7.2f} images/s")
@@ -277,7 +276,7 @@ def main() -> None:
         steps = args.ddpm_steps
         rows = {
             f"DDPM-{steps} ours (auto)": lambda: run(ours, steps, batch),
-            f"DDPM-{steps} ours (fp32)": lambda: run(ours, steps, batch, precision="fp32"),
+            f"DDPM-{steps} ours (fp32)": lambda: run(ours, steps, batch, precision="loaded"),
             f"DDPM-{steps} diffusers": lambda: run(theirs, steps, batch),
         }
         for name, seconds in interleaved(rows, args.ddpm_repeats).items():

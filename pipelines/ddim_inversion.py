@@ -11,14 +11,14 @@ step we go to), as in diffusers' ``DDIMInverseScheduler`` and the inversion of M
 (https://arxiv.org/abs/2211.09794, §3, "DDIM inversion"). That approximation is the only error: it shrinks as the
 steps get smaller, and vanishes when ε̂ does not depend on z (the tests check both).
 
-Works with the pixel and latent pipelines (anything with ``unet``, ``scheduler``, ``decode_latents`` and the
-sampling loop of :mod:`pipelines.sampling_loop`); the pipeline's scheduler must be a DDIM scheduler (ours or
-diffusers'), whose ᾱ_t and visited timesteps both directions share.
+Works with the pixel and latent pipelines (their ``invert`` method; anything with ``unet``, ``scheduler``,
+``decode_latents`` and the sampling loop of :mod:`pipelines.sampling_loop`); the pipeline's scheduler must be a DDIM
+scheduler (ours or diffusers'), whose ᾱ_t and visited timesteps both directions share. The way back is the pipeline's
+own call from the z_T found, ``pipe(latents=z_T, eta=0.0)``: one sampling loop for both.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +29,8 @@ from . import schedules
 from .data_range import to_model_range
 from .guidance import guided_model_output, prepare_class_labels
 from .precision import Precision, autocast
-from .sampling_loop import OutputType, SamplingPipelineOutput, TrajectoryPoint
+from .sampling_loop import TrajectoryPoint
+from .sampling_settings import call_settings
 from .scheduling_ddim import DDIMScheduler
 
 DDIM_SCHEDULERS = (DDIMScheduler, DiffusersDDIMScheduler)
@@ -103,81 +104,67 @@ def inversion_step(
 def invert(
     pipe,
     images: torch.Tensor,
-    num_inference_steps: int = 50,
+    num_inference_steps: int | None = None,
     class_labels=None,
-    guidance_scale: float = 1.0,
-    autoguidance_scale: float = 1.0,
+    guidance_scale: float | None = None,
+    autoguidance_scale: float | None = None,
+    guidance_interval: tuple[float, float] | None = None,
     return_trajectory_every: int | None = None,
-    precision: Precision = "fp32",
+    precision: Precision | None = None,
 ) -> InversionOutput:
-    """Images (N, C, H, W) in [0, 1] → the noise z_T that ``sample_from_noise`` with the same settings maps back.
+    """Images (N, C, H, W) in [0, 1] → the noise z_T that ``pipe(latents=z_T, eta=0.0)`` with the same settings maps
+    back: :meth:`DDPMPipeline.invert <pipelines.pipeline_ddpm.DDPMPipeline.invert>`.
 
     The steps are the scheduler's for ``num_inference_steps`` (``pipe.scheduler.set_timesteps``), visited upwards;
-    guidance settings apply to ε̂ exactly as in sampling (so both directions follow the same guided ODE).
+    steps and guidance default to the model's stored ones exactly as the pipeline's call does, and guidance applies
+    to ε̂ as in sampling (so both directions follow the same guided ODE).
     """
     check_ddim(pipe)
     scheduler = pipe.scheduler
     check_invertible(scheduler)
-    device = pipe.device
-    latents = encode_images(pipe, images.to(device)).float()
-    pipe.check_sampling_inputs(len(latents), num_inference_steps, 0.0, "pt", None, ["latents"], return_trajectory_every)
-    pipe.start_sampling(guidance_scale, precision, device, autoguidance_scale, len(latents))
+    settings = call_settings(
+        pipe.sampling_settings,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        autoguidance_scale=autoguidance_scale,
+        guidance_interval=guidance_interval,
+    )
+    steps, device = settings["num_inference_steps"], pipe.device
+    latents = encode_images(pipe, images.to(device)).to(pipe.unet.dtype)
+    pipe.check_sampling_inputs(len(latents), steps, 0.0, "pt", None, ["latents"], return_trajectory_every)
+    pipe.start_sampling(
+        settings["guidance_scale"],
+        precision,
+        device,
+        settings["autoguidance_scale"],
+        len(latents),
+        settings["guidance_interval"],
+    )
     labels = prepare_class_labels(pipe.unet, class_labels, len(latents), device)
-    scheduler.set_timesteps(num_inference_steps)
+    scheduler.set_timesteps(steps)
     z, trajectory = latents, [] if return_trajectory_every else None
     ascending = scheduler.timesteps.flip(0).tolist()  # 0 < … < T − 1: the sampling steps, last first
     for i, t in enumerate(ascending):
         _, alpha_prod_t_prev = alpha_pair(scheduler, t)
+        timestep = torch.tensor(t, device=device)
+        guided = pipe.guides_at_step(timestep)  # the steps sampling guides, by the same σ_t
         # ε̂ = ε_θ(z_{t'}, t): the network where we are, asked about the step we go to (Mokady et al. §3)
         with autocast(pipe._precision, device):
             model_output = guided_model_output(
                 pipe.unet,
                 scheduler.scale_model_input(z, t),
-                torch.tensor(t, device=device),
+                timestep,
                 labels,
-                pipe.guidance_scale,
+                pipe.guidance_scale if guided else 1.0,
                 guide_unet=getattr(pipe, "guide_unet", None),
-                autoguidance_scale=pipe._autoguidance_scale,
+                autoguidance_scale=pipe._autoguidance_scale if guided else 1.0,
             )
-        model_output = model_output[:, : z.shape[1]].float()
+        model_output = model_output[:, : z.shape[1]].to(z.dtype)
         # z_t = √ᾱ_t·x̂_0 + √(1 − ᾱ_t)·ε̂: the sampling step z_t → z_{t'} run from t' up to t
         z, x0 = inversion_step(
             model_output, z, alpha_prod_t_prev, scheduler.alphas_cumprod, t, scheduler.config.prediction_type
         )
+        z = z.to(latents.dtype)  # the schedule's fp32 ᾱ must not promote a half-precision z
         if trajectory is not None and (i % return_trajectory_every == 0 or i == len(ascending) - 1):
-            trajectory.append(TrajectoryPoint(t, z.detach().cpu().clone(), x0.detach().cpu().clone()))
+            trajectory.append(TrajectoryPoint(t, z.detach().float().cpu().clone(), x0.detach().float().cpu().clone()))
     return InversionOutput(noise=z, latents=latents, trajectory=trajectory)
-
-
-@torch.no_grad()
-def sample_from_noise(
-    pipe,
-    noise: torch.Tensor,
-    num_inference_steps: int = 50,
-    class_labels=None,
-    guidance_scale: float = 1.0,
-    autoguidance_scale: float = 1.0,
-    output_type: OutputType = "pt",
-    return_trajectory_every: int | None = None,
-    precision: Precision = "fp32",
-) -> SamplingPipelineOutput:
-    """Deterministic DDIM (η = 0) from the given z_T, through the pipeline's own sampling loop.
-
-    What ``pipe(..., eta=0)`` does after drawing z_T, with z_T given instead (the pipelines draw it themselves).
-    """
-    check_ddim(pipe)
-    device = pipe.device
-    pipe.check_sampling_inputs(
-        len(noise), num_inference_steps, 0.0, output_type, None, ["latents"], return_trajectory_every
-    )
-    expected = pipe.sample_shape(len(noise))
-    if tuple(noise.shape) != expected:
-        raise ValueError(f"noise must have shape {expected} (the UNet's sample shape), got {tuple(noise.shape)}.")
-    pipe.start_sampling(guidance_scale, precision, device, autoguidance_scale, len(noise))
-    labels = prepare_class_labels(pipe.unet, class_labels, len(noise), device)
-    pipe.scheduler.set_timesteps(num_inference_steps)
-    step = functools.partial(pipe.denoising_step, class_labels=labels, step_kwargs={"eta": 0.0})
-    latents, trajectory = pipe.denoise(
-        noise.to(device, pipe.unet.dtype), step, return_trajectory_every=return_trajectory_every
-    )
-    return pipe.finish(pipe.decode_latents(latents), trajectory, output_type, True)

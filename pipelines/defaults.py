@@ -1,14 +1,18 @@
-"""The sampler settings the bundled models are shown and measured with.
+"""How the bundled models are sampled: each model's own stored settings, and this project's choice for a model that
+stores none yet.
 
-The app's Sample tab starts with these values and ``python -m training.evaluate`` measures with them by default,
-so the figures in the model cards are the quality a visitor sees on first click. "As the app does" is written once,
-here: :func:`app_scheduler` (the sampler, x̂_0 never clipped for latents) and :func:`app_sampling_kwargs` (the
-guidance each kind of model gets); the app, the evaluation, the training's sample grids and the benchmarks call them.
+A model stores how it samples best (its scheduler is the sampler; steps and guidance in model_index.json, see
+``pipelines/sampling_settings.py``): ``pipe()`` samples so, and :func:`recommended_sampling` reads it for the app,
+the evaluation, the training's sample grids and the benchmarks. A model fresh from training stores nothing: the
+constants below are then what it is measured with, and ``python -m training.evaluate`` stores the settings it measured
+into the folder, so that a model card's figures are what ``pipe()`` and a visitor's first click give.
+:func:`app_scheduler` builds the scheduler of a sampler a visitor picks (x̂_0 never clipped for latents).
 """
 
 from __future__ import annotations
 
 from .samplers import SAMPLERS, make_scheduler
+from .sampling_settings import GUIDANCE_KEYS
 
 # SDE-DPM-Solver++ (Lu et al. 2022, https://arxiv.org/abs/2211.01095): its fresh noise at every step corrects the small
 # networks' errors instead of carrying them to the end (Karras et al. 2022, https://arxiv.org/abs/2206.00364, §4), and
@@ -30,6 +34,7 @@ DEFAULT_AUTOGUIDANCE_SCALE = 3.0
 # al. 2024 (https://arxiv.org/abs/2404.07724, EDM2-XXL) found best: above it guiding mostly skews the digit histogram,
 # below it changes little, and outside it the guide's pass is skipped (docs/models.md#the-sampling-defaults)
 DEFAULT_AUTOGUIDANCE_INTERVAL = (0.28, 5.42)
+RECOMMENDED = "model"  # a guidance_interval argument meaning: the model's recommended interval
 
 
 def clips_x0(latent: bool) -> bool:
@@ -49,19 +54,44 @@ def app_scheduler(pipe, sampler: str = DEFAULT_SAMPLER, **overrides):
     return make_scheduler(pipe.scheduler.config, sampler, **overrides)
 
 
-def app_sampling_kwargs(
-    pipe,
-    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
-    autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE,
-    guidance_interval: tuple[float, float] | None = DEFAULT_AUTOGUIDANCE_INTERVAL,
-) -> dict:
-    """The guidance keywords the app samples ``pipe`` with: classifier-free guidance w for a class-conditional UNet,
-    autoguidance w within ``guidance_interval`` for a pipeline that ships a guide UNet, nothing (the main UNet alone)
-    for the others. The class labels are the caller's."""
+def project_guidance(pipe) -> dict:
+    """This project's guidance for ``pipe``'s kind, for a model that stores none: classifier-free guidance w for a
+    class-conditional UNet, autoguidance w within its interval for a pipeline with a guide UNet, none otherwise."""
     from .guidance import num_class_embeds
 
     if num_class_embeds(pipe.unet) is not None:
-        return {"guidance_scale": guidance_scale}
+        return {"guidance_scale": DEFAULT_GUIDANCE_SCALE}
     if getattr(pipe, "guide_unet", None) is not None:
-        return {"autoguidance_scale": autoguidance_scale, "guidance_interval": guidance_interval}
+        return {"autoguidance_scale": DEFAULT_AUTOGUIDANCE_SCALE, "guidance_interval": DEFAULT_AUTOGUIDANCE_INTERVAL}
     return {}
+
+
+def recommended_sampling(pipe) -> dict:
+    """How ``pipe`` samples best: ``{"sampler", "num_inference_steps", its guidance keywords}``. The model's own
+    settings where it stores them (its scheduler is the sampler, pipelines/sampling_settings.py), else this
+    project's defaults for its kind (a model fresh from training)."""
+    from .samplers import sampler_of
+
+    stored, sampler = getattr(pipe, "sampling_settings", {}), sampler_of(pipe.scheduler.config)
+    if stored and sampler is not None:
+        interval = stored.get("guidance_interval")
+        return {"sampler": sampler, **stored, **({"guidance_interval": tuple(interval)} if interval else {})}
+    return {"sampler": DEFAULT_SAMPLER, "num_inference_steps": DEFAULT_STEPS, **project_guidance(pipe)}
+
+
+def app_sampling_kwargs(
+    pipe,
+    guidance_scale: float | None = None,
+    autoguidance_scale: float | None = None,
+    guidance_interval: tuple[float, float] | None | str = RECOMMENDED,
+) -> dict:
+    """The guidance keywords the app samples ``pipe`` with: the model's recommended kind of guidance
+    (:func:`recommended_sampling`), each weight as given or else recommended, the interval as given (None: every step)
+    or else (:data:`RECOMMENDED`) recommended; nothing (the main UNet alone) for a model without guidance. The class labels are the caller's."""
+    recommended = recommended_sampling(pipe)
+    kwargs = {key: recommended[key] for key in GUIDANCE_KEYS if key in recommended}
+    given = {"guidance_scale": guidance_scale, "autoguidance_scale": autoguidance_scale}
+    if guidance_interval != RECOMMENDED:
+        given["guidance_interval"] = guidance_interval  # None: every step
+    kwargs.update({k: v for k, v in given.items() if k in kwargs and (v is not None or k == "guidance_interval")})
+    return kwargs

@@ -194,7 +194,7 @@ def check_pipeline_folder(path: str | os.PathLike, pipeline_class: type | None =
     class_name = pipeline_class_name(index, index_file)
     if pipeline_class is not None and class_name != pipeline_class.__name__:
         raise ValueError(f"{index_file} names the pipeline class {class_name!r}, expected {pipeline_class.__name__!r}.")
-    components = {k: v for k, v in index.items() if not k.startswith("_")}
+    components = dict(_components(index))
     if not components:
         raise ValueError(f"{index_file} lists no components.")
     for name, entry in components.items():
@@ -277,7 +277,8 @@ def _build(cls: type, folder: Path, index: dict, given: dict, model_kwargs: dict
     unknown = set(given) - accepted
     if unknown:
         raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(unknown)}.")
-    components = dict(given)  # components passed in are used as given
+    settings = {k: v for k, v in _settings(index).items() if k in accepted}  # others ignored, as diffusers does
+    components = {**settings, **given}  # settings and components passed in are used as given
     for name, (library, class_name) in _components(index):
         if name in components:
             continue
@@ -291,14 +292,27 @@ def _build(cls: type, folder: Path, index: dict, given: dict, model_kwargs: dict
             components[name] = load_component(
                 folder, name, component_class(folder, name, library, class_name), model_kwargs
             )
+    for name in getattr(cls, "_optional_components", []):  # as diffusers does: an optional one not listed is None
+        components.setdefault(name, None)
     try:
         return cls(**components)
     except TypeError as error:  # a required component missing from model_index.json
         raise ValueError(f"{folder / 'model_index.json'} does not list what {cls.__name__} needs: {error}") from None
 
 
+def _is_setting(value) -> bool:
+    """A pipeline setting of model_index.json (``"sampling": {...}`` or null) rather than a ``[library, class]``."""
+    return value is None or isinstance(value, dict)
+
+
 def _components(index: dict) -> list[tuple[str, list]]:
-    return [(k, v) for k, v in index.items() if not k.startswith("_")]
+    """model_index.json's components (its other entries, objects or null, are the pipeline's settings)."""
+    return [(k, v) for k, v in index.items() if not k.startswith("_") and not _is_setting(v)]
+
+
+def _settings(index: dict) -> dict:
+    """model_index.json's pipeline settings (e.g. ``"sampling"``), checked by the pipeline's ``__init__``."""
+    return {k: v for k, v in index.items() if not k.startswith("_") and _is_setting(v)}
 
 
 def _own_weights(module: torch.nn.Module) -> None:

@@ -19,13 +19,13 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import schedules
+from .carried_components import CarriedComponentsMixin
 from .checks import is_positive_int
 from .data_range import to_image_range, to_model_range
 from .guidance import check_guide
 from .precision import Precision
 from .pretrained import SafeFromPretrainedMixin
 from .sampling_loop import DenoisingLoopMixin, OutputType, SamplingPipelineOutput
-from .scheduling_ddpm import DDPMScheduler
 
 ImageInput = PIL.Image.Image | Sequence[PIL.Image.Image] | np.ndarray | torch.Tensor
 
@@ -67,7 +67,7 @@ def images_to_tensor(images: ImageInput, name: str, channels: int, size: tuple[i
     return x.contiguous()
 
 
-class DDPMInpaintPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, DiffusionPipeline):
+class DDPMInpaintPipeline(SafeFromPretrainedMixin, CarriedComponentsMixin, DenoisingLoopMixin, DiffusionPipeline):
     """Fill the masked-out pixels of images with a pixel-space DDPM (components ``unet``, ``scheduler`` and an
     optional ``guide_unet`` for autoguidance, as in :class:`~pipelines.pipeline_ddpm.DDPMPipeline`).
 
@@ -78,14 +78,10 @@ class DDPMInpaintPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, Diffusion
     model_cpu_offload_seq = "unet"
     _optional_components = ["scheduler", "guide_unet"]
 
-    def __init__(
-        self, unet: UNet2DModel, scheduler: SchedulerMixin | None = None, guide_unet: UNet2DModel | None = None
-    ):
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, guide_unet: UNet2DModel | None):
         super().__init__()
         check_guide(unet, guide_unet)
-        self.register_modules(
-            unet=unet, scheduler=scheduler if scheduler is not None else DDPMScheduler(), guide_unet=guide_unet
-        )
+        self.register_modules(unet=unet, scheduler=scheduler, guide_unet=guide_unet)
 
     def prepare_image_and_mask(self, image: ImageInput, mask: ImageInput) -> tuple[torch.Tensor, torch.Tensor]:
         """The image as (N, C, H, W) in [0, 1] and the mask as a boolean (N or 1, 1 or C, H, W), True = known."""
@@ -160,7 +156,7 @@ class DDPMInpaintPipeline(SafeFromPretrainedMixin, DenoisingLoopMixin, Diffusion
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs: list[str] = None,
         return_trajectory_every: int | None = None,
-        precision: Precision = "auto",
+        precision: Precision | None = None,
     ) -> SamplingPipelineOutput | tuple:
         """Inpaint ``image`` where ``mask`` is 0.
 

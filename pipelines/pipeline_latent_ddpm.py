@@ -30,10 +30,11 @@ class LatentDDPMPipeline(DDPMPipeline):
         self,
         vae: VAE,
         unet: UNet2DModel,
-        scheduler: SchedulerMixin | None = None,
-        guide_unet: UNet2DModel | None = None,
+        scheduler: SchedulerMixin,
+        guide_unet: UNet2DModel | None,
+        sampling: dict | None = None,
     ):
-        super().__init__(unet, scheduler, guide_unet)
+        super().__init__(unet, scheduler, guide_unet, sampling)
         self.register_modules(vae=vae)
 
     def check_inputs(self, batch_size: int, output_type: str) -> None:

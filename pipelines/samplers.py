@@ -119,3 +119,28 @@ def check_steps(name: str, steps, num_train_timesteps: int) -> int:
     """``steps`` as an int in [1, :func:`step_cap`], else a ValueError naming it (whole floats, as sliders send)."""
     label = resolve_sampler(name).label
     return check_number(f"steps ({label})", steps, 1, step_cap(name, num_train_timesteps), integer=True)
+
+
+def sampler_of(scheduler_config: Mapping) -> str | None:
+    """The key of the sampler a scheduler config is (its class, and the sampler's own config overrides), or None."""
+    name = scheduler_config.get("_class_name")
+    for sampler in SAMPLERS.values():
+        overrides = sampler.config_overrides.items()
+        if sampler.scheduler_name == name and all(scheduler_config.get(k) == v for k, v in overrides):
+            return sampler.key
+    return None
+
+
+def stored_sampling(folder) -> dict:
+    """How the saved pipeline in ``folder`` samples best, read from its files without loading it (for a model card,
+    or a page before the model loads): ``{"sampler": key or None, **model_index.json's "sampling"}``; {} where it
+    stores none (pipelines/sampling_settings.py)."""
+    from pathlib import Path
+
+    from .folder_checks import SCHEDULER_CONFIG, read_json
+
+    folder = Path(folder)
+    settings = read_json(folder / "model_index.json").get("sampling")
+    if not settings:
+        return {}
+    return {"sampler": sampler_of(read_json(folder / "scheduler" / SCHEDULER_CONFIG)), **settings}

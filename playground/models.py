@@ -19,7 +19,7 @@ import torch
 
 import pipelines  # its classes are imported on first use (pipelines/__init__.py): the page builds without diffusers
 from data.mnist import load_mnist
-from pipelines import deferred, samplers
+from pipelines import deferred, precision, samplers
 from pipelines.defaults import app_scheduler
 from pipelines.deferred import lazy_module
 
@@ -46,6 +46,9 @@ class ModelSpec:
     kind: ModelKind
     conditional: bool = False
     beta: float | None = None
+    # sampled under bf16 autocast on a CPU with native bf16 (pipelines.precision.cpu_bf16_choice): the pixel UNet runs
+    # faster so, the small latent ones slower (docs/speed.md#precision)
+    bf16_on_cpu: bool = False
 
     @property
     def pipeline_class(self) -> type:
@@ -56,7 +59,7 @@ class ModelSpec:
 SPECS = {
     spec.key: spec
     for spec in (
-        ModelSpec("pixel", "ddpm-pixel", "DDPMPipeline", "Pixel DDPM (28×28)", "ddpm"),
+        ModelSpec("pixel", "ddpm-pixel", "DDPMPipeline", "Pixel DDPM (28×28)", "ddpm", bf16_on_cpu=True),
         ModelSpec("latent", "ddpm-latent", "LatentDDPMPipeline", "Latent DDPM (VAE latents 2×7×7)", "latent-ddpm"),
         ModelSpec(
             "conditional",
@@ -162,17 +165,34 @@ def load(key: str):
             ) from None
 
 
+@cache
+def app_precision(key: str) -> str:
+    """The precision the app samples model ``key`` in: bf16 autocast where the model opts in (``bf16_on_cpu``) and the
+    CPU's feature flags show native bf16, else the loaded dtype; decided from flags alone, and printed once."""
+    choice = precision.cpu_bf16_choice()
+    chosen = choice.precision if SPECS[key].bf16_on_cpu else "loaded"
+    why = choice.reason if SPECS[key].bf16_on_cpu else "the model samples in its loaded dtype (fp32) on every CPU"
+    print(f"Sampling the {SPECS[key].label} with precision={chosen!r}: {why}.", flush=True)
+    return chosen
+
+
 def sampling_pipeline(key: str, sampler: str, **scheduler_overrides):
-    """A per-request pipeline sharing the cached networks, with its own scheduler of kind ``sampler`` (a fresh one per
-    request: schedulers hold per-call state), made as the app samples (pipelines.defaults.app_scheduler)."""
+    """A per-request pipeline sharing the cached networks and the model's stored sampling settings, with its own
+    scheduler of kind ``sampler`` (a fresh one per request: schedulers hold per-call state), made as the app samples
+    (pipelines.defaults.app_scheduler), in the app's precision for the model (:func:`app_precision`)."""
     base = load(key)
     scheduler = app_scheduler(base, sampler, **scheduler_overrides)
+    shared = {
+        "unet": base.unet,
+        "scheduler": scheduler,
+        "guide_unet": base.guide_unet,
+        "sampling": base.config.sampling,
+    }
     if isinstance(base, pipelines.LatentDDPMPipeline):
-        pipe = pipelines.LatentDDPMPipeline(
-            vae=base.vae, unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet
-        )
+        pipe = pipelines.LatentDDPMPipeline(vae=base.vae, **shared)
     else:
-        pipe = pipelines.DDPMPipeline(unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
+        pipe = pipelines.DDPMPipeline(**shared)
+    pipe.default_precision = app_precision(key)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -181,6 +201,7 @@ def inpaint_pipeline(sampler: str) -> pipelines.DDPMInpaintPipeline:
     base = load("pixel")
     scheduler = app_scheduler(base, sampler)
     pipe = pipelines.DDPMInpaintPipeline(unet=base.unet, scheduler=scheduler, guide_unet=base.guide_unet)
+    pipe.default_precision = app_precision("pixel")
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -6,7 +6,9 @@ bounds, and the DDPM's variational bound in bits/dim.
     python -m training.evaluate models/vae
     python -m training.evaluate --real_digits      # real digits scored the same way: the ceiling
 
-Writes ``evaluation.json`` into the folder (or --out) and prints it.
+Samples as the model recommends (its stored settings, else the project's) unless told otherwise. Writes
+``evaluation.json`` into the folder and stores the sampling it measured as the model's settings, what ``pipe()``
+samples with (or writes only --out), and prints it.
 """
 
 from __future__ import annotations
@@ -25,26 +27,27 @@ from scipy import linalg
 from pipelines import schedules
 from pipelines.data_range import to_model_range
 from pipelines.defaults import (
-    DEFAULT_AUTOGUIDANCE_INTERVAL,
-    DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_DDIM_ETA,
-    DEFAULT_GUIDANCE_SCALE,
-    DEFAULT_SAMPLER,
-    DEFAULT_STEPS,
+    RECOMMENDED,
     app_sampling_kwargs,
     app_scheduler,
+    recommended_sampling,
 )
 from pipelines.digit_classifier import is_confident, load_classifier
 from pipelines.distributions import DiagonalGaussian
 from pipelines.guidance import null_class_label, validate_guidance_interval
-from pipelines.loading import pipeline_class_name
-from pipelines.precision import PRECISIONS, Precision
+from pipelines.hub_code import PIPELINE_ENTRY, component_entries, write_hub_code
+from pipelines.loading import folder_classes, pipeline_class_name
+from pipelines.precision import PRECISIONS, Precision, precision_name
 from pipelines.samplers import SAMPLERS, resolve_sampler
+from pipelines.sampling_settings import GUIDANCE_KEYS, check_sampling_settings
 from pipelines.scheduling_ddpm import DDPMScheduler
 
 from .data import load_data
 from .train_vae import BINARIZE_SEED, binarize
 
+PIPELINE_ENTRY_FILE = f"{PIPELINE_ENTRY}.py"
+LAMBDA_FLOOR = -1000.0  # log-SNR λ_t = log(√ᾱ_t/√(1 − ᾱ_t)) of any non-zero-SNR schedule lies far above
 CLASSIFIER_DIR = Path(__file__).resolve().parents[1] / "models" / "mnist-classifier"
 
 
@@ -140,33 +143,37 @@ def load_pipeline(folder: Path):
 def evaluate_sampler(
     pipe,
     num_samples: int,
-    sampler: str,
-    steps: int | None,
-    eta: float,
-    guidance_scale: float,
+    sampler: str | None = None,
+    steps: int | None = None,
+    eta: float = DEFAULT_DDIM_ETA,
+    guidance_scale: float | None = None,
     batch_size: int = 250,
-    autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE,
-    guidance_interval: tuple[float, float] | None = DEFAULT_AUTOGUIDANCE_INTERVAL,
-    precision: Precision = "fp32",
+    autoguidance_scale: float | None = None,
+    guidance_interval: tuple[float, float] | None | str = RECOMMENDED,
+    precision: Precision = "loaded",
 ) -> dict:
-    """Sample ``num_samples`` images (seeded per batch) and score them; autoguidance (in ``guidance_interval``, None:
-    every step) applies where the pipeline has a guide. ``sampler`` is a key or label of
-    :data:`pipelines.samplers.SAMPLERS` ("ddim", "DDPM", ...); ``steps=None`` takes its default steps.
+    """Sample ``num_samples`` images (seeded per batch) and score them, as the model recommends
+    (:func:`pipelines.defaults.recommended_sampling`: its stored settings, else the project's) unless told otherwise:
+    ``sampler`` a key or label of :data:`pipelines.samplers.SAMPLERS` ("ddim", "DDPM", ...), ``steps`` (None: the
+    recommended ones for the recommended sampler, else the sampler's default), the guidance weights and interval
+    (None: every step; :data:`RECOMMENDED`: the recommended one).
 
-    ``precision`` is fixed (fp32 unless asked) so that a model's score is the same on every run: the app's "auto"
-    picks bf16 or fp32 by timing the UNet, so under a neighbour's load the same weights can score differently
-    (docs/time-to-quality.md#the-latent-and-conditional-recipes)."""
-    spec = resolve_sampler(sampler)
-    sampler, steps = spec.key, spec.default_steps if steps is None else steps
+    The networks run in their loaded dtype (fp32 for the bundled models) unless ``precision="bf16"``: nothing timed
+    decides the numerics, so a model's score is the same on every run."""
+    recommended = recommended_sampling(pipe)
+    spec = resolve_sampler(sampler or recommended["sampler"])
+    if steps is None:
+        steps = recommended["num_inference_steps"] if spec.key == recommended["sampler"] else spec.default_steps
+    sampler = spec.key
     pipe.scheduler = app_scheduler(pipe, sampler)
     conditional = bool(pipe.unet.config.num_class_embeds)
-    guided = getattr(pipe, "guide_unet", None) is not None
     # classes 0..n−1 in turn; the null label n (the last class embedding) means "no class"
     requested = torch.arange(num_samples) % null_class_label(pipe.unet) if conditional else None
+    guidance = app_sampling_kwargs(pipe, guidance_scale, autoguidance_scale, guidance_interval)
     images, start = [], time.perf_counter()
     for i, lo in enumerate(range(0, num_samples, batch_size)):
         n = min(batch_size, num_samples - lo)
-        kwargs = app_sampling_kwargs(pipe, guidance_scale, autoguidance_scale, guidance_interval)
+        kwargs = dict(guidance)
         if conditional:
             kwargs["class_labels"] = requested[lo : lo + n]
         out = pipe(
@@ -180,15 +187,44 @@ def evaluate_sampler(
         )
         images.append(out.images)
     metrics = score_digits(torch.cat(images), requested)
-    metrics.update(sampler=sampler, steps=steps, precision=precision, seconds=time.perf_counter() - start)
+    used = precision_name(precision, pipe.unet)
+    metrics.update(sampler=sampler, steps=steps, precision=used, seconds=time.perf_counter() - start)
     if spec.takes_eta:
         metrics["eta"] = eta
-    if conditional:
-        metrics["guidance_scale"] = guidance_scale
-    if guided:
-        metrics["autoguidance_scale"] = autoguidance_scale
-        metrics["guidance_interval"] = None if guidance_interval is None else list(guidance_interval)
+    for key, value in guidance.items():
+        metrics[key] = list(value) if key == "guidance_interval" and value is not None else value
     return metrics
+
+
+def measured_settings(metrics: dict) -> dict:
+    """The sampling settings an evaluation measured, as a model stores them (pipelines/sampling_settings.py)."""
+    settings = {"num_inference_steps": metrics["steps"]}
+    settings.update({key: metrics[key] for key in GUIDANCE_KEYS if key in metrics})
+    return check_sampling_settings(settings)
+
+
+def store_sampling(folder: str | Path, pipe, metrics: dict) -> None:
+    """Make ``folder`` sample as ``metrics`` measured ``pipe``: its scheduler becomes the sampler measured (made from
+    the trained scheduler config, which it keeps, so ``DDPMScheduler.from_config`` gives the trained one back), and
+    model_index.json's ``"sampling"`` holds the steps and guidance. Code it carries is rewritten to match."""
+    folder = Path(folder)
+    if metrics.get("eta", 0.0) != 0.0:
+        raise ValueError("a model stores no η: store the settings of a sampler that takes none (or η = 0).")
+    if pipe.scheduler.config.get("lambda_min_clipped") == -math.inf:
+        # a folder's configs hold finite numbers only (pipelines/folder_checks.py): a floor below every λ_t of the
+        # schedule clips what −∞ clips, nothing
+        pipe.scheduler.register_to_config(lambda_min_clipped=LAMBDA_FLOOR)
+    for entry in (folder / "scheduler").glob("*.py"):  # the code of the scheduler it replaces
+        entry.unlink()
+    pipe.scheduler.save_pretrained(folder / "scheduler")
+    index_file = folder / "model_index.json"
+    index = json.loads(index_file.read_text())
+    index["scheduler"] = component_entries({"scheduler": type(pipe.scheduler)})["scheduler"]
+    index["sampling"] = measured_settings(metrics)
+    index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    if (folder / PIPELINE_ENTRY_FILE).exists():  # a folder that carries its code (links, for the bundled ones)
+        mode = "symlink" if any(path.is_symlink() for path in folder.glob("*.py")) else "copy"
+        write_hub_code(folder, *folder_classes(folder), mode=mode)
 
 
 def sampler_summary(metrics: dict) -> str:
@@ -272,15 +308,18 @@ def ddpm_bits_per_dim(pipe, num_images: int = 200, t_per_image: int = 4, seed: i
 def evaluate_folder(
     folder: str | Path,
     num_samples: int = 1000,
-    sampler: str = DEFAULT_SAMPLER,
+    sampler: str | None = None,
     steps: int | None = None,
     eta: float = DEFAULT_DDIM_ETA,
-    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+    guidance_scale: float | None = None,
     bits_per_dim: bool = True,
-    autoguidance_scale: float = DEFAULT_AUTOGUIDANCE_SCALE,
-    guidance_interval: tuple[float, float] | None = DEFAULT_AUTOGUIDANCE_INTERVAL,
-    precision: Precision = "fp32",
+    autoguidance_scale: float | None = None,
+    guidance_interval: tuple[float, float] | None | str = RECOMMENDED,
+    precision: Precision = "loaded",
+    store: bool = False,
 ) -> dict:
+    """Score the pipeline in ``folder`` (:func:`evaluate_sampler`'s defaults: as the model recommends); ``store``
+    writes the sampling measured into the folder as the model's settings (:func:`store_sampling`)."""
     folder = Path(folder)
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"{str(folder)!r} is not a saved pipeline folder (no model_index.json).")
@@ -297,6 +336,8 @@ def evaluate_folder(
             guidance_interval=guidance_interval,
             precision=precision,
         )
+        if store:
+            store_sampling(folder, pipe, metrics)
         if bits_per_dim and not hasattr(pipe, "vae"):
             metrics.update(ddpm_bits_per_dim(pipe))
     else:
@@ -316,6 +357,8 @@ def parse_interval(text: str) -> tuple[float, float] | None:
     """ "low,high" → (low, high); "none" → None (guide every step)."""
     if text.strip().lower() == "none":
         return None
+    if text == RECOMMENDED:  # the default (argparse passes it through here too)
+        return RECOMMENDED
     try:
         low, high = (float(part) for part in text.split(","))
         return validate_guidance_interval((low, high))
@@ -332,32 +375,31 @@ def main(argv: list[str] | None = None) -> dict:
         help="score real digits instead of a model: the ceiling every model figure is compared with",
     )
     parser.add_argument("--num_samples", type=int, default=1000)
-    parser.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER)
-    parser.add_argument("--steps", type=int, help=f"default: the sampler's own ({DEFAULT_STEPS} for {DEFAULT_SAMPLER})")
+    parser.add_argument("--sampler", choices=tuple(SAMPLERS), help="default: the model's recommended one")
+    parser.add_argument("--steps", type=int, help="default: the model's recommended ones, or the sampler's own")
     parser.add_argument("--eta", type=float, default=DEFAULT_DDIM_ETA)
-    parser.add_argument("--guidance_scale", type=float, default=DEFAULT_GUIDANCE_SCALE)
+    parser.add_argument("--guidance_scale", type=float, help="default: the model's recommended one")
     parser.add_argument(
-        "--autoguidance_scale",
-        type=float,
-        default=DEFAULT_AUTOGUIDANCE_SCALE,
-        help="used when the pipeline ships a guide_unet",
+        "--autoguidance_scale", type=float, help="used when the pipeline ships a guide_unet (default: recommended)"
     )
     parser.add_argument(
         "--guidance_interval",
         type=parse_interval,
-        default=DEFAULT_AUTOGUIDANCE_INTERVAL,
-        help='autoguidance only where σ_t lies in (low, high], as "low,high"; "none": every step '
-        f"(default: {','.join(map(str, DEFAULT_AUTOGUIDANCE_INTERVAL))})",
+        default=RECOMMENDED,
+        help='guidance only where σ_t lies in (low, high], as "low,high"; "none": every step (default: recommended)',
     )
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="fp32",
-        help="the UNet's precision while sampling (default fp32; \"auto\", the app's, picks by a timing, so its "
-        "scores can change from run to run)",
+        default="loaded",
+        help='"loaded": the networks\' own dtype (default); "bf16": bf16 autocast',
     )
     parser.add_argument("--no_bits_per_dim", action="store_true")
-    parser.add_argument("--out", help="where to write the JSON (default: <folder>/evaluation.json)")
+    parser.add_argument(
+        "--out",
+        help="where to write the JSON; by default <folder>/evaluation.json, and the folder then stores the sampling "
+        "measured as the model's settings (what pipe() samples with)",
+    )
     args = parser.parse_args(argv)
     if args.real_digits:
         metrics = real_digits_ceiling(args.num_samples)
@@ -378,6 +420,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.autoguidance_scale,
         args.guidance_interval,
         args.precision,
+        store=args.out is None,
     )
     Path(args.out or Path(args.folder) / "evaluation.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))

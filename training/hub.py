@@ -31,7 +31,7 @@ from pipelines.folder_checks import (
 from pipelines.hub_code import model_files, write_hub_code, write_model_code
 from pipelines.image_grid import make_grid
 from pipelines.loading import folder_classes
-from pipelines.samplers import make_scheduler
+from pipelines.samplers import make_scheduler, stored_sampling
 
 from .model_card import SAMPLES_FILE, build_classifier_card, build_model_card, evaluation_metrics, sampling_kwargs
 
@@ -60,9 +60,8 @@ def sample_grid(folder: Path):
     pipe = pipeline_class.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     unet = getattr(pipe, "unet", None)
-    sampler, kwargs = sampling_kwargs(
-        evaluation_metrics(folder), bool(unet and unet.config.num_class_embeds), bool(unet)
-    )
+    conditional = bool(unet and unet.config.num_class_embeds)
+    sampler, kwargs = sampling_kwargs(evaluation_metrics(folder), conditional, bool(unet), stored_sampling(folder))
     if sampler:
         pipe.scheduler = make_scheduler(pipe.scheduler.config, sampler)
     images = pipe(**kwargs, generator=torch.Generator().manual_seed(0), output_type="pt").images

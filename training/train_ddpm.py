@@ -136,10 +136,10 @@ class DDPMTask(TrainingTask):
         if self.vae is not None:
             from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
 
-            return LatentDDPMPipeline(vae=self.vae, unet=model, scheduler=scheduler)
+            return LatentDDPMPipeline(vae=self.vae, unet=model, scheduler=scheduler, guide_unet=None)
         from pipelines.pipeline_ddpm import DDPMPipeline
 
-        return DDPMPipeline(unet=model, scheduler=scheduler)
+        return DDPMPipeline(unet=model, scheduler=scheduler, guide_unet=None)
 
     def sample_grid(self, model, generator):
         try:

@@ -15,8 +15,10 @@ if tuple(int(part) for part in diffusers.__version__.split(".")[:3] if part.isdi
         "pip install -U 'diffusers>=0.37.0'"
     )
 
+from .carried_components import __name__ as _carried_components
 from .checks import __name__ as _checks
 from .data_range import __name__ as _data_range
+from .ddim_inversion import __name__ as _ddim_inversion
 from .distributions import __name__ as _distributions
 from .guidance import __name__ as _guidance
 from .pipeline_ddpm import __name__ as _pipeline_ddpm
@@ -24,22 +26,27 @@ from .pipeline_latent_ddpm import LatentDDPMPipeline
 from .precision import __name__ as _precision
 from .pretrained import __name__ as _pretrained
 from .sampling_loop import __name__ as _sampling_loop
+from .sampling_settings import __name__ as _sampling_settings
 from .schedules import __name__ as _schedules
-from .scheduling_ddpm import DDPMScheduler
+from .scheduling_ddim import __name__ as _scheduling_ddim
 from .scheduling_utils import __name__ as _scheduling_utils
 from .vae import VAE
 
-__all__ = ["DDPMScheduler", "LatentDDPMPipeline", "VAE"]
+__all__ = ["LatentDDPMPipeline", "VAE"]
 # the helper modules, one per file
 CARRIED_MODULES = (
+    _carried_components,
     _checks,
     _data_range,
+    _ddim_inversion,
     _distributions,
     _guidance,
     _pipeline_ddpm,
     _precision,
     _pretrained,
     _sampling_loop,
+    _sampling_settings,
     _schedules,
+    _scheduling_ddim,
     _scheduling_utils,
 )

@@ -25,7 +25,7 @@ from .guidance import (
     validate_guidance_interval,
     validate_guidance_scale,
 )
-from .precision import Precision, autocast, resolve_precision
+from .precision import Precision, autocast, check_precision
 
 OutputType = Literal["pil", "np", "pt", "latent"]
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
@@ -64,6 +64,9 @@ class DenoisingLoopMixin:
     and a ``scheduler`` (and optionally a ``guide_unet``)."""
 
     _callback_tensor_inputs = ["latents", "pred_original_sample"]
+    # the precision of a call that passes none: "loaded" (the networks' own dtype), or "bf16" autocast where an
+    # application opts in for a CPU with native bf16 (pipelines/precision.py)
+    default_precision: Precision = "loaded"
 
     @property
     def guidance_scale(self) -> float:
@@ -140,13 +143,15 @@ class DenoisingLoopMixin:
         autoguidance_scale: float,
         generator,
         output_type: str,
-        precision: Precision,
+        precision: Precision | None,
         callback_on_step_end,
         callback_on_step_end_tensor_inputs: list[str],
         return_trajectory_every: int | None,
         guidance_interval: tuple[float, float] | None = None,
+        latents: torch.Tensor | None = None,
     ) -> CallSetup:
-        """Shared by every pipeline's ``__call__``: check everything, then the timesteps, then z_T."""
+        """Shared by every pipeline's ``__call__``: check everything, then the timesteps, then z_T (drawn, or the
+        ``latents`` given)."""
         self.check_components()
         self.check_sampling_inputs(
             batch_size,
@@ -158,14 +163,15 @@ class DenoisingLoopMixin:
             return_trajectory_every,
         )
         self.check_inputs(batch_size, output_type)
+        self.check_latents(latents, batch_size)
         device = self._execution_device
         self.start_sampling(guidance_scale, precision, device, autoguidance_scale, batch_size, guidance_interval)
         labels = prepare_class_labels(self.unet, class_labels, batch_size, device)
         # 1. the timesteps to visit, T > … > 0; first, because sigma-based schedulers (Euler, LMS, ...) set their
         #    init_noise_sigma here
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        # 2. z_T ~ N(0, σ_init² I)
-        latents = self.prepare_latents(batch_size, generator, device)
+        # 2. z_T ~ N(0, σ_init² I), or the z_T given
+        latents = self.prepare_latents(batch_size, generator, device, latents)
         return CallSetup(device, labels, latents, self.prepare_extra_step_kwargs(generator, eta))
 
     def sample_shape(self, batch_size: int) -> tuple[int, ...]:
@@ -174,9 +180,29 @@ class DenoisingLoopMixin:
         spatial = (size, size) if isinstance(size, int) else tuple(size)
         return (batch_size, self.unet.config.in_channels, *spatial)
 
-    def prepare_latents(self, batch_size: int, generator, device: torch.device) -> torch.Tensor:
-        """z_T ~ N(0, σ_init² I) (σ_init = 1 for DDPM/DDIM), drawn exactly as diffusers' pipelines draw it."""
-        latents = randn_tensor(self.sample_shape(batch_size), generator=generator, device=device, dtype=self.unet.dtype)
+    def check_latents(self, latents: torch.Tensor | None, batch_size: int) -> None:
+        """A given z_T is a floating-point tensor of the sampled shape (batch_size, channels, height, width)."""
+        if latents is None:
+            return
+        if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
+            raise ValueError(f"latents must be a floating-point torch.Tensor, got {type(latents).__name__}.")
+        expected = self.sample_shape(batch_size)
+        if tuple(latents.shape) != expected:
+            raise ValueError(
+                f"Unexpected latents shape, got {tuple(latents.shape)}, expected {expected} (batch_size, the unet's "
+                "in_channels and sample_size)."
+            )
+
+    def prepare_latents(
+        self, batch_size: int, generator, device: torch.device, latents: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """z_T ~ N(0, σ_init² I) (σ_init = 1 for DDPM/DDIM), drawn exactly as diffusers' pipelines draw it; or the
+        ``latents`` given, a draw of N(0, I) in the UNet's dtype and device, scaled the same way."""
+        if latents is None:
+            shape = self.sample_shape(batch_size)
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        else:
+            latents = latents.to(device=device, dtype=self.unet.dtype)
         return latents * self.scheduler.init_noise_sigma
 
     def prepare_extra_step_kwargs(self, generator, eta: float) -> dict:
@@ -192,7 +218,7 @@ class DenoisingLoopMixin:
     def start_sampling(
         self,
         guidance_scale: float,
-        precision: Precision,
+        precision: Precision | None,
         device: torch.device,
         autoguidance_scale: float = 1.0,
         batch_size: int = 1,
@@ -211,7 +237,7 @@ class DenoisingLoopMixin:
                 f"guidance_interval needs the noise level σ_t of each step: {type(self.scheduler).__name__} has no "
                 "alphas_cumprod (use None)."
             )
-        self._precision = resolve_precision(precision, device, self.unet, self.sample_shape(batch_size))
+        self._precision = check_precision(self.default_precision if precision is None else precision)
         self._interrupt = False
 
     def guides_at_step(self, t: torch.Tensor) -> bool:
@@ -238,7 +264,7 @@ class DenoisingLoopMixin:
         #    guidance interval (when one is given) the main network alone (w = 1)
         model_input = self.scheduler.scale_model_input(latents, t)
         guided = self.guides_at_step(t)
-        with autocast(getattr(self, "_precision", "fp32"), latents.device):
+        with autocast(getattr(self, "_precision", "loaded"), latents.device):
             model_output = guided_model_output(
                 self.unet,
                 model_input,

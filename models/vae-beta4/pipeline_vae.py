@@ -20,6 +20,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import interpolation
+from .carried_components import CarriedComponentsMixin
 from .checks import finite_float, is_int
 from .pretrained import SafeFromPretrainedMixin
 from .vae import LATENT_CHOICES, VAE, LatentChoice
@@ -57,7 +58,7 @@ def principal_directions(points: torch.Tensor, num: int = 2) -> tuple[torch.Tens
     return center, directions * signs, stds
 
 
-class VAEPipeline(SafeFromPretrainedMixin, DiffusionPipeline):
+class VAEPipeline(SafeFromPretrainedMixin, CarriedComponentsMixin, DiffusionPipeline):
     """Pictures of a trained :class:`~pipelines.vae.VAE`'s latent space."""
 
     model_cpu_offload_seq = "vae"

@@ -15,6 +15,7 @@ if tuple(int(part) for part in diffusers.__version__.split(".")[:3] if part.isdi
         "pip install -U 'diffusers>=0.37.0'"
     )
 
+from .carried_components import __name__ as _carried_components
 from .checks import __name__ as _checks
 from .distributions import __name__ as _distributions
 from .interpolation import __name__ as _interpolation
@@ -25,6 +26,7 @@ from .vae import VAE
 __all__ = ["VAE", "VAEPipeline"]
 # the helper modules, one per file
 CARRIED_MODULES = (
+    _carried_components,
     _checks,
     _distributions,
     _interpolation,

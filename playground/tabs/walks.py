@@ -14,15 +14,12 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from pipelines.deferred import lazy_module
 from pipelines.interpolation import slerp
 
 from .. import models
 from ..images import gif_bytes, gif_file, grid, has_drawing, input_digit, test_digit, to_pils
 from ..validation import check_choice, check_int, check_seed, check_steps
 from ..widgets import NUM_TEST, digit_inputs, endpoint_shown_on_open, missing_banner, seed_input
-
-ddim_inversion = lazy_module("pipelines.ddim_inversion")
 
 TITLE = "Walks"
 ID = "walks"
@@ -44,12 +41,19 @@ def walk_pipe(model: str):
     """A per-request pipeline of ``model`` with its own deterministic DDIM scheduler, x̂_0 never clipped (so that
     decoding is exactly the map that inversion runs backwards)."""
     with models.unavailable_as_gr_error():
-        return models.sampling_pipeline(model, "DDIM", clip_sample=False)
+        pipe = models.sampling_pipeline(model, "DDIM", clip_sample=False)
+    pipe.default_precision = "loaded"  # both directions in the same fp32 arithmetic: the round trip is that exact
+    return pipe
 
 
 def seed_noise(pipe, seed: int) -> torch.Tensor:
     """z_T ~ N(0, I) of one sample, drawn from ``seed`` exactly as the pipeline draws it."""
     return pipe.prepare_latents(1, torch.Generator().manual_seed(seed), pipe.device)[0]
+
+
+def ddim_decode(pipe, noise: torch.Tensor, steps: int, **kwargs):
+    """DDIM (η = 0) from the given z_T, (N, C, H, W): the pipeline's own call with ``latents=``."""
+    return pipe(batch_size=len(noise), latents=noise, num_inference_steps=steps, eta=0.0, output_type="pt", **kwargs)
 
 
 def noise_path(z_a: torch.Tensor, z_b: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -79,7 +83,7 @@ def walk_seeds(model="latent", seed_a=0, seed_b=1, num_frames=8, steps=DEFAULT_S
 def seed_morph(model: str, seed_a: int, seed_b: int, num_frames: int, steps: int):
     pipe = walk_pipe(model)
     noise = noise_path(seed_noise(pipe, seed_a), seed_noise(pipe, seed_b), num_frames)
-    images = ddim_inversion.sample_from_noise(pipe, noise, steps).images
+    images = ddim_decode(pipe, noise, steps).images
     fractions = torch.linspace(0.0, 1.0, num_frames).tolist()
     frames = [(picture, f"s = {s:.2f}") for picture, s in zip(to_pils(images), fractions)]
     order = list(range(num_frames)) + list(range(num_frames - 2, 0, -1))
@@ -116,8 +120,8 @@ def test_digit_round_trip(model: str, test_index: int, steps: int):
 def inversion_round_trip(model: str, x: torch.Tensor, caption: str, steps: int):
     pipe = walk_pipe(model)
     every = max(1, steps // TRAJECTORY_FRAMES)
-    inverted = ddim_inversion.invert(pipe, x, steps, return_trajectory_every=every)
-    decoded = ddim_inversion.sample_from_noise(pipe, inverted.noise, steps, return_trajectory_every=every)
+    inverted = pipe.invert(x, steps, return_trajectory_every=every)
+    decoded = ddim_decode(pipe, inverted.noise, steps, return_trajectory_every=every)
     x_hat = decoded.images
     errors = {
         "steps": steps,
@@ -159,8 +163,8 @@ def walk_digits(model="latent", index_a=0, index_b=60, num_frames=8, steps=DEFAU
 def digit_walks(model: str, index_a: int, index_b: int, num_frames: int, steps: int):
     (image_a, label_a), (image_b, label_b) = test_digit(index_a), test_digit(index_b)
     pipe = walk_pipe(model)
-    noise = ddim_inversion.invert(pipe, torch.cat([image_a, image_b]), steps).noise
-    ddim = ddim_inversion.sample_from_noise(pipe, noise_path(noise[0], noise[1], num_frames), steps).images
+    noise = pipe.invert(torch.cat([image_a, image_b]), steps).noise
+    ddim = ddim_decode(pipe, noise_path(noise[0], noise[1], num_frames), steps).images
     with models.unavailable_as_gr_error():
         vae = models.load("vae")
     walk = vae.interpolate(image_a, image_b, num_frames=num_frames, method="slerp", output_type="pt").images

@@ -1,5 +1,6 @@
-"""DDIM inversion: the exact inverse of DDIM sampling where the theory says so, diffusers' DDIMInverseScheduler's
-numbers, the pipelines' own sampling from a given noise, and real digits reconstructed by the bundled models."""
+"""DDIM inversion: the exact inverse of DDIM sampling (the pipeline's own call from the z_T found, ``latents=``) where
+the theory says so, diffusers' DDIMInverseScheduler's numbers, ``latents=`` itself, and real digits reconstructed by
+the bundled models."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import DDIMInverseScheduler, UNet2DModel
+from diffusers import DDIMInverseScheduler, EulerDiscreteScheduler, UNet2DModel
 from diffusers.models.unets.unet_2d import UNet2DOutput
 
-from pipelines.ddim_inversion import encode_images, invert, sample_from_noise
+from pipelines.ddim_inversion import encode_images, invert
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_latent_ddpm import LatentDDPMPipeline
 from pipelines.scheduling_ddim import DDIMScheduler
@@ -47,7 +48,7 @@ def time_only_unet() -> TimeOnlyUNet:
 
 def pixel_pipe(unet=None, **scheduler_config) -> DDPMPipeline:
     scheduler = DDIMScheduler(num_train_timesteps=T, clip_sample=False, **scheduler_config)
-    pipe = DDPMPipeline(unet or tiny_unet(block_out_channels=(8,)), scheduler)
+    pipe = DDPMPipeline(unet or tiny_unet(block_out_channels=(8,)), scheduler, None)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -58,10 +59,15 @@ def latent_pipe() -> LatentDDPMPipeline:
         sample_size=8, block_out_channels=(8, 8), latent_type="spatial", latent_channels=4, norm_num_groups=4
     ).eval()
     pipe = LatentDDPMPipeline(
-        vae, tiny_unet(channels=4, sample_size=2, block_out_channels=(8,)), DDIMScheduler(num_train_timesteps=T)
+        vae, tiny_unet(channels=4, sample_size=2, block_out_channels=(8,)), DDIMScheduler(num_train_timesteps=T), None
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def decode(pipe, noise: torch.Tensor, steps: int, **kwargs):
+    """Deterministic DDIM (η = 0) from z_T: the pipeline's own call."""
+    return pipe(batch_size=len(noise), latents=noise, num_inference_steps=steps, eta=0.0, output_type="pt", **kwargs)
 
 
 def images(n: int = 3, size: int = 8) -> torch.Tensor:
@@ -80,8 +86,8 @@ def images(n: int = 3, size: int = 8) -> torch.Tensor:
 def test_inversion_exactly_undoes_sampling_when_the_network_ignores_z(config):
     pipe = pixel_pipe(time_only_unet(), **config)
     x = 0.1 + 0.8 * images()  # inside (0, 1): the final clamp to [0, 1] must not bite
-    noise = invert(pipe, x, 7).noise
-    torch.testing.assert_close(sample_from_noise(pipe, noise, 7).images, x, atol=1e-4, rtol=1e-4)
+    noise = pipe.invert(x, 7).noise
+    torch.testing.assert_close(decode(pipe, noise, 7).images, x, atol=1e-4, rtol=1e-4)
 
 
 def test_inversion_matches_diffusers_ddim_inverse_scheduler():
@@ -96,35 +102,43 @@ def test_inversion_matches_diffusers_ddim_inverse_scheduler():
 
 
 @pytest.mark.parametrize("make", [pixel_pipe, latent_pipe], ids=["pixel", "latent"])
-def test_sampling_from_drawn_noise_is_the_pipeline_with_eta_zero(make):
+def test_given_latents_are_the_z_T_the_pipeline_would_draw_and_are_scaled_alike(make):
     pipe = make()
     noise = pipe.prepare_latents(2, torch.Generator().manual_seed(3), pipe.device)
-    ours = sample_from_noise(pipe, noise, 5).images
-    theirs = pipe(
-        batch_size=2,
-        generator=torch.Generator().manual_seed(3),
-        num_inference_steps=5,
-        eta=0.0,
-        output_type="pt",
-        precision="fp32",
-    ).images
-    torch.testing.assert_close(ours, theirs)
+    ours = decode(pipe, noise, 5).images
+    drawn = pipe(
+        batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=5, eta=0.0, output_type="pt"
+    )
+    torch.testing.assert_close(ours, drawn.images, rtol=0, atol=0)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)  # init_noise_sigma > 1
+    generator = torch.Generator().manual_seed(3)
+    unit = torch.randn(pipe.sample_shape(2), generator=generator)
+    drawn = pipe(batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=3, output_type="pt")
+    torch.testing.assert_close(decode(pipe, unit, 3).images, drawn.images, rtol=0, atol=0)
+
+
+def test_given_latents_of_another_shape_or_not_floating_are_refused_naming_the_shape():
+    pipe = pixel_pipe()
+    with pytest.raises(ValueError, match=r"Unexpected latents shape, got \(2, 1, 4, 4\), expected \(2, 1, 8, 8\)"):
+        decode(pipe, torch.zeros(2, 1, 4, 4), 3)
+    with pytest.raises(ValueError, match="expected \\(3, 1, 8, 8\\)"):
+        pipe(batch_size=3, latents=torch.zeros(2, 1, 8, 8), num_inference_steps=2)
+    with pytest.raises(ValueError, match="floating-point"):
+        decode(pipe, torch.zeros(2, 1, 8, 8, dtype=torch.long), 3)
 
 
 def test_latent_inversion_starts_from_the_vae_posterior_mean_scaled():
     pipe = latent_pipe()
     x = images()
     expected = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
-    out = invert(pipe, x, 4, return_trajectory_every=2)
+    out = pipe.invert(x, 4, return_trajectory_every=2)
     torch.testing.assert_close(out.latents, expected)
     assert out.noise.shape == expected.shape
     assert [p.timestep for p in out.trajectory] == [0, 50, 75]  # every 2nd step on the way up, and the last
 
 
-def test_a_non_ddim_scheduler_or_a_wrong_noise_shape_is_refused():
+def test_inversion_refuses_a_non_ddim_scheduler_and_a_network_predicting_x0():
     pipe = pixel_pipe()
-    with pytest.raises(ValueError, match="noise must have shape"):
-        sample_from_noise(pipe, torch.zeros(2, 1, 4, 4), 3)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, prediction_type="sample")
     with pytest.raises(ValueError, match="predicts ε or v"):
         invert(pipe, images(), 3)
@@ -151,7 +165,7 @@ def test_bundled_models_reconstruct_test_digits_after_inversion(folder, steps, m
     floor = 0.0 if folder == "ddpm-pixel" else float((pipe.decode_latents(encode_images(pipe, x)) - x).abs().mean())
 
     def error(n: int) -> float:
-        decoded = sample_from_noise(pipe, invert(pipe, x, n).noise, n).images
+        decoded = decode(pipe, pipe.invert(x, n).noise, n).images
         return float((decoded - x).abs().mean()) - floor
 
     coarse, fine = error(5), error(steps)

@@ -68,9 +68,7 @@ def pipeline_sample(unet, guide_unet=None, **kwargs) -> torch.Tensor:
     pipe = DDPMPipeline(unet, DDPMScheduler(num_train_timesteps=100), guide_unet=guide_unet)
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator().manual_seed(0)
-    return pipe(batch_size=2, num_inference_steps=2, generator=generator, output_type="pt", precision="fp32", **kwargs)[
-        0
-    ]
+    return pipe(batch_size=2, num_inference_steps=2, generator=generator, output_type="pt", **kwargs)[0]
 
 
 def ddpm_training_loss(snr_gamma: float) -> torch.Tensor:

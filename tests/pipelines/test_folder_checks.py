@@ -25,7 +25,7 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 def sample(pipe) -> np.ndarray:
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator().manual_seed(0)
-    return pipe(batch_size=1, num_inference_steps=2, generator=generator, output_type="np", precision="fp32").images
+    return pipe(batch_size=1, num_inference_steps=2, generator=generator, output_type="np").images
 
 
 @pytest.fixture

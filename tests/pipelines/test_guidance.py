@@ -57,7 +57,7 @@ def test_the_guide_runs_in_another_thread_only_where_cores_are_idle(threading_mo
     assert (here not in guide_threads) if threading_mode == "side by side" else (guide_threads == {here})
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["loaded", "bf16"])
 def test_the_guide_pass_keeps_the_callers_no_grad_and_autocast(threading_mode, precision):
     pipe = guided_pipe()
     main_calls, guide_calls = record_threads_and_modes(pipe.unet), record_threads_and_modes(pipe.guide_unet)
@@ -66,7 +66,7 @@ def test_the_guide_pass_keeps_the_callers_no_grad_and_autocast(threading_mode, p
     assert modes == {(False, precision == "bf16")}
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["loaded", "bf16"])
 def test_side_by_side_and_one_after_another_sample_the_same_images(monkeypatch, precision):
     pipe, images = guided_pipe(), {}
     for cores in (2 * torch.get_num_threads(), 1):

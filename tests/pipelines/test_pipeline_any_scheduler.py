@@ -68,7 +68,10 @@ def classifier():
 def sample_and_score(folder: str, name: str) -> tuple[int, float]:
     """(UNet evaluations, confident fraction) of ``name`` on the bundled ``folder`` model, fp32, seed 0."""
     pipe = bundled(folder)
-    saved_config = pipe.scheduler.config
+    saved = pipe.scheduler
+    # the trained DDPM schedule, which the stored sampler's config keeps, without the SDE-DPM-Solver++ options (whose
+    # algorithm_type diffusers' DEIS refuses)
+    saved_config = {k: v for k, v in saved.config.items() if k in DDPMScheduler().config}
     scheduler_class, options, steps = SCHEDULERS[name]
     latent = MODEL_SETTINGS[folder][0] is LatentDDPMPipeline
     if not clips_x0(latent) and "clip_sample" in inspect.signature(scheduler_class.__init__).parameters:
@@ -80,11 +83,11 @@ def sample_and_score(folder: str, name: str) -> tuple[int, float]:
             num_inference_steps=steps,
             generator=torch.Generator().manual_seed(0),
             output_type="pt",
-            precision="fp32",
+            autoguidance_scale=1.0,  # the main UNet alone, as the table was measured (not the model's stored guidance)
         ).images
         evaluations = len(pipe.scheduler.timesteps)
     finally:
-        pipe.scheduler = DDPMScheduler.from_config(saved_config)
+        pipe.scheduler = saved
     return evaluations, score_digits(images, classifier=classifier())["confident_fraction"]
 
 

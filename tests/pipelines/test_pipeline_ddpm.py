@@ -8,7 +8,6 @@ import PIL.Image
 import pytest
 import torch
 
-from pipelines import precision
 from pipelines.guidance import autoguidance, classifier_free_guidance, noise_level
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.scheduling_ddim import DDIMScheduler
@@ -26,10 +25,6 @@ def count_unet_calls(unet):
         lambda m, args, kwargs, out: calls.append((args[0].shape[0], kwargs.get("class_labels"))), with_kwargs=True
     )
     return calls
-
-
-def test_default_scheduler_is_ours():
-    assert isinstance(DDPMPipeline(tiny_unet()).scheduler, DDPMScheduler)
 
 
 def test_every_output_type_has_the_documented_shape_and_range():
@@ -75,7 +70,7 @@ def test_our_scheduler_gives_the_same_images_as_diffusers_scheduler(kind):
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["loaded", "bf16"])
 def test_same_seed_gives_bit_identical_images(precision):
     pipe = make_pipe(tiny_unet(NUM_CLASSES + 1))
     a = sample(pipe, seed=7, precision=precision, class_labels=[0, 2], guidance_scale=2.0).images
@@ -240,12 +235,12 @@ def test_the_guide_is_saved_and_loaded_with_its_pipeline_and_pipelines_without_o
 
 def test_a_guide_must_fit_the_unet_and_autoguidance_needs_one():
     with pytest.raises(ValueError, match="sample_size"):
-        DDPMPipeline(tiny_unet(), guide_unet=small_guide(sample_size=16))
+        DDPMPipeline(tiny_unet(), DDPMScheduler(), guide_unet=small_guide(sample_size=16))
     with pytest.raises(ValueError, match="classifier-free guidance"):
-        DDPMPipeline(tiny_unet(NUM_CLASSES + 1), guide_unet=small_guide())
+        DDPMPipeline(tiny_unet(NUM_CLASSES + 1), DDPMScheduler(), guide_unet=small_guide())
     with pytest.raises(ValueError, match="needs a guide_unet"):
         sample(make_pipe(), autoguidance_scale=2.0)
-    guided = DDPMPipeline(tiny_unet(), guide_unet=small_guide())
+    guided = DDPMPipeline(tiny_unet(), DDPMScheduler(), guide_unet=small_guide())
     with pytest.raises(ValueError, match=r"autoguidance_scale must lie in \[0, ∞\)"):
         sample(guided, autoguidance_scale=-1.0)
 
@@ -310,26 +305,49 @@ def test_interrupt_from_a_callback_stops_sampling():
     assert len(calls) == STEPS
 
 
-def test_precision_picks_bf16_autocast_only_where_asked_or_supported(monkeypatch):
+def test_the_unet_runs_in_its_loaded_dtype_unless_bf16_autocast_is_asked_for_per_call_or_per_pipeline():
     unet = tiny_unet()
     pipe, dtypes = make_pipe(unet), []
     unet.register_forward_hook(lambda m, args, out: dtypes.append(out.sample.dtype))
+    sample(pipe)
+    assert set(dtypes) == {torch.float32}
+    dtypes.clear()
     sample(pipe, precision="bf16")
     assert set(dtypes) == {torch.bfloat16}
+    pipe.default_precision = "bf16"  # an application's opt-in for every later call
     dtypes.clear()
-    sample(pipe, precision="fp32")
+    sample(pipe)
+    assert set(dtypes) == {torch.bfloat16}
+    dtypes.clear()
+    sample(pipe, precision="loaded")
     assert set(dtypes) == {torch.float32}
-    for choice, expected in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        decision = precision.PrecisionChoice(choice, "monkeypatched")
-        monkeypatch.setattr(precision, "choose_precision", lambda *args, decision=decision: decision)
-        dtypes.clear()
+    with pytest.raises(ValueError, match="precision must be one of"):
         sample(pipe, precision="auto")
-        assert set(dtypes) == {expected}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_pipeline_loaded_in_half_precision_samples_in_it_on_the_cpu(dtype):
+    pipe = make_pipe(tiny_unet().to(dtype))
+    dtypes = []
+    pipe.unet.register_forward_hook(lambda m, args, out: dtypes.append(out.sample.dtype))
+    images = sample(pipe, output_type="pt").images
+    assert set(dtypes) == {dtype} and images.dtype == dtype and torch.isfinite(images).all()
+
+
+def test_an_fp16_pipeline_samples_the_images_of_diffusers_ddpm_pipeline_with_the_same_fp16_unet():
+    unet = tiny_unet().to(torch.float16)
+    ours = sample(make_pipe(unet), output_type="np").images
+    theirs_pipe = diffusers.DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=T))
+    theirs_pipe.set_progress_bar_config(disable=True)
+    theirs = theirs_pipe(
+        batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=STEPS, output_type="np"
+    ).images
+    np.testing.assert_array_equal(ours, theirs)
 
 
 def test_bf16_images_stay_close_to_fp32():
     pipe = make_pipe(scheduler=DDIMScheduler(num_train_timesteps=T))
-    fp32 = sample(pipe, precision="fp32").images
+    fp32 = sample(pipe).images
     bf16 = sample(pipe, precision="bf16").images
     assert np.abs(fp32 - bf16).max() < 0.1
 
@@ -395,7 +413,6 @@ def test_output_type_latent_returns_the_final_latents_undecoded():
 
 def test_a_missing_component_is_named_in_a_value_error():
     pipe = make_pipe()
-    assert isinstance(DDPMPipeline(tiny_unet(), scheduler=None).scheduler, DDPMScheduler)  # the default
     pipe.scheduler = None
     with pytest.raises(ValueError, match="no scheduler"):
         sample(pipe)

@@ -17,7 +17,7 @@ T, STEPS, NUM_CLASSES = 100, 5, 3
 
 
 def make_pipe(unet=None, scheduler=None):
-    pipe = DDPMInpaintPipeline(unet or tiny_unet(), scheduler or DDPMScheduler(num_train_timesteps=T))
+    pipe = DDPMInpaintPipeline(unet or tiny_unet(), scheduler or DDPMScheduler(num_train_timesteps=T), None)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -30,7 +30,7 @@ def image_and_mask(batch: int = 2):
 
 
 def inpaint(pipe, image, mask, seed=0, **kwargs):
-    kwargs = {"num_inference_steps": STEPS, "output_type": "pt", "precision": "fp32", **kwargs}
+    kwargs = {"num_inference_steps": STEPS, "output_type": "pt", **kwargs}
     return pipe(image, mask, generator=torch.Generator().manual_seed(seed), **kwargs)
 
 

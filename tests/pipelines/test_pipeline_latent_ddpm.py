@@ -45,13 +45,15 @@ def latent_unet(sample_size: int = 2, num_class_embeds: int | None = NUM_CLASSES
 
 
 def make_pipe(unet=None, scheduler=None):
-    pipe = LatentDDPMPipeline(tiny_vae(), unet or latent_unet(), scheduler or DDPMScheduler(num_train_timesteps=T))
+    pipe = LatentDDPMPipeline(
+        tiny_vae(), unet or latent_unet(), scheduler or DDPMScheduler(num_train_timesteps=T), None
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 def sample(pipe, seed=0, **kwargs):
-    kwargs = {"batch_size": 2, "num_inference_steps": STEPS, "output_type": "np", "precision": "fp32", **kwargs}
+    kwargs = {"batch_size": 2, "num_inference_steps": STEPS, "output_type": "np", **kwargs}
     return pipe(generator=torch.Generator().manual_seed(seed), **kwargs)
 
 
@@ -84,7 +86,7 @@ def test_latents_follow_the_pixel_pipeline_loop_exactly():
     """The latent pipeline shares DDPMPipeline's loop: its z_0 equals DDPMPipeline's with the same unet and seed."""
     unet, latents = latent_unet(), {}
     pipe = make_pipe(unet, DDIMScheduler(num_train_timesteps=T))
-    pixel = DDPMPipeline(unet, DDIMScheduler(num_train_timesteps=T))
+    pixel = DDPMPipeline(unet, DDIMScheduler(num_train_timesteps=T), None)
     pixel.set_progress_bar_config(disable=True)
 
     def keep(name):

@@ -46,8 +46,8 @@ def make_tiny_models(folder: str | Path, keys: tuple[str, ...] = tuple(SPECS)) -
         "pixel": lambda: DDPMPipeline(
             _unet(28, 1, (8, 8)), scheduler, guide_unet=_unet(28, 1, (8,))
         ),  # with an autoguidance guide
-        "latent": lambda: LatentDDPMPipeline(spatial, _unet(7, 4, (8,)), scheduler),
-        "conditional": lambda: LatentDDPMPipeline(spatial, _unet(7, 4, (8,), num_class_embeds=11), scheduler),
+        "latent": lambda: LatentDDPMPipeline(spatial, _unet(7, 4, (8,)), scheduler, None),
+        "conditional": lambda: LatentDDPMPipeline(spatial, _unet(7, 4, (8,), num_class_embeds=11), scheduler, None),
         "vae": lambda: VAEPipeline(VAE(block_out_channels=(8, 8), latent_dim=16, norm_num_groups=4).eval()),
     }
     for key in ("vae-beta0.25", "vae-beta4"):  # β-VAEs: the same architecture, other (random) weights

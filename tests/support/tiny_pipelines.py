@@ -17,13 +17,13 @@ STEPS = 6
 
 
 def make_pipe(unet=None, scheduler=None, pipeline_class=DDPMPipeline):
-    pipe = pipeline_class(unet or tiny_unet(), scheduler or DDPMScheduler(num_train_timesteps=T))
+    pipe = pipeline_class(unet or tiny_unet(), scheduler or DDPMScheduler(num_train_timesteps=T), None)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 def sample(pipe, seed=0, **kwargs):
-    kwargs = {"batch_size": 2, "num_inference_steps": STEPS, "output_type": "np", "precision": "fp32", **kwargs}
+    kwargs = {"batch_size": 2, "num_inference_steps": STEPS, "output_type": "np", **kwargs}
     return pipe(generator=torch.Generator().manual_seed(seed), **kwargs)
 
 
@@ -44,7 +44,7 @@ def build(kind: str):
     """A tiny saved-able pipeline of each kind: (pipeline, the component whose weights a test tampers with)."""
     if kind == "ddpm":
         return DDPMPipeline(
-            tiny_unet(sample_size=8, channels=1, block_out_channels=(8,)), DDPMScheduler(num_train_timesteps=20)
+            tiny_unet(sample_size=8, channels=1, block_out_channels=(8,)), DDPMScheduler(num_train_timesteps=20), None
         ), "unet"
     if kind == "vae":
         return VAEPipeline(tiny_vae("vector")), "vae"
@@ -52,6 +52,7 @@ def build(kind: str):
         tiny_vae("spatial"),
         tiny_unet(sample_size=2, channels=4, block_out_channels=(8,)),
         DDPMScheduler(num_train_timesteps=20),
+        None,
     ), "vae"
 
 

@@ -159,7 +159,7 @@ def test_the_launch_check_compares_what_was_asked_with_what_started(env, started
 
 @pytest.mark.slow
 def test_two_processes_on_a_lazily_decoded_colour_folder_train_like_one_process(tmp_path):
-    from tests.training.test_own_images import TINY, colour_folder
+    from tests.support.colour_images import TINY, colour_folder
 
     data = colour_folder(tmp_path / "imgs", count=16)
     args = ["--data", str(data), "--image_size", "32", "--cache_dir", str(tmp_path / "cache"), "--batch_size", "8"]

@@ -7,18 +7,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
 import torch
 from diffusers import UNet2DModel
 
-from pipelines import DDPMPipeline, DDPMScheduler, VAEPipeline, precision
+from pipelines import DDPMPipeline, DDPMScheduler, VAEPipeline
 from pipelines.defaults import DEFAULT_AUTOGUIDANCE_INTERVAL, DEFAULT_SAMPLER
 from pipelines.digit_classifier import load_classifier
-from pipelines.precision import PrecisionChoice
+from pipelines.samplers import stored_sampling
 from tests.support.models import tiny_unet
 from training import evaluate
 from training.data import ImageData, load_data
@@ -51,7 +53,7 @@ def noise_scores(classifier) -> dict:
 @pytest.fixture(scope="module")
 def tiny_ddpm_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-ddpm")
-    DDPMPipeline(tiny_unet(sample_size=28), DDPMScheduler(num_train_timesteps=50)).save_pretrained(folder)
+    DDPMPipeline(tiny_unet(sample_size=28), DDPMScheduler(num_train_timesteps=50), None).save_pretrained(folder)
     return folder
 
 
@@ -254,18 +256,41 @@ def test_a_bundled_guide_is_used_at_the_asked_weight_and_recorded(tiny_ddpm_fold
     )  # no guide: not used
 
 
-def test_scores_do_not_depend_on_what_auto_precision_would_pick(tiny_ddpm_folder, monkeypatch):
-    """ "auto" picks by a timing that a neighbour's load can tip; a model's score must not move with it."""
+def test_scores_are_the_same_on_every_run_and_bf16_only_when_asked(tiny_ddpm_folder):
     kwargs = {"num_samples": 20, "steps": 3, "bits_per_dim": False}
-    scores = {}
-    for picked in ("fp32", "bf16"):
-        monkeypatch.setattr(precision, "choose_precision", lambda *a, picked=picked: PrecisionChoice(picked, "test"))
-        scores[picked] = evaluate_folder(tiny_ddpm_folder, **kwargs)
-    assert scores["fp32"] == {**scores["bf16"], "seconds": scores["fp32"]["seconds"]}
-    assert scores["fp32"]["precision"] == "fp32"
+    first, second = evaluate_folder(tiny_ddpm_folder, **kwargs), evaluate_folder(tiny_ddpm_folder, **kwargs)
+    assert first == {**second, "seconds": first["seconds"]}
+    assert first["precision"] == "fp32"  # the loaded dtype
     in_bf16 = evaluate_folder(tiny_ddpm_folder, precision="bf16", **kwargs)  # asked for: used and recorded
-    assert in_bf16["precision"] == "bf16" and in_bf16["frechet_distance"] != scores["fp32"]["frechet_distance"]
+    assert in_bf16["precision"] == "bf16" and in_bf16["frechet_distance"] != first["frechet_distance"]
     assert evaluate.sampler_summary(in_bf16).endswith(", bf16")
+
+
+def test_an_evaluation_in_place_stores_what_it_measured_and_pipe_then_samples_so(tiny_ddpm_folder, tmp_path):
+    folder = tmp_path / "guided"
+    shutil.copytree(tiny_ddpm_folder, folder)
+    kwargs = {"num_samples": 20, "bits_per_dim": False}
+    measured = evaluate_folder(folder, sampler="dpmsolver++", steps=4, guidance_interval=None, store=True, **kwargs)
+    assert stored_sampling(folder) == {"sampler": "dpmsolver++", "num_inference_steps": 4}
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["scheduler"] == ["diffusers", "DPMSolverMultistepScheduler"] and not list(
+        (folder / "scheduler").glob("*.py")
+    )
+    pipe = DDPMPipeline.from_pretrained(folder)
+    # the trained schedule is kept in the sampler's config: our DDPM scheduler comes back from it as trained
+    trained = DDPMScheduler.from_pretrained(tiny_ddpm_folder / "scheduler")
+    back = DDPMScheduler.from_config(pipe.scheduler.config)
+    assert {k: back.config[k] for k in trained.config if not k.startswith("_")} == {
+        k: v for k, v in trained.config.items() if not k.startswith("_")
+    }
+    assert evaluate_folder(folder, **kwargs) == {**measured, "seconds": ANY}  # the defaults are now the stored ones
+    pipe.set_progress_bar_config(disable=True)
+    calls = []
+    pipe.unet.register_forward_hook(lambda *args: calls.append(1))
+    pipe(batch_size=1, output_type="np")  # nothing given: the stored 4 steps of DPM-Solver++
+    assert len(calls) == 4
+    with pytest.raises(ValueError, match="stores no η"):
+        evaluate_folder(folder, sampler="ddim", eta=1.0, store=True, **kwargs)
 
 
 def test_cli_writes_the_metrics_json(tiny_ddpm_folder, tmp_path, capsys):
@@ -310,9 +335,9 @@ def test_folder_naming_a_foreign_pipeline_is_a_clear_value_error(tmp_path):
 
 
 def test_evaluate_folder_on_a_class_conditional_pixel_ddpm_reports_bits_per_dim(tmp_path):
-    DDPMPipeline(tiny_unet(num_class_embeds=11, sample_size=28), DDPMScheduler(num_train_timesteps=50)).save_pretrained(
-        tmp_path
-    )
+    DDPMPipeline(
+        tiny_unet(num_class_embeds=11, sample_size=28), DDPMScheduler(num_train_timesteps=50), None
+    ).save_pretrained(tmp_path)
     metrics = evaluate_folder(tmp_path, num_samples=10, steps=2)
     assert 0 <= metrics["class_accuracy"] <= 1
     assert math.isfinite(metrics["test_bits_per_dim"]) and metrics["test_bits_per_dim"] > 0

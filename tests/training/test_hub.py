@@ -17,8 +17,8 @@ import yaml
 from huggingface_hub import HfApi, ModelCard
 
 from pipelines.pipeline_ddpm import DDPMPipeline
-from tests.pipelines.test_hub_code import SHA, populate_hub_cache, run_plain_diffusers
-from tests.pipelines.test_loading import SAMPLE_SOURCE, sample, saved_pipelines
+from tests.support.plain_diffusers import ANSWER_MODEL_INFO, SHA, populate_hub_cache, run_plain_diffusers
+from tests.support.saved_pipelines import SAMPLE_SOURCE, sample, saved_pipelines
 from training import publish as publish_cli
 from training.config import DDPMTrainConfig, config_to_dict, parse_config
 from training.hub import GITATTRIBUTES, build_model_card, publish
@@ -231,14 +231,6 @@ def test_the_staged_folder_runs_its_cards_snippet_with_plain_diffusers_from_the_
     ours = DDPMPipeline.from_pretrained(model_folder)
     ours.set_progress_bar_config(disable=True)
     np.testing.assert_array_equal(np.load(tmp_path / "hub.npy"), sample(ours, "ddim"))
-
-
-# diffusers' AutoModel asks the Hub for the commit of a repo's code even when the code is cached (model_info); offline,
-# the test answers with the cached commit. Everything else comes from the local Hub cache.
-ANSWER_MODEL_INFO = (
-    "import types, diffusers.utils.dynamic_modules_utils as dynamic_modules\n"
-    "dynamic_modules.model_info = lambda repo_id, **kwargs: types.SimpleNamespace(sha=SHA)\n"
-)
 
 
 @pytest.mark.slow

@@ -18,30 +18,14 @@ from PIL import Image
 
 from pipelines.pipeline_ddpm import DDPMPipeline
 from pipelines.pipeline_vae import VAEPipeline
-from tests.pipelines.test_hub_code import run_plain_diffusers
+from tests.support.colour_images import TINY, colour_folder
+from tests.support.plain_diffusers import run_plain_diffusers
 from tests.support.training_runs import ROOT, assert_same_state
 from training import train_ddpm, train_vae
 from training.cli import ConfigError
 from training.config import LEGACY_EXPORT, DDPMTrainConfig, export_path, parse_config
-from training.data import load_data, sklearn_patches
+from training.data import load_data
 from training.hub import stage_folder
-
-TINY = ["--block_out_channels", "8,16", "--attention_levels", "", "--layers_per_block", "1", "--norm_num_groups", "4"]
-TINY += ["--ddpm_num_steps", "50", "--ddpm_num_inference_steps", "2", "--num_threads", "1", "--lr_warmup_steps", "1"]
-
-
-def colour_folder(folder: Path, count: int = 20, size: int = 32, nested: bool = False) -> Path:
-    """``count`` real colour patches as PNGs (some 40×36, cropped back to ``size`` by the run)."""
-    patches = sklearn_patches("train").images[:: 1350 // count][:count]
-    folder.mkdir(parents=True)
-    for i, patch in enumerate(patches):
-        image = Image.fromarray((patch.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-        if i % 3 == 0:
-            image = image.resize((size + 8, size + 4))
-        target = folder / (f"{i % 2}" if nested else "") / f"{i:03d}.png"
-        target.parent.mkdir(exist_ok=True)
-        image.save(target)
-    return folder
 
 
 def example_command(data: Path, out: Path, cache: Path) -> list[str]:

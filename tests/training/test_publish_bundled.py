@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from pipelines.hub_code import MIN_DIFFUSERS, PROJECT_ONLY
-from tests.pipelines.test_hub_code import SHA, populate_hub_cache, run_plain_diffusers
-from tests.training.test_hub import ANSWER_MODEL_INFO
+from tests.support.plain_diffusers import ANSWER_MODEL_INFO, SHA, populate_hub_cache, run_plain_diffusers
 from training.hub import BUNDLED_REPOS, code_lines, list_in_space_readme, stale_bundled
 from training.model_card import display, evaluation_metrics
 
