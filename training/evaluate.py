@@ -222,9 +222,8 @@ def store_sampling(folder: str | Path, pipe, metrics: dict) -> None:
     index["scheduler"] = component_entries({"scheduler": type(pipe.scheduler)})["scheduler"]
     index["sampling"] = measured_settings(metrics)
     index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    if (folder / PIPELINE_ENTRY_FILE).exists():  # a folder that carries its code (links, for the bundled ones)
-        mode = "symlink" if any(path.is_symlink() for path in folder.glob("*.py")) else "copy"
-        write_hub_code(folder, *folder_classes(folder), mode=mode)
+    if (folder / PIPELINE_ENTRY_FILE).exists():  # a folder that carries its code: rewritten to match
+        write_hub_code(folder, *folder_classes(folder))
 
 
 def sampler_summary(metrics: dict) -> str:
