@@ -21,7 +21,7 @@ from pipelines.defaults import (
     MAX_GUIDANCE_SCALE,
     app_sampling_kwargs,
 )
-from pipelines.samplers import resolve_sampler
+from pipelines.samplers import resolve_sampler, stored_sampling
 
 from .. import models
 from ..cancel import cancellable, interrupt_if_stopped
@@ -170,19 +170,27 @@ def shows_autoguidance(model: str | None) -> bool:
     return model in models.DIFFUSION_MODELS and not models.SPECS[model].conditional and models.has_guide(model)
 
 
+def stored(key: str) -> dict:
+    """How bundled model ``key`` samples best, as its folder stores it (read without loading; {} if it stores none)."""
+    return stored_sampling(models.model_folder(key)) if models.is_available(key) else {}
+
+
 def default_inputs() -> dict:
-    """The tab's starting values (pipelines/defaults.py and models' sampler table): the first view samples with them."""
-    sampler = resolve_sampler(DEFAULT_SAMPLER).label
+    """The tab's starting values: how the starting model samples best as its folder stores it (the conditional
+    model's folder for the guidance weight), else pipelines/defaults.py; the first view samples with them."""
+    model = default_model()
+    best, conditional = stored(model), stored("conditional")
+    sampler = resolve_sampler(best.get("sampler") or DEFAULT_SAMPLER).label
     return {
-        "model": default_model(),
+        "model": model,
         "sampler": sampler,
-        "steps": models.default_steps(sampler),
+        "steps": best.get("num_inference_steps", models.default_steps(sampler)),
         "eta": DEFAULT_DDIM_ETA,
         "seed": 0,
         "num_images": 16,
         "digit": 3,
-        "guidance": DEFAULT_GUIDANCE_SCALE,
-        "autoguidance": DEFAULT_AUTOGUIDANCE_SCALE,
+        "guidance": conditional.get("guidance_scale", DEFAULT_GUIDANCE_SCALE),
+        "autoguidance": best.get("autoguidance_scale", DEFAULT_AUTOGUIDANCE_SCALE),
     }
 
 
