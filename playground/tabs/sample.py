@@ -123,8 +123,8 @@ def sample_stream(
             kept.append(
                 (step_index + 1, int(timestep), kwargs["latents"].clone(), None if x0 is None else x0.float().clone())
             )
-            progress((step_index + 1) / steps, desc=f"{sampler} step {step_index + 1}/{steps}")
             if emit is not None and time.perf_counter() - last_shown[0] >= STREAM_INTERVAL_S:
+                progress((step_index + 1) / steps, desc=f"{sampler} step {step_index + 1}/{steps}")
                 emit((gr.skip(), picture(*kept[-1]), f"{sampler} step {step_index + 1}/{steps} …", gr.skip()))
                 last_shown[0] = time.perf_counter()
         return kwargs
