@@ -66,24 +66,33 @@ def cancellable(handler):
         @functools.wraps(handler)
         async def stream(*args, **kwargs):
             loop, stop, updates = asyncio.get_running_loop(), threading.Event(), asyncio.Queue()
+            taken = threading.Semaphore(0)  # the page side took a yielded update and asks for the next
 
-            def emit(update) -> None:  # in the worker: hand one update to the page's side
+            def send(update, yielded: bool) -> None:  # in the worker: hand one update to the page's side
                 with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
-                    loop.call_soon_threadsafe(updates.put_nowait, update)
+                    loop.call_soon_threadsafe(updates.put_nowait, (update, yielded))
 
             def run() -> None:  # in the worker: the whole handler, each update sent as it comes
                 try:
-                    for update in with_stop(handler, args, kwargs, stop, emit)():
+                    for update in with_stop(handler, args, kwargs, stop, lambda u: send(u, False))():
                         if stop.is_set():
                             return
-                        emit(update)
+                        send(update, True)
+                        # as a generator does, go on only once the page took it: what comes next (decoding the
+                        # trajectory) must not take the CPU from sending this (the digits)
+                        while not taken.acquire(timeout=0.1):
+                            if stop.is_set():
+                                return
                 finally:
-                    emit(_DONE)
+                    send(_DONE, False)
 
             worker = asyncio.ensure_future(_in_thread(run))
             try:
-                while (update := await updates.get()) is not _DONE:
+                while (item := await updates.get())[0] is not _DONE:
+                    update, yielded = item
                     yield update
+                    if yielded:
+                        taken.release()
                 await worker  # the handler's error, if it failed
             finally:  # finished, failed, cancelled or closed: the worker stops after its current step
                 stop.set()
