@@ -31,6 +31,15 @@ ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
 # Another Python with torch and another diffusers release (e.g. a venv with diffusers==0.36.0), for the version test
 OTHER_DIFFUSERS_PYTHON = os.environ.get("OTHER_DIFFUSERS_PYTHON")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No test here may reach the Hub: the repo ids below are served from a local Hub cache (tests/support/
+    plain_diffusers.py forces the same in the Python it starts)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 # bundled folder → how it is sampled (the same call in both routes)
 BUNDLED = {
     "ddpm-pixel": "guided",
