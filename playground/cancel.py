@@ -51,9 +51,10 @@ async def _in_thread(function, *args):
 
 def with_stop(handler, args: tuple, kwargs: dict, stop: threading.Event, emit=None) -> functools.partial:
     """``handler`` bound to its arguments with ``stop`` (and ``emit``, if it takes one) set."""
-    bound = inspect.signature(handler).bind(*args, **kwargs)
+    signature = inspect.signature(handler)
+    bound = signature.bind(*args, **kwargs)
     bound.arguments["stop"] = stop
-    if emit is not None and "emit" in inspect.signature(handler).parameters:
+    if emit is not None and "emit" in signature.parameters:
         bound.arguments["emit"] = emit
     return functools.partial(handler, *bound.args, **bound.kwargs)
 

@@ -41,10 +41,8 @@ TRUST_FORWARDED = os.environ.get("PLAYGROUND_TRUST_FORWARDED", "1" if os.environ
 
 def visitor(request, trust_forwarded: bool = TRUST_FORWARDED) -> str:
     """Who sent ``request`` (a starlette/fastapi request): see the module's docstring."""
-    forwarded = request.headers.get("x-forwarded-for", "") if trust_forwarded else ""
-    if forwarded.split(",")[0].strip():
-        return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else "unknown"
+    first = request.headers.get("x-forwarded-for", "").split(",")[0].strip() if trust_forwarded else ""
+    return first or (request.client.host if request.client else "unknown")
 
 
 @dataclass(frozen=True)
@@ -61,8 +59,9 @@ def held(queue, joining: Counter | None = None, trust_forwarded: bool = TRUST_FO
     heavy) pairs admitted whose push has not put them in the queue yet (it awaits before it does)."""
     waiting = [event for group in queue.event_queue_per_concurrency_id.values() for event in group.queue]
     running = [event for job in queue.active_jobs if job for event in job]
+    joining = joining or Counter()
     events, heavy = Counter(), Counter()
-    for (who, is_heavy), count in (joining or Counter()).items():
+    for (who, is_heavy), count in joining.items():
         events[who] += count
         heavy[who] += count * is_heavy
     for event in waiting + running:
@@ -71,7 +70,7 @@ def held(queue, joining: Counter | None = None, trust_forwarded: bool = TRUST_FO
         who = visitor(event.request, trust_forwarded) if event.request is not None else "unknown"
         events[who] += 1
         heavy[who] += event.concurrency_id in HEAVY_GROUPS
-    heavy_joining = sum(count for (_, is_heavy), count in (joining or Counter()).items() if is_heavy)
+    heavy_joining = sum(count for (_, is_heavy), count in joining.items() if is_heavy)
     heavy_waiting = sum(event.concurrency_id in HEAVY_GROUPS for event in waiting) + heavy_joining
     return Held(events, heavy, heavy_waiting)
 
