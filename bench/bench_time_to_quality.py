@@ -1,8 +1,8 @@
 """Time to quality: train a recipe from scratch and score its model at fixed CPU-time intervals.
 
-    python -m bench.bench_time_to_quality --recipe ddpm-latent [--every 2] [--threads 1]
-    python -m bench.bench_time_to_quality --recipe ddpm-latent --compare ddpm-latent-wide   # side by side
-    python -m bench.bench_time_to_quality --recipe ddpm-latent --rescore   # score a finished training again
+    python -m bench.bench_time_to_quality --recipe ddpm-latent-fast [--every 2] [--threads 1]
+    python -m bench.bench_time_to_quality --recipe ddpm-latent-fast --compare my-latent.yaml   # side by side
+    python -m bench.bench_time_to_quality --recipe ddpm-latent-fast --rescore   # score a finished training again
 
 The clock is this process's CPU time (user + sys, ``time.process_time``): it counts every stage of the recipe
 (VAE, guide, the model itself) and leaves out the snapshots' exports and all scoring, which happen after training.

@@ -11,6 +11,7 @@ uploads: ``refresh_bundled`` stages it in place after the project's modules or t
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -79,6 +80,14 @@ def _is_code(relative: Path, components: set[str]) -> bool:
     return relative.suffix == ".py" and (len(relative.parts) == 1 or relative.parts[0] in components)
 
 
+def _forget_local_path(config_file: Path) -> None:
+    """Drop the ``_name_or_path`` diffusers records when a component was loaded from a folder (a trainer's own path,
+    e.g. the VAE stage's export): the published repo is that component's home."""
+    config = json.loads(config_file.read_text())
+    if config.pop("_name_or_path", None) is not None:
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def stage_folder(
     folder: str | Path, target: str | Path, repo_id: str, license: str = "mit", source_url: str | None = None
 ) -> Path:
@@ -95,6 +104,8 @@ def stage_folder(
             continue
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target / relative)  # follows links: the staged folder holds real files
+        if relative.name in ("config.json", "model_index.json"):
+            _forget_local_path(target / relative)
     write_hub_code(target, *classes)
     (target / ".gitattributes").write_text(GITATTRIBUTES)
     if not (target / SAMPLES_FILE).is_file():  # a folder's own grid is kept: delete it to draw a new one

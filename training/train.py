@@ -1,6 +1,7 @@
 """Train a bundled model from scratch in one command, from its recipe ``training/recipes/<name>.yaml``:
 
     python -m training.train --recipe ddpm-latent [--output_root runs/recipes]
+    python -m training.train --recipe ddpm-latent-fast   # its fast recipe, the time-to-quality benchmark's
     python -m training.train --recipe my-recipe.yaml     # a recipe file of your own, in the same format
 
 A recipe lists stages, each a task of the one loop (vae, ddpm, classifier) with its config; a value "{stage}"
@@ -168,7 +169,7 @@ def finish_recipe(name: str, configs: dict, **facts) -> Path:
     the recipe, its command, every stage's config and ``facts`` (e.g. the CPU-minutes it took)."""
     recipe = load_recipe(name)
     model, guide = export_path(configs[recipe["export"]][1]), guide_folder(name, configs)
-    if guide is not None and not (model / "guide_unet").is_dir():
+    if guide is not None:  # attached each time: a rerun after the recipe's guide changed must not keep the old one
         from .attach_guide import attach_guide
 
         attach_guide(model, guide[0])

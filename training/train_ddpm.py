@@ -2,7 +2,7 @@
 by label dropout), with the ε-prediction loss of the notes (or x_0 / v prediction).
 
     accelerate launch -m training.train_ddpm --output_dir runs/ddpm --max_steps 20000
-    python -m training.train_ddpm --config configs/ddpm-conditional.yaml
+    python -m training.train_ddpm --config my-ddpm.yaml     # the same flags as a YAML file of your own
 """
 
 from __future__ import annotations

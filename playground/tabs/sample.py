@@ -13,7 +13,6 @@ import torch
 from PIL import Image, ImageDraw
 
 from pipelines.defaults import (
-    DEFAULT_AUTOGUIDANCE_INTERVAL,
     DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_DDIM_ETA,
     DEFAULT_GUIDANCE_SCALE,
@@ -129,6 +128,7 @@ def sample_stream(
                 last_shown[0] = time.perf_counter()
         return kwargs
 
+    guidance_kwargs = app_sampling_kwargs(pipe, guidance_scale=guidance, autoguidance_scale=autoguidance)
     start = time.perf_counter()
     try:
         output = pipe(
@@ -137,7 +137,7 @@ def sample_stream(
             num_inference_steps=steps,
             eta=eta,
             class_labels=digit if conditional else None,
-            **app_sampling_kwargs(pipe, guidance_scale=guidance, autoguidance_scale=autoguidance),
+            **guidance_kwargs,
             output_type="pt",
             callback_on_step_end=on_step_end,
             callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
@@ -149,8 +149,11 @@ def sample_stream(
     seconds = time.perf_counter() - start
     what = f"digit {digit}, guidance w = {guidance:g}" if conditional else "unconditional"
     if pipe.guide_unet is not None:
-        low, high = DEFAULT_AUTOGUIDANCE_INTERVAL
-        what += f", autoguidance w = {autoguidance:g} where {low:g} < σ_t ≤ {high:g}"
+        what += f", autoguidance w = {autoguidance:g}"
+    guided = guidance != 1 if conditional else pipe.guide_unet is not None and autoguidance != 1
+    if guided and guidance_kwargs.get("guidance_interval"):  # the model's own interval, for the guidance it has
+        low, high = guidance_kwargs["guidance_interval"]
+        what += f" where {low:g} < σ_t ≤ {high:g}"
     status = (
         f"**{num_images} images** from the {models.SPECS[model].label} with {sampler} "
         f"({steps} steps{f', η = {eta:g}' if resolve_sampler(sampler).takes_eta else ''}; {what}; seed {seed}) "

@@ -18,7 +18,7 @@ import torch
 from diffusers import UNet2DModel
 
 from pipelines import DDPMPipeline, DDPMScheduler, VAEPipeline
-from pipelines.defaults import DEFAULT_AUTOGUIDANCE_INTERVAL, DEFAULT_SAMPLER
+from pipelines.defaults import DEFAULT_GUIDANCE_INTERVAL, DEFAULT_SAMPLER
 from pipelines.digit_classifier import load_classifier
 from pipelines.samplers import stored_sampling
 from tests.support.models import tiny_unet
@@ -246,7 +246,7 @@ def test_a_bundled_guide_is_used_at_the_asked_weight_and_recorded(tiny_ddpm_fold
     plain = evaluate_folder(tmp_path / "guided", autoguidance_scale=1.0, **kwargs)
     assert guided["autoguidance_scale"] == 3.0 and plain["autoguidance_scale"] == 1.0
     assert guided["frechet_distance"] != plain["frechet_distance"]  # the guide changed the samples
-    assert guided["guidance_interval"] == list(DEFAULT_AUTOGUIDANCE_INTERVAL)
+    assert guided["guidance_interval"] == list(DEFAULT_GUIDANCE_INTERVAL)
     everywhere = evaluate_folder(tmp_path / "guided", autoguidance_scale=3.0, guidance_interval=None, **kwargs)
     assert everywhere["guidance_interval"] is None
     nowhere = evaluate_folder(tmp_path / "guided", autoguidance_scale=3.0, guidance_interval=(50.0, 60.0), **kwargs)
@@ -341,6 +341,20 @@ def test_evaluate_folder_on_a_class_conditional_pixel_ddpm_reports_bits_per_dim(
     metrics = evaluate_folder(tmp_path, num_samples=10, steps=2)
     assert 0 <= metrics["class_accuracy"] <= 1
     assert math.isfinite(metrics["test_bits_per_dim"]) and metrics["test_bits_per_dim"] > 0
+
+
+def test_a_conditional_models_guidance_is_limited_to_the_interval_asked_for(tmp_path):
+    torch.manual_seed(2)
+    DDPMPipeline(
+        tiny_unet(num_class_embeds=11, sample_size=28), DDPMScheduler(num_train_timesteps=50), None
+    ).save_pretrained(tmp_path)
+    kwargs = {"num_samples": 20, "steps": 3, "bits_per_dim": False}
+    plain = evaluate_folder(tmp_path, guidance_scale=1.0, **kwargs)
+    guided = evaluate_folder(tmp_path, guidance_scale=3.0, guidance_interval=None, **kwargs)
+    nowhere = evaluate_folder(tmp_path, guidance_scale=3.0, guidance_interval=(50.0, 60.0), **kwargs)
+    assert guided["frechet_distance"] != plain["frechet_distance"] and guided["guidance_interval"] is None
+    assert nowhere["frechet_distance"] == plain["frechet_distance"]  # no step in the interval: w = 1 throughout
+    assert nowhere["guidance_interval"] == [50.0, 60.0]
 
 
 def test_vae_bounds_on_held_out_digits_are_plausible_and_iwae_is_tighter(monkeypatch):

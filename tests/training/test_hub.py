@@ -167,6 +167,21 @@ def test_dry_run_writes_exactly_the_upload_and_sends_nothing(model_folder, hub_c
     assert written == uploaded
 
 
+def test_a_components_local_path_is_not_published(model_folder, tmp_path):
+    """diffusers records where a component was loaded from (a trainer's own folder): the repo is its home now."""
+    config_file = model_folder / "unet" / "config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "_name_or_path": "/home/someone/runs/vae/model/unet"}))
+    index_file = model_folder / "model_index.json"
+    index = json.loads(index_file.read_text())
+    index_file.write_text(json.dumps({**index, "_name_or_path": "/home/someone/runs/ddpm/model"}))
+    target = tmp_path / "dry"
+    publish_cli.main([str(model_folder), "--repo-id", REPO, "--dry-run", "--dry-run-dir", str(target)])
+    staged = json.loads((target / "unet" / "config.json").read_text())
+    assert "_name_or_path" not in staged and staged == config
+    assert "/home/someone" not in "".join(p.read_text() for p in target.rglob("*.json"))
+
+
 def test_no_token_in_card_or_output(model_folder, hub_calls, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     publish_cli.main([str(model_folder), "--repo-id", REPO, "--private"])

@@ -1,7 +1,8 @@
 """Every bundled model has a recipe (training/recipes/<name>.yaml) that trains it from scratch in one command:
 each recipe parses, its stages are the training commands recorded in the model's training.json, and a tiny
 variant of each runs end to end (guide attached where the model has one, the recipe recorded in training.json).
-The colour recipes (sklearn-patches, docs/training.md#colour) train models that are not bundled."""
+Two kinds of recipe train models that are not bundled: the colour ones (sklearn-patches, docs/training.md#colour)
+and the fast ones ("<model>-fast", the time-to-quality benchmark's, docs/time-to-quality.md)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ TINY = {
     "classifier": {"channels": 8, "feature_dim": 16, "batch_size": 32, "max_steps": 3, "lr_warmup_steps": 2},
 }  # fmt: skip
 COLOUR = ("colour-latent", "colour-pixel")  # recipes of models trained in docs/training.md, not bundled
+FAST = tuple(name for name in recipes.recipe_names() if name.endswith("-fast"))  # the time-to-quality benchmark's
 COMMON = {"data": "sklearn-digits", "image_size": 8, "max_steps": 2, "max_minutes": 0, "checkpoint_every": 0}
 COMMON |= {"sample_every": 0, "num_threads": 1}  # each stage keeps its own mixed_precision
 
@@ -38,8 +40,10 @@ FOLDERS_AND_THREADS = ("output_dir", "vae", "init_from", "export_dir", "num_thre
 
 
 def comparable(config, ignored: tuple[str, ...] = NOT_COMPARED) -> dict:
+    """The config's fields, each ignored one at its default (not a config again: a default max_steps may lie below a
+    stage's snapshot_steps)."""
     defaults = {f.name: f.default for f in dataclasses.fields(config) if f.name in ignored}
-    return dataclasses.asdict(dataclasses.replace(config, **defaults))
+    return {**dataclasses.asdict(config), **defaults}
 
 
 def recorded_configs(model: str) -> list[tuple[str, dict]]:
@@ -66,8 +70,9 @@ def recorded_stages(record: dict) -> list[tuple[str, object]]:
 
 
 def test_every_bundled_model_has_a_recipe():
-    bundled = [name for name in recipes.recipe_names() if name not in COLOUR]
+    bundled = [name for name in recipes.recipe_names() if name not in COLOUR + FAST]
     assert bundled == sorted(p.name for p in MODELS.iterdir() if p.is_dir())
+    assert FAST and all(name.removesuffix("-fast") in bundled for name in FAST)  # a fast recipe of a bundled model
 
 
 @pytest.mark.parametrize("name", recipes.recipe_names())
@@ -82,6 +87,13 @@ def test_each_recipe_parses_and_its_stages_are_the_recorded_commands(name, tmp_p
         assert [(kind, comparable(config, FOLDERS_AND_THREADS)) for kind, config in recorded_stages(record)] == mine
     elif name in COLOUR:
         assert all(config.data == "sklearn-patches" and config.image_size == 32 for _, config in stages.values())
+    elif name in FAST:  # the same networks as the bundled model's recipe, trained for fewer steps
+        bundled = recipes.stage_configs(name.removesuffix("-fast"), tmp_path)
+        networks = ("block_out_channels", "layers_per_block", "latent_channels", "num_classes", "space")
+        for stage, (kind, config) in stages.items():  # each stage has its namesake in the bundled recipe
+            bundled_kind, bundled_config = bundled[stage]
+            assert kind == bundled_kind and config.max_steps <= bundled_config.max_steps
+            assert all(getattr(config, k, None) == getattr(bundled_config, k, None) for k in networks)
     elif record_file.is_file():
         recorded = recorded_configs(name)
         assert recorded, f"no training command found in models/{name}/training.json"
@@ -102,14 +114,17 @@ def test_a_recipe_refers_only_to_earlier_stages(tmp_path, monkeypatch):
 
 
 def tiny_recipe(name: str, folder: Path) -> str:
-    """The recipe itself; or, where its guide is its own snapshot (which must lie below the tiny max_steps), a copy
-    of it in ``folder`` with that snapshot at step 1."""
+    """The recipe itself; or, where a stage keeps snapshots (which must lie below the tiny max_steps), a copy of it in
+    ``folder`` with each such stage's snapshot at step 1 (and the guide, where it is a snapshot, taken there)."""
     recipe = recipes.load_recipe(name)
-    stage, step = recipes.guide_reference(str(recipe.get("guide", "")))
-    if step is None:
+    snapshotting = [spec for spec in recipe["stages"].values() if spec.get("config", {}).get("snapshot_steps")]
+    if not snapshotting:
         return name
-    recipe["guide"] = f"{stage}@1"
-    recipe["stages"][stage]["config"]["snapshot_steps"] = [1]
+    for spec in snapshotting:
+        spec["config"]["snapshot_steps"] = [1]
+    stage, step = recipes.guide_reference(str(recipe.get("guide", "")))
+    if step is not None:
+        recipe["guide"] = f"{stage}@1"
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return str(path)
@@ -134,7 +149,7 @@ def test_a_tiny_variant_of_each_recipe_runs_end_to_end(name, tmp_path):
     assert ("guide" in recipe) == (getattr(pipe, "guide_unet", None) is not None)
     pipe.set_progress_bar_config(disable=True)
     kwargs = {"num_inference_steps": 2} if hasattr(pipe, "unet") else {}
-    kwargs |= {"class_labels": [1]} if name == "ddpm-conditional" else {}
+    kwargs |= {"class_labels": [1]} if name.startswith("ddpm-conditional") else {}
     images = pipe(batch_size=1, generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).images
     assert images.shape == (1, 1, 8, 8) and torch.isfinite(images).all()
 
@@ -173,3 +188,18 @@ def test_a_guide_snapshot_must_be_one_the_stage_exports(tmp_path):
         recipes.load_recipe(str(recipe))
     with pytest.raises(ValueError, match="snapshot_steps .* must lie below max_steps"):
         DDPMTrainConfig(snapshot_steps=(4,), max_steps=4)
+
+
+def test_a_recipe_run_again_attaches_its_own_guide_over_a_stale_one(tmp_path):
+    """After a recipe's guide changed, running it again must not keep the guide the last run attached."""
+    from safetensors.torch import load_file, save_file
+
+    recipe_file = tiny_recipe("ddpm-latent-fast", tmp_path)
+    overrides = {kind: COMMON | tiny for kind, tiny in TINY.items()}
+    model = recipes.run_recipe(recipe_file, tmp_path, overrides=overrides)
+    weights = model / "guide_unet" / "diffusion_pytorch_model.safetensors"
+    wanted = load_file(weights)
+    save_file({name: tensor + 1 for name, tensor in wanted.items()}, weights)  # another guide, attached before
+    recipes.run_recipe(recipe_file, tmp_path, overrides=overrides)  # every stage done: only finishing runs
+    again = load_file(weights)
+    assert again.keys() == wanted.keys() and all(torch.equal(again[k], wanted[k]) for k in wanted)
