@@ -164,12 +164,25 @@ def guide_folder(name: str, configs: dict) -> tuple[Path, int] | None:
     return folder, 0
 
 
+def _has_guide(model: Path, guide: Path) -> bool:
+    """Whether ``model``'s guide_unet already holds the UNet weights of the pipeline folder ``guide``."""
+    import torch
+    from safetensors.torch import load_file
+
+    weights = "diffusion_pytorch_model.safetensors"
+    attached, source = model / "guide_unet" / weights, guide / "unet" / weights
+    if not (attached.is_file() and source.is_file()):
+        return False
+    a, b = load_file(attached), load_file(source)
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def finish_recipe(name: str, configs: dict, **facts) -> Path:
     """Attach the guide stage's model (if the recipe has one) to the exported stage's and write its training.json:
     the recipe, its command, every stage's config and ``facts`` (e.g. the CPU-minutes it took)."""
     recipe = load_recipe(name)
     model, guide = export_path(configs[recipe["export"]][1]), guide_folder(name, configs)
-    if guide is not None:  # attached each time: a rerun after the recipe's guide changed must not keep the old one
+    if guide is not None and not _has_guide(model, guide[0]):  # a rerun after the guide changed attaches the new one
         from .attach_guide import attach_guide
 
         attach_guide(model, guide[0])
